@@ -1,0 +1,294 @@
+//! The demo app: a small API on rocket_sqlite_sessions.
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! Users live in the demo's own table (`demo_users`) in the same SQLite file as
+//! the sessions, passwords hashed with Argon2id. Registration, login, `/me` and
+//! `/health` are the demo's; `/auth/refresh`, `/auth/logout`, `/auth/logout-all`
+//! and `/auth/sessions` come from `rocket_sqlite_sessions::routes()`.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use r2d2_sqlite::SqliteConnectionManager;
+use rocket::fairing::AdHoc;
+use rocket::http::Status;
+use rocket::serde::json::{self, Json};
+use rocket::{catch, catchers, get, post, routes, Build, Request, Rocket, State};
+use rocket_sqlite_sessions::{AuthUser, ClientInfo, Sessions, SessionsConfig, TokenPair};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The demo's users table, in the sessions database file.
+struct Users {
+    pool: Pool,
+}
+
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_USERNAME_CHARS: usize = 128;
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// A JSON error answer: `{"error": code, "message": message}`.
+type ApiError = (Status, Json<Value>);
+
+fn api_error(status: Status, code: &str, message: &str) -> ApiError {
+    (status, Json(json!({ "error": code, "message": message })))
+}
+
+/// Maps a body that is not `{"username","password"}` to 422 (413 when too large).
+fn credentials(body: Result<Json<Credentials>, json::Error<'_>>) -> Result<Credentials, ApiError> {
+    match body {
+        Ok(Json(credentials)) => Ok(credentials),
+        Err(json::Error::Io(_)) => Err(api_error(
+            Status::PayloadTooLarge,
+            "payload_too_large",
+            "The request body is too large.",
+        )),
+        Err(json::Error::Parse(..)) => Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_request",
+            "The body must be JSON: {\"username\": \"…\", \"password\": \"…\"}.",
+        )),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    rocket::tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(api_error(
+            Status::InternalServerError,
+            "internal_error",
+            "An internal error occurred.",
+        ))
+    })
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    log::error!("demo: users table: {error}");
+    api_error(
+        Status::ServiceUnavailable,
+        "unavailable",
+        "The database is temporarily unavailable; try again shortly.",
+    )
+}
+
+#[post("/register", data = "<body>")]
+async fn register(
+    users: &State<Users>,
+    body: Result<Json<Credentials>, json::Error<'_>>,
+) -> Result<(Status, Json<Value>), ApiError> {
+    let Credentials { username, password } = credentials(body)?;
+    let username_chars = username.chars().count();
+    if username.trim().is_empty() || username_chars > MAX_USERNAME_CHARS || username.chars().any(char::is_control) {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_username",
+            "The username must be 1 to 128 characters, not all spaces, with no control characters.",
+        ));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_password",
+            "The password must be at least 8 characters (and at most 1024 bytes).",
+        ));
+    }
+    let pool = users.pool.clone();
+    let user_id = blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(unavailable)?
+            .to_string();
+        let connection = pool.get().map_err(unavailable)?;
+        let inserted = connection.execute(
+            "INSERT INTO demo_users (username, password_hash, created_at) VALUES (?1, ?2, unixepoch())
+             ON CONFLICT (username) DO NOTHING",
+            rusqlite::params![username, hash],
+        );
+        match inserted {
+            Ok(0) => Err(api_error(Status::Conflict, "username_taken", "That username is taken.")),
+            Ok(_) => Ok(connection.last_insert_rowid()),
+            Err(e) => Err(unavailable(e)),
+        }
+    })
+    .await?;
+    Ok((Status::Created, Json(json!({ "user_id": user_id }))))
+}
+
+/// A hash to verify against when the username is unknown, so both failures take
+/// the same time.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"decoy password", &SaltString::generate(&mut OsRng))
+            .expect("hashing a constant succeeds")
+            .to_string()
+    })
+}
+
+#[post("/login", data = "<body>")]
+async fn login(
+    users: &State<Users>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    body: Result<Json<Credentials>, json::Error<'_>>,
+) -> Result<TokenPair, ApiError> {
+    let Credentials { username, password } = credentials(body)?;
+    let pool = users.pool.clone();
+    let user_id = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let found: Option<(i64, String)> = connection
+            .query_row(
+                "SELECT id, password_hash FROM demo_users WHERE username = ?1",
+                [&username],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(unavailable)?;
+        let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
+        let matches = password.len() <= MAX_PASSWORD_BYTES
+            && PasswordHash::new(stored)
+                .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
+        match found {
+            Some((id, _)) if matches => Ok(id),
+            _ => Err(api_error(
+                Status::Unauthorized,
+                "invalid_credentials",
+                "Invalid username or password.",
+            )),
+        }
+    })
+    .await?;
+    sessions
+        .login(&user_id.to_string(), (), &client)
+        .await
+        .map_err(|e| match e {
+            rocket_sqlite_sessions::Error::Store(cause) => unavailable(cause),
+            other => {
+                log::error!("demo: login failed: {other}");
+                api_error(
+                    Status::InternalServerError,
+                    "internal_error",
+                    "An internal error occurred.",
+                )
+            }
+        })
+}
+
+#[get("/me")]
+async fn me(users: &State<Users>, user: AuthUser) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        api_error(
+            Status::Unauthorized,
+            "invalid_token",
+            rocket_sqlite_sessions::INVALID_TOKEN_MESSAGE,
+        )
+    };
+    let id: i64 = user.id.parse().map_err(|_| not_found())?;
+    let pool = users.pool.clone();
+    let username = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        connection
+            .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
+                row.get::<_, String>(0)
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(unavailable(e)),
+            })
+    })
+    .await?
+    .ok_or_else(not_found)?;
+    Ok(Json(
+        json!({ "user_id": id, "username": username, "session_id": user.session_id }),
+    ))
+}
+
+#[get("/health")]
+fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Every error the demo does not answer itself, as JSON.
+#[catch(default)]
+fn json_error(status: Status, _: &Request<'_>) -> (Status, Json<Value>) {
+    let code = status.reason_lossy().to_ascii_lowercase().replace([' ', '-'], "_");
+    api_error(status, &code, status.reason_lossy())
+}
+
+/// Opens the demo's users table in the sessions file.
+fn users_fairing() -> AdHoc {
+    AdHoc::try_on_ignite("demo users", |rocket| async {
+        let database = match SessionsConfig::from_figment(rocket.figment()) {
+            Ok(config) => config.database,
+            Err(e) => {
+                log::error!("demo: {e}");
+                return Err(rocket);
+            }
+        };
+        let manager = SqliteConnectionManager::file(&database).with_init(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        });
+        let opened = r2d2::Pool::builder()
+            .max_size(4)
+            .build(manager)
+            .map_err(|e| e.to_string())
+            .and_then(|pool| {
+                pool.get()
+                    .map_err(|e| e.to_string())?
+                    .execute_batch(
+                        "CREATE TABLE IF NOT EXISTS demo_users (
+                         id            INTEGER PRIMARY KEY,
+                         username      TEXT NOT NULL UNIQUE,
+                         password_hash TEXT NOT NULL,
+                         created_at    INTEGER NOT NULL
+                     )",
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok(pool)
+            });
+        match opened {
+            Ok(pool) => Ok(rocket.manage(Users { pool })),
+            Err(e) => {
+                log::error!("demo: cannot open the users table in `{}`: {e}", database.display());
+                Err(rocket)
+            }
+        }
+    })
+}
+
+/// The demo's routes, catchers and users table on `rocket`, which must have the
+/// sessions fairing attached.
+pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
+    rocket
+        .attach(users_fairing())
+        .mount("/", routes![health, me])
+        .mount("/auth", routes![register, login])
+        .mount("/auth", rocket_sqlite_sessions::routes())
+        .register("/", catchers![json_error])
+}
+
+#[rocket::launch]
+fn rocket() -> _ {
+    app(rocket::build().attach(Sessions::fairing()))
+}

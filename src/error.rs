@@ -1,0 +1,106 @@
+//! One error type for the crate, and how it answers over HTTP.
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use std::io::Cursor;
+
+use crate::store::StoreError;
+
+/// The one message every token failure carries, whatever the cause: the client
+/// learns nothing about which check failed.
+pub const INVALID_TOKEN_MESSAGE: &str = "The token is missing, malformed, expired or revoked.";
+
+/// What went wrong in a session operation.
+///
+/// As a Rocket [`Responder`] each variant becomes a JSON body
+/// `{"error": "<code>", "message": "…"}` with a fixed text: details of store
+/// failures go to the log, never to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The access or refresh token is missing, malformed, expired, revoked, reused,
+    /// or fails any other check. Answers 401 with
+    /// `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3).
+    #[error("invalid token")]
+    InvalidToken,
+    /// The session does not exist or is not the caller's own. Answers 404.
+    #[error("no such session among the user's active sessions")]
+    SessionNotFound,
+    /// The SQLite store failed (locked, full, read-only, I/O). Answers 503; the
+    /// cause is logged. Nothing already committed is lost.
+    #[error("session store failure: {0}")]
+    Store(#[from] StoreError),
+    /// A bug or an unexpected failure (a panicked blocking task, a claim that
+    /// cannot be serialised). Answers 500; the cause is logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The response every token failure gets, from a guard or from a route.
+pub(crate) fn invalid_token_response<'o>() -> Response<'o> {
+    json_response(Status::Unauthorized, "invalid_token", INVALID_TOKEN_MESSAGE)
+        .header(Header::new("WWW-Authenticate", r#"Bearer error="invalid_token""#))
+        .finalize()
+}
+
+/// Replaces `response`'s status and body with the generic token failure.
+pub(crate) fn rewrite_as_invalid_token(response: &mut Response<'_>) {
+    response.merge(invalid_token_response());
+}
+
+fn body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": code, "message": message }).to_string()
+}
+
+pub(crate) fn json_response<'o>(status: Status, code: &str, message: &str) -> response::Builder<'o> {
+    let body = body(code, message);
+    let mut builder = Response::build();
+    builder
+        .status(status)
+        .header(ContentType::JSON)
+        .header(Header::new("Cache-Control", "no-store"))
+        .sized_body(body.len(), Cursor::new(body));
+    builder
+}
+
+impl<'r> Responder<'r, 'static> for Error {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let response = match self {
+            Error::InvalidToken => invalid_token_response(),
+            Error::SessionNotFound => json_response(
+                Status::NotFound,
+                "not_found",
+                "No such session among your active sessions.",
+            )
+            .finalize(),
+            Error::Store(cause) => {
+                log::error!(
+                    "rocket_sqlite_sessions: {} {}: session store failure: {cause}",
+                    request.method(),
+                    request.uri().path()
+                );
+                json_response(
+                    Status::ServiceUnavailable,
+                    "unavailable",
+                    "The session store is temporarily unavailable; try again shortly.",
+                )
+                .header(Header::new("Retry-After", "1"))
+                .finalize()
+            }
+            Error::Internal(cause) => {
+                log::error!(
+                    "rocket_sqlite_sessions: {} {}: internal error: {cause}",
+                    request.method(),
+                    request.uri().path()
+                );
+                json_response(
+                    Status::InternalServerError,
+                    "internal_error",
+                    "An internal error occurred.",
+                )
+                .finalize()
+            }
+        };
+        Ok(response)
+    }
+}

@@ -1,0 +1,91 @@
+//! The fairing: configuration and store at ignite, the uniform 401 on responses.
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::Status;
+use rocket::{Build, Request, Response, Rocket};
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, SessionsConfig};
+use crate::error::{rewrite_as_invalid_token, Error};
+use crate::guard::Authentication;
+use crate::manager::Sessions;
+
+/// The fairing returned by [`Sessions::fairing()`].
+///
+/// At ignite it reads and validates `[sessions]`, opens and migrates the SQLite
+/// file, loads what is revoked into memory and manages a [`Sessions`]; launch
+/// fails with a message naming the offending key when anything is wrong. On each
+/// response refused by [`AuthUser`](crate::AuthUser) it sets the uniform 401 body
+/// and `WWW-Authenticate` header, whatever catcher the app has.
+pub struct SessionsFairing {
+    clock: Clock,
+}
+
+impl Sessions {
+    /// The fairing that sets up session management from the `[sessions]` table of
+    /// Rocket's configuration.
+    pub fn fairing() -> SessionsFairing {
+        SessionsFairing { clock: Clock::system() }
+    }
+}
+
+impl SessionsFairing {
+    /// Uses `clock` for every expiry decision instead of the system time: for
+    /// tests, with a [`ManualClock`](crate::ManualClock).
+    pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for SessionsFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "rocket_sqlite_sessions",
+            kind: Kind::Ignite | Kind::Response,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let debug_profile = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
+        let settings = match SessionsConfig::from_figment(rocket.figment()).and_then(|c| c.validate(debug_profile)) {
+            Ok(settings) => settings,
+            Err(error) => {
+                log::error!("rocket_sqlite_sessions: {error}");
+                return Err(rocket);
+            }
+        };
+        if settings.secret_was_generated {
+            log::warn!(
+                "rocket_sqlite_sessions: `sessions.secret` is not set; a random key is used for this run, \
+                 so tokens will not survive a restart. Set a secret before deploying."
+            );
+        }
+        let database = settings.database.clone();
+        match Sessions::open(settings, self.clock.clone()).await {
+            Ok(sessions) => Ok(rocket.manage(sessions)),
+            Err(error) => {
+                let cause = match error {
+                    Error::Store(cause) => cause.to_string(),
+                    other => other.to_string(),
+                };
+                let error = ConfigError::Invalid {
+                    key: "database",
+                    message: format!(
+                        "cannot open `{}`: {cause}; check that its directory exists and is writable",
+                        database.display()
+                    ),
+                };
+                log::error!("rocket_sqlite_sessions: {error}");
+                Err(rocket)
+            }
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if response.status() == Status::Unauthorized && Authentication::rejected(request) {
+            rewrite_as_invalid_token(response);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Session management for [Rocket] 0.5 apps on one local SQLite file.
+//!
+//! Attach one fairing, mount the routes, and write `user: AuthUser` in a handler:
+//!
+//! ```no_run
+//! use rocket::{get, launch, routes};
+//! use rocket_sqlite_sessions::{AuthUser, Sessions};
+//!
+//! #[get("/")]
+//! fn page(user: AuthUser) -> String {
+//!     format!("hello {}", user.id)
+//! }
+//!
+//! #[launch]
+//! fn rocket() -> _ {
+//!     rocket::build()
+//!         .attach(Sessions::fairing()) // reads [sessions] from Rocket.toml
+//!         .mount("/auth", rocket_sqlite_sessions::routes())
+//!         .mount("/", routes![page])
+//! }
+//! ```
+//!
+//! After checking a user's password, a handler starts a session with
+//! [`Sessions::login`], which returns a short-lived JWT access token and an opaque
+//! refresh token. This runs as a test:
+//!
+//! ```
+//! use rocket::http::{Header, Status};
+//! use rocket::local::asynchronous::Client;
+//! use rocket::{get, post, routes, State};
+//! use rocket_sqlite_sessions::testing::TestHarness;
+//! use rocket_sqlite_sessions::{AuthUser, ClientInfo, Error, Sessions, TokenPair};
+//!
+//! #[post("/login")]
+//! async fn login(sessions: &State<Sessions>, client: ClientInfo) -> Result<TokenPair, Error> {
+//!     // An app checks the credentials first.
+//!     sessions.login("alice", serde_json::json!({"roles": ["admin"]}), &client).await
+//! }
+//!
+//! #[get("/")]
+//! fn page(user: AuthUser) -> String {
+//!     format!("hello {}", user.id)
+//! }
+//!
+//! # rocket::async_test(async {
+//! let harness = TestHarness::new();
+//! let rocket = harness.rocket().mount("/", routes![login, page]);
+//! let client = Client::tracked(rocket).await.unwrap();
+//!
+//! let tokens: serde_json::Value = client.post("/login").dispatch().await.into_json().await.unwrap();
+//! let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+//! let response = client.get("/").header(Header::new("Authorization", bearer.clone())).dispatch().await;
+//! assert_eq!(response.into_string().await.unwrap(), "hello alice");
+//!
+//! harness.clock().advance(15 * 60); // the default access TTL
+//! let response = client.get("/").header(Header::new("Authorization", bearer)).dispatch().await;
+//! assert_eq!(response.status(), Status::Unauthorized);
+//! # });
+//! ```
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the SQLite file, loads revocations |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session) |
+//! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
+//! | [`ClientInfo`] | request guard: IP and user agent recorded on the session |
+//! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
+//! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
+//! | [`Error`] | every failure, answering 401, 404, 503 or 500 with a JSON body |
+//! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
+//!
+//! # Security model
+//!
+//! Access tokens are HS256 JWTs (`typ: at+jwt`, with `kid`) that live
+//! `access_ttl` seconds and never outlive their session. Refresh tokens are 32
+//! random bytes; only their SHA-256 is stored. Every refresh rotates the token; a
+//! rotated token presented again after `reuse_grace` seconds revokes its whole
+//! session (RFC 9700 §4.14.2). Logout blocklists the access token's `jti` and
+//! revokes the session; both are held in memory, so the guard answers from memory
+//! and never waits on SQLite. Every token failure is the same 401.
+//!
+//! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
+//! `refresh_tokens` and `revoked_tokens`; an app may keep its own tables in the
+//! same file.
+//!
+//! [Rocket]: https://rocket.rs
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod config;
+mod error;
+mod fairing;
+mod guard;
+mod manager;
+mod revocation;
+mod routes;
+mod store;
+pub mod testing;
+mod token;
+
+pub use clock::{Clock, ManualClock};
+pub use config::{ConfigError, SessionsConfig, MIN_SECRET_BYTES};
+pub use error::{Error, INVALID_TOKEN_MESSAGE};
+pub use fairing::SessionsFairing;
+pub use guard::AuthUser;
+pub use manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
+pub use routes::routes;
+pub use store::StoreError;

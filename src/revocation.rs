@@ -1,0 +1,71 @@
+//! What is revoked, held in memory so the guard never waits on SQLite.
+//!
+//! The store is the durable copy; [`Revocations`] is rebuilt from it at ignite and
+//! updated by every revocation before (or together with) the write to the store,
+//! so a revoked token fails at once, everywhere in the process.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+/// Revoked session ids and blocklisted `jti`s, each with the unix time after which
+/// no access token it could reject is still within its `exp` (plus leeway).
+#[derive(Default)]
+pub(crate) struct Revocations {
+    jtis: RwLock<HashMap<String, i64>>,
+    sessions: RwLock<HashMap<String, i64>>,
+}
+
+impl Revocations {
+    /// Whether an access token with this `jti` and `sid` must be refused.
+    pub(crate) fn is_revoked(&self, jti: &str, session_id: &str) -> bool {
+        read(&self.sessions).contains_key(session_id) || read(&self.jtis).contains_key(jti)
+    }
+
+    pub(crate) fn revoke_jti(&self, jti: String, until: i64) {
+        write(&self.jtis).insert(jti, until);
+    }
+
+    pub(crate) fn revoke_session(&self, session_id: String, until: i64) {
+        write(&self.sessions).insert(session_id, until);
+    }
+
+    /// Replaces everything with what the store says is revoked.
+    pub(crate) fn load(&self, jtis: Vec<(String, i64)>, sessions: Vec<(String, i64)>) {
+        *write(&self.jtis) = jtis.into_iter().collect();
+        *write(&self.sessions) = sessions.into_iter().collect();
+    }
+
+    /// How many `jti`s and sessions are held.
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (read(&self.jtis).len(), read(&self.sessions).len())
+    }
+}
+
+// A panic while holding one of these locks cannot leave a map half-updated (each
+// update is one insert), so a poisoned lock is still safe to use.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoking_a_session_or_a_jti_rejects_the_token() {
+        let revocations = Revocations::default();
+        assert!(!revocations.is_revoked("j1", "s1"));
+        revocations.revoke_jti("j1".into(), 100);
+        assert!(revocations.is_revoked("j1", "s9"));
+        revocations.revoke_session("s2".into(), 100);
+        assert!(revocations.is_revoked("j9", "s2"));
+        assert!(!revocations.is_revoked("j9", "s9"));
+        revocations.load(vec![], vec![("s3".into(), 5)]);
+        assert_eq!(revocations.len(), (0, 1));
+        assert!(!revocations.is_revoked("j1", "s2"));
+    }
+}

@@ -1,0 +1,31 @@
+//! Schema migrations: numbered files in `sql/`, embedded in the binary, applied in
+//! one transaction and tracked by `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Every migration, in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../sql/0001_init.sql")];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to [`SCHEMA_VERSION`], or refuses a database written by a
+/// newer build. Concurrent callers are serialised by the immediate transaction.
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if !(0..=SCHEMA_VERSION).contains(&found) {
+        return Err(StoreError::UnsupportedSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
