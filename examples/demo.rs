@@ -288,7 +288,11 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
         .register("/", catchers![json_error])
 }
 
-#[rocket::launch]
-fn rocket() -> _ {
-    app(rocket::build().attach(Sessions::fairing()))
+#[rocket::main]
+async fn main() {
+    if let Err(error) = app(rocket::build().attach(Sessions::fairing())).launch().await {
+        // Rocket has logged the cause (a bad `[sessions]` key is named there).
+        eprintln!("the demo did not start: {error}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,174 @@
+//! Shared helpers: a minimal app on the crate, driven over HTTP by the local
+//! client, each on its own temporary database and manual clock.
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::serde::json::Json;
+use rocket::{get, post, routes, State};
+use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::{AuthUser, ClientInfo, Error, Sessions, TokenPair, INVALID_TOKEN_MESSAGE};
+use serde_json::{json, Value};
+
+#[post("/login/<user>")]
+async fn login(sessions: &State<Sessions>, client: ClientInfo, user: &str) -> Result<TokenPair, Error> {
+    sessions.login(user, json!({ "role": "member" }), &client).await
+}
+
+#[get("/whoami")]
+fn whoami(user: AuthUser) -> Json<Value> {
+    Json(json!({
+        "user_id": user.id,
+        "session_id": user.session_id,
+        "role": user.claim::<String>("role"),
+    }))
+}
+
+#[get("/maybe")]
+fn maybe(user: Option<AuthUser>) -> String {
+    user.map_or_else(|| "anonymous".to_string(), |user| user.id)
+}
+
+/// A token pair as the client received it.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub expires_in: i64,
+}
+
+/// The test app: a harness and a client on it.
+pub struct App {
+    pub harness: TestHarness,
+    pub client: Client,
+}
+
+impl App {
+    /// A fresh app with the configuration of Rocket.toml.
+    pub async fn start() -> App {
+        App::start_with(TestHarness::new(), |figment| figment).await
+    }
+
+    /// A fresh app whose configuration `configure` changes.
+    pub async fn configured(configure: impl FnOnce(Figment) -> Figment) -> App {
+        App::start_with(TestHarness::new(), configure).await
+    }
+
+    /// An app on an existing harness: the same file and clock.
+    pub async fn start_with(harness: TestHarness, configure: impl FnOnce(Figment) -> Figment) -> App {
+        let client = Client::tracked(rocket_on(&harness, configure))
+            .await
+            .expect("the app launches");
+        App { harness, client }
+    }
+
+    /// Shuts the app down, keeping its database and clock.
+    pub async fn stop(self) -> TestHarness {
+        self.client.terminate().await;
+        self.harness
+    }
+
+    pub async fn login(&self, user: &str) -> Tokens {
+        let response = self.client.post(format!("/login/{user}")).dispatch().await;
+        assert_eq!(response.status(), Status::Ok);
+        tokens_of(response).await
+    }
+
+    pub async fn whoami(&self, access: &str) -> LocalResponse<'_> {
+        self.client.get("/whoami").header(bearer(access)).dispatch().await
+    }
+
+    pub async fn whoami_status(&self, access: &str) -> Status {
+        self.whoami(access).await.status()
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> LocalResponse<'_> {
+        self.client
+            .post("/auth/refresh")
+            .header(ContentType::JSON)
+            .body(json!({ "refresh_token": refresh }).to_string())
+            .dispatch()
+            .await
+    }
+
+    /// Refreshes and expects success.
+    pub async fn rotate(&self, refresh: &str) -> Tokens {
+        let response = self.refresh(refresh).await;
+        assert_eq!(response.status(), Status::Ok, "refresh should succeed");
+        tokens_of(response).await
+    }
+
+    pub async fn refresh_status(&self, refresh: &str) -> Status {
+        self.refresh(refresh).await.status()
+    }
+
+    pub async fn post_bearer(&self, path: &str, access: &str) -> Status {
+        self.client
+            .post(path.to_string())
+            .header(bearer(access))
+            .dispatch()
+            .await
+            .status()
+    }
+
+    pub async fn sessions(&self, access: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .get("/auth/sessions")
+            .header(bearer(access))
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Ok);
+        response.into_json::<Vec<Value>>().await.expect("a JSON list")
+    }
+
+    pub fn secret(&self) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(self.harness.secret())
+            .unwrap()
+    }
+}
+
+/// The minimal app's Rocket on `harness`.
+pub fn rocket_on(harness: &TestHarness, configure: impl FnOnce(Figment) -> Figment) -> rocket::Rocket<rocket::Build> {
+    rocket::custom(configure(harness.figment()))
+        .attach(harness.fairing())
+        .mount("/", routes![login, whoami, maybe])
+        .mount("/auth", rocket_sqlite_sessions::routes())
+}
+
+pub fn bearer(token: &str) -> Header<'static> {
+    Header::new("Authorization", format!("Bearer {token}"))
+}
+
+pub async fn tokens_of(response: LocalResponse<'_>) -> Tokens {
+    assert_eq!(
+        response.headers().get_one("Cache-Control"),
+        Some("no-store"),
+        "token responses are not cached"
+    );
+    let body: Value = response.into_json().await.expect("a token response");
+    assert_eq!(body["token_type"], "Bearer");
+    Tokens {
+        access: body["access_token"].as_str().expect("access_token").to_string(),
+        refresh: body["refresh_token"].as_str().expect("refresh_token").to_string(),
+        expires_in: body["expires_in"].as_i64().expect("expires_in"),
+    }
+}
+
+/// Asserts the one response every token failure gets.
+pub async fn assert_invalid_token(response: LocalResponse<'_>) {
+    assert_eq!(response.status(), Status::Unauthorized);
+    assert_eq!(
+        response.headers().get_one("WWW-Authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    let body: Value = response.into_json().await.expect("a JSON body");
+    assert_eq!(
+        body,
+        json!({ "error": "invalid_token", "message": INVALID_TOKEN_MESSAGE })
+    );
+}

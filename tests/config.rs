@@ -1,0 +1,143 @@
+//! Configuration: every bad value fails launch with a message naming its key.
+
+mod common;
+
+use std::sync::{Mutex, Once};
+
+use rocket::figment::Figment;
+use rocket::local::asynchronous::Client;
+use rocket_sqlite_sessions::testing::TestHarness;
+use serde_json::{json, Value};
+
+/// Every log line of this test binary.
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).expect("no logger before this one");
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+}
+
+fn logged(needle: &str) -> bool {
+    LINES.lock().unwrap().iter().any(|line| line.contains(needle))
+}
+
+/// Launches the test app on `figment`; returns whether it launched.
+async fn launches(harness: &TestHarness, figment: Figment) -> bool {
+    capture_logs();
+    let rocket = rocket::custom(figment).attach(harness.fairing());
+    match Client::tracked(rocket).await {
+        Ok(_) => true,
+        Err(error) => match error.kind() {
+            rocket::error::ErrorKind::FailedFairings(failed) => {
+                assert!(failed.iter().all(|info| info.name == "rocket_sqlite_sessions"));
+                false
+            }
+            other => panic!("launch failed for another reason: {other:?}"),
+        },
+    }
+}
+
+#[rocket::async_test]
+async fn each_bad_value_fails_launch_naming_its_key() {
+    let cases: [(&str, Value, &str); 11] = [
+        ("access_ttl", json!(0), "sessions.access_ttl"),
+        ("refresh_ttl", json!(0), "sessions.refresh_ttl"),
+        ("idle_timeout", json!(0), "sessions.idle_timeout"),
+        ("absolute_timeout", json!(0), "sessions.absolute_timeout"),
+        ("secret", json!("c2hvcnQ="), "sessions.secret"),
+        ("secret", json!("*** not base64 ***"), "sessions.secret"),
+        (
+            "prune_schedule",
+            json!("every other tuesday"),
+            "sessions.prune_schedule",
+        ),
+        ("leeway", json!(5000), "sessions.leeway"),
+        ("issuer", json!(""), "sessions.issuer"),
+        ("access_ttl", json!("fifteen minutes"), "access_ttl"),
+        ("acess_ttl", json!(60), "acess_ttl"),
+    ];
+    for (key, value, named) in cases {
+        let harness = TestHarness::new();
+        let figment = harness.figment().merge((format!("sessions.{key}"), value));
+        assert!(!launches(&harness, figment).await, "launch should fail for {key}");
+        assert!(logged(named), "no log line names {named}");
+    }
+    assert!(!logged("*** not base64 ***"), "a rejected secret is never echoed");
+}
+
+#[rocket::async_test]
+async fn a_database_path_that_cannot_be_opened_fails_launch() {
+    let harness = TestHarness::new();
+    let path = harness.directory().join("no-such-directory").join("sessions.db");
+    let figment = harness.figment().merge(("sessions.database", &path));
+    assert!(!launches(&harness, figment).await);
+    assert!(logged("sessions.database"));
+    assert!(logged("no-such-directory"));
+}
+
+#[rocket::async_test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let harness = TestHarness::new();
+    let connection = rusqlite::Connection::open(harness.database()).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    assert!(!launches(&harness, harness.figment()).await);
+    assert!(logged("schema version is 99"));
+}
+
+#[rocket::async_test]
+async fn migrations_run_once_and_a_second_launch_reuses_the_schema() {
+    let harness = TestHarness::new();
+    assert!(launches(&harness, harness.figment()).await);
+    assert!(launches(&harness, harness.figment()).await);
+    let connection = rusqlite::Connection::open(harness.database()).unwrap();
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+/// A figment with no `sessions.secret` at all in `profile`, and a Rocket
+/// `secret_key` so that only the sessions secret can fail launch.
+fn without_secret(harness: &TestHarness, profile: &str) -> Figment {
+    Figment::from(rocket::Config::default())
+        .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
+        .merge(("sessions.database", harness.database()))
+        .select(profile)
+}
+
+#[rocket::async_test]
+async fn a_missing_secret_fails_launch_outside_the_debug_profile() {
+    let harness = TestHarness::new();
+    assert!(!launches(&harness, without_secret(&harness, "release")).await);
+    assert!(logged("`sessions.secret`: is required outside the debug profile"));
+}
+
+#[rocket::async_test]
+async fn a_missing_secret_in_debug_generates_one_with_a_warning() {
+    let harness = TestHarness::new();
+    assert!(launches(&harness, without_secret(&harness, "debug")).await);
+    assert!(logged("WARN rocket_sqlite_sessions: `sessions.secret` is not set"));
+}

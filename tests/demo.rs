@@ -1,0 +1,158 @@
+//! The demo app's HTTP contract (DESIGN.md), end to end.
+
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket_sqlite_sessions::testing::TestHarness;
+use serde_json::{json, Value};
+
+async fn start(harness: &TestHarness) -> Client {
+    Client::tracked(demo::app(harness.rocket()))
+        .await
+        .expect("the demo launches")
+}
+
+async fn post_json<'c>(client: &'c Client, path: &'static str, body: Value) -> LocalResponse<'c> {
+    client
+        .post(path)
+        .header(ContentType::JSON)
+        .body(body.to_string())
+        .dispatch()
+        .await
+}
+
+fn bearer(token: &str) -> Header<'static> {
+    Header::new("Authorization", format!("Bearer {token}"))
+}
+
+#[rocket::async_test]
+async fn register_login_me_refresh_logout() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    let credentials = json!({ "username": "alice", "password": "correct horse battery" });
+
+    let registered = post_json(&client, "/auth/register", credentials.clone()).await;
+    assert_eq!(registered.status(), Status::Created);
+    let user_id = registered.into_json::<Value>().await.unwrap()["user_id"].clone();
+    assert!(user_id.is_i64());
+
+    let login = post_json(&client, "/auth/login", credentials.clone()).await;
+    assert_eq!(login.status(), Status::Ok);
+    assert_eq!(login.headers().get_one("Cache-Control"), Some("no-store"));
+    let tokens: Value = login.into_json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let me = client.get("/me").header(bearer(access)).dispatch().await;
+    assert_eq!(me.status(), Status::Ok);
+    let me: Value = me.into_json().await.unwrap();
+    assert_eq!(me["user_id"], user_id);
+    assert_eq!(me["username"], "alice");
+    assert!(me["session_id"].is_string());
+
+    let refreshed = post_json(&client, "/auth/refresh", json!({ "refresh_token": refresh })).await;
+    assert_eq!(refreshed.status(), Status::Ok);
+    let refreshed: Value = refreshed.into_json().await.unwrap();
+    let new_access = refreshed["access_token"].as_str().unwrap();
+    assert_ne!(refreshed["refresh_token"], tokens["refresh_token"]);
+
+    let sessions = client.get("/auth/sessions").header(bearer(new_access)).dispatch().await;
+    let sessions: Vec<Value> = sessions.into_json().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["id"], me["session_id"]);
+    assert_eq!(sessions[0]["current"], true);
+
+    let logout = client.post("/auth/logout").header(bearer(new_access)).dispatch().await;
+    assert_eq!(logout.status(), Status::NoContent);
+    let after = client.get("/me").header(bearer(new_access)).dispatch().await;
+    assert_eq!(after.status(), Status::Unauthorized);
+    assert_eq!(
+        after.headers().get_one("WWW-Authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    let refresh_after = post_json(
+        &client,
+        "/auth/refresh",
+        json!({ "refresh_token": refreshed["refresh_token"] }),
+    )
+    .await;
+    assert_eq!(refresh_after.status(), Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn registration_refuses_taken_names_and_bad_input() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    let alice = json!({ "username": "alice", "password": "correct horse" });
+    assert_eq!(
+        post_json(&client, "/auth/register", alice.clone()).await.status(),
+        Status::Created
+    );
+    assert_eq!(
+        post_json(&client, "/auth/register", alice).await.status(),
+        Status::Conflict
+    );
+
+    for bad in [
+        json!({ "username": "bob", "password": "short" }),
+        json!({ "username": "", "password": "long enough" }),
+        json!({ "username": "x".repeat(200), "password": "long enough" }),
+        json!({ "username": "bob", "password": "p".repeat(5000) }),
+        json!({ "username": "bob" }),
+        json!({ "username": 5, "password": "long enough" }),
+        json!("not an object"),
+    ] {
+        let response = post_json(&client, "/auth/register", bad).await;
+        assert_eq!(response.status(), Status::UnprocessableEntity);
+        assert!(response.into_json::<Value>().await.unwrap()["error"].is_string());
+    }
+    let garbage = client.post("/auth/register").body("{not json").dispatch().await;
+    assert_eq!(garbage.status(), Status::UnprocessableEntity);
+}
+
+#[rocket::async_test]
+async fn login_gives_one_answer_for_unknown_user_and_wrong_password() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    let alice = json!({ "username": "alice", "password": "correct horse" });
+    post_json(&client, "/auth/register", alice).await;
+
+    let wrong = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "alice", "password": "wrong horse" }),
+    )
+    .await;
+    let unknown = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "nobody", "password": "wrong horse" }),
+    )
+    .await;
+    assert_eq!(wrong.status(), Status::Unauthorized);
+    assert_eq!(unknown.status(), Status::Unauthorized);
+    let wrong: Value = wrong.into_json().await.unwrap();
+    let unknown: Value = unknown.into_json().await.unwrap();
+    assert_eq!(wrong, unknown);
+}
+
+#[rocket::async_test]
+async fn health_needs_no_token_and_me_needs_one() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    assert_eq!(client.get("/health").dispatch().await.status(), Status::Ok);
+    let me = client.get("/me").dispatch().await;
+    assert_eq!(me.status(), Status::Unauthorized);
+    assert_eq!(
+        me.into_json::<Value>().await.unwrap(),
+        json!({ "error": "invalid_token", "message": rocket_sqlite_sessions::INVALID_TOKEN_MESSAGE })
+    );
+    let missing = client.get("/no/such/page").dispatch().await;
+    assert_eq!(missing.status(), Status::NotFound);
+    assert!(missing.into_json::<Value>().await.is_some(), "errors are JSON");
+}

@@ -1,0 +1,239 @@
+//! Access tokens: what the guard admits and what it refuses.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::{assert_invalid_token, bearer, App};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rocket::http::{Header as HttpHeader, Status};
+use serde_json::{json, Value};
+
+/// Signs `claims` with `key` and the header fields of a genuine token.
+fn forge(genuine: &str, claims: &Value, key: &[u8]) -> String {
+    let real = jsonwebtoken::decode_header(genuine).unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = real.typ;
+    header.kid = real.kid;
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+/// The claims of a genuine token, unverified.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[rocket::async_test]
+async fn login_then_guarded_route_answers_with_the_user() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    assert_eq!(tokens.expires_in, 900);
+    let response = app.whoami(&tokens.access).await;
+    assert_eq!(response.status(), Status::Ok);
+    let body: Value = response.into_json().await.unwrap();
+    assert_eq!(body["user_id"], "alice");
+    assert_eq!(body["role"], "member", "app claims travel in the token");
+    assert_eq!(claims_of(&tokens.access)["sid"], body["session_id"]);
+}
+
+#[rocket::async_test]
+async fn missing_token_is_refused() {
+    let app = App::start().await;
+    assert_invalid_token(app.client.get("/whoami").dispatch().await).await;
+}
+
+#[rocket::async_test]
+async fn garbage_tokens_are_refused() {
+    let app = App::start().await;
+    for garbage in ["garbage", "a.b.c", "....", "Bearer", "eyJ.eyJ.", "é.é.é"] {
+        assert_invalid_token(app.whoami(garbage).await).await;
+    }
+    for header in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer ", "bearer"] {
+        let response = app
+            .client
+            .get("/whoami")
+            .header(HttpHeader::new("Authorization", header))
+            .dispatch()
+            .await;
+        assert_invalid_token(response).await;
+    }
+}
+
+#[rocket::async_test]
+async fn a_token_in_the_query_string_is_never_read() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let response = app
+        .client
+        .get(format!("/whoami?access_token={}", tokens.access))
+        .dispatch()
+        .await;
+    assert_invalid_token(response).await;
+}
+
+#[rocket::async_test]
+async fn two_authorization_headers_are_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let response = app
+        .client
+        .get("/whoami")
+        .header(bearer(&tokens.access))
+        .header(bearer(&tokens.access))
+        .dispatch()
+        .await;
+    assert_invalid_token(response).await;
+}
+
+#[rocket::async_test]
+async fn a_token_signed_with_another_key_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let forged = forge(&tokens.access, &claims_of(&tokens.access), &[9u8; 32]);
+    assert_invalid_token(app.whoami(&forged).await).await;
+    // The same claims with the app's own key pass: the key is what failed.
+    let resigned = forge(&tokens.access, &claims_of(&tokens.access), &app.secret());
+    assert_eq!(app.whoami_status(&resigned).await, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn alg_none_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let real = jsonwebtoken::decode_header(&tokens.access).unwrap();
+    let header = json!({ "alg": "none", "typ": real.typ, "kid": real.kid });
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims_of(&tokens.access).to_string())
+    );
+    assert_invalid_token(app.whoami(&unsigned).await).await;
+}
+
+#[rocket::async_test]
+async fn another_hmac_algorithm_with_the_right_key_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let real = jsonwebtoken::decode_header(&tokens.access).unwrap();
+    let mut header = Header::new(Algorithm::HS512);
+    header.typ = real.typ;
+    header.kid = real.kid;
+    let other = jsonwebtoken::encode(
+        &header,
+        &claims_of(&tokens.access),
+        &EncodingKey::from_secret(&app.secret()),
+    )
+    .unwrap();
+    assert_invalid_token(app.whoami(&other).await).await;
+}
+
+#[rocket::async_test]
+async fn a_tampered_payload_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let mut claims = claims_of(&tokens.access);
+    claims["sub"] = json!("mallory");
+    let parts: Vec<&str> = tokens.access.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    assert_invalid_token(app.whoami(&tampered).await).await;
+}
+
+#[rocket::async_test]
+async fn an_expired_token_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    app.harness.clock().advance(899);
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    app.harness.clock().advance(1);
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+}
+
+#[rocket::async_test]
+async fn leeway_extends_acceptance_past_exp() {
+    let app = App::configured(|figment| figment.merge(("sessions.leeway", 30))).await;
+    let tokens = app.login("alice").await;
+    app.harness.clock().advance(900 + 29);
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    app.harness.clock().advance(1);
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+}
+
+#[rocket::async_test]
+async fn a_token_from_the_future_is_refused() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let mut claims = claims_of(&tokens.access);
+    claims["nbf"] = json!(claims["iat"].as_i64().unwrap() + 60);
+    assert_invalid_token(app.whoami(&forge(&tokens.access, &claims, &app.secret())).await).await;
+    let mut claims = claims_of(&tokens.access);
+    claims["iat"] = json!(claims["iat"].as_i64().unwrap() + 60);
+    claims["exp"] = json!(claims["exp"].as_i64().unwrap() + 60);
+    assert_invalid_token(app.whoami(&forge(&tokens.access, &claims, &app.secret())).await).await;
+}
+
+#[rocket::async_test]
+async fn a_refresh_token_is_not_an_access_token_nor_the_reverse() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    assert_invalid_token(app.whoami(&tokens.refresh).await).await;
+    assert_invalid_token(app.refresh(&tokens.access).await).await;
+    // The real pair still works: neither attempt spent anything.
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    assert_eq!(app.refresh_status(&tokens.refresh).await, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn issuer_and_audience_are_set_and_required_when_configured() {
+    let app = App::configured(|figment| {
+        figment
+            .merge(("sessions.issuer", "https://auth.example"))
+            .merge(("sessions.audience", "example-api"))
+    })
+    .await;
+    let tokens = app.login("alice").await;
+    let claims = claims_of(&tokens.access);
+    assert_eq!(claims["iss"], "https://auth.example");
+    assert_eq!(claims["aud"], "example-api");
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+
+    for (claim, value) in [
+        ("iss", json!("https://evil.example")),
+        ("aud", json!("other-api")),
+        ("iss", Value::Null),
+        ("aud", Value::Null),
+    ] {
+        let mut forged = claims.clone();
+        if value.is_null() {
+            forged.as_object_mut().unwrap().remove(claim);
+        } else {
+            forged[claim] = value;
+        }
+        assert_invalid_token(app.whoami(&forge(&tokens.access, &forged, &app.secret())).await).await;
+    }
+}
+
+#[rocket::async_test]
+async fn an_oversized_token_gets_a_quick_401() {
+    let app = App::start().await;
+    let huge = "a".repeat(1 << 20);
+    assert_invalid_token(app.whoami(&huge).await).await;
+}
+
+#[rocket::async_test]
+async fn optional_auth_admits_anonymous_and_signed_in_callers() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let anonymous = app.client.get("/maybe").dispatch().await;
+    assert_eq!(anonymous.into_string().await.unwrap(), "anonymous");
+    let signed_in = app.client.get("/maybe").header(bearer(&tokens.access)).dispatch().await;
+    assert_eq!(signed_in.into_string().await.unwrap(), "alice");
+    let bad = app.client.get("/maybe").header(bearer("garbage")).dispatch().await;
+    assert_eq!(bad.status(), Status::Ok);
+    assert_eq!(bad.into_string().await.unwrap(), "anonymous");
+}
