@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// durations can never overflow.
 const MAX_DURATION: u64 = 100 * 365 * 24 * 3600;
 
+/// The largest `prune_batch`: bigger batches hold SQLite's write lock too long.
+const MAX_PRUNE_BATCH: u32 = 100_000;
+
 /// The smallest HMAC key accepted, in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -56,6 +59,13 @@ pub struct SessionsConfig {
     /// When to prune expired rows: cron with seconds, tokio-cron-scheduler syntax.
     /// Default `"0 */10 * * * *"` (every ten minutes).
     pub prune_schedule: String,
+    /// Rows deleted per transaction by a prune pass: a request that needs the
+    /// write lock waits for at most one batch. Default 1000.
+    pub prune_batch: u32,
+    /// Whether the fairing schedules pruning on `prune_schedule`. Set `false` to
+    /// prune from the app's own task with [`Sessions::prune_now`](crate::Sessions::prune_now).
+    /// Default `true`.
+    pub auto_prune: bool,
     /// The `iss` claim to set and require, when given.
     pub issuer: Option<String>,
     /// The `aud` claim to set and require, when given.
@@ -74,6 +84,8 @@ impl Default for SessionsConfig {
             reuse_grace: 10,
             leeway: 0,
             prune_schedule: "0 */10 * * * *".into(),
+            prune_batch: 1000,
+            auto_prune: true,
             issuer: None,
             audience: None,
         }
@@ -93,6 +105,8 @@ impl fmt::Debug for SessionsConfig {
             .field("reuse_grace", &self.reuse_grace)
             .field("leeway", &self.leeway)
             .field("prune_schedule", &self.prune_schedule)
+            .field("prune_batch", &self.prune_batch)
+            .field("auto_prune", &self.auto_prune)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -136,6 +150,9 @@ pub(crate) struct Settings {
     pub absolute_timeout: i64,
     pub reuse_grace: i64,
     pub leeway: i64,
+    pub prune_schedule: String,
+    pub prune_batch: u32,
+    pub auto_prune: bool,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
@@ -198,6 +215,12 @@ impl SessionsConfig {
         };
 
         validate_cron(&self.prune_schedule).map_err(|m| ConfigError::invalid("prune_schedule", m))?;
+        if !(1..=MAX_PRUNE_BATCH).contains(&self.prune_batch) {
+            return Err(ConfigError::invalid(
+                "prune_batch",
+                format!("must be from 1 to {MAX_PRUNE_BATCH} rows; the default is 1000"),
+            ));
+        }
 
         for (key, value) in [("issuer", &self.issuer), ("audience", &self.audience)] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -221,6 +244,9 @@ impl SessionsConfig {
             absolute_timeout,
             reuse_grace,
             leeway,
+            prune_schedule: self.prune_schedule.clone(),
+            prune_batch: self.prune_batch,
+            auto_prune: self.auto_prune,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
         })
@@ -346,6 +372,11 @@ mod tests {
             ..valid()
         };
         assert!(error_of(issuer).contains("sessions.issuer"));
+        assert!(error_of(SessionsConfig {
+            prune_batch: 0,
+            ..valid()
+        })
+        .contains("sessions.prune_batch"));
     }
 
     #[test]

@@ -2,30 +2,39 @@
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Status;
-use rocket::{Build, Request, Response, Rocket};
+use rocket::{Build, Orbit, Request, Response, Rocket};
+use tokio_cron_scheduler::JobScheduler;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, SessionsConfig};
 use crate::error::{rewrite_as_invalid_token, Error};
 use crate::guard::Authentication;
 use crate::manager::Sessions;
+use crate::prune;
 
 /// The fairing returned by [`Sessions::fairing()`].
 ///
 /// At ignite it reads and validates `[sessions]`, opens and migrates the SQLite
 /// file, loads what is revoked into memory and manages a [`Sessions`]; launch
-/// fails with a message naming the offending key when anything is wrong. On each
+/// fails with a message naming the offending key when anything is wrong. Unless
+/// `auto_prune = false`, it starts the pruning job on `prune_schedule`, and stops
+/// it at shutdown after the batch in progress. On each
 /// response refused by [`AuthUser`](crate::AuthUser) it sets the uniform 401 body
 /// and `WWW-Authenticate` header, whatever catcher the app has.
 pub struct SessionsFairing {
     clock: Clock,
+    /// The pruning job, once started; stopped at shutdown.
+    scheduler: rocket::tokio::sync::Mutex<Option<JobScheduler>>,
 }
 
 impl Sessions {
     /// The fairing that sets up session management from the `[sessions]` table of
     /// Rocket's configuration.
     pub fn fairing() -> SessionsFairing {
-        SessionsFairing { clock: Clock::system() }
+        SessionsFairing {
+            clock: Clock::system(),
+            scheduler: Default::default(),
+        }
     }
 }
 
@@ -43,7 +52,7 @@ impl Fairing for SessionsFairing {
     fn info(&self) -> Info {
         Info {
             name: "rocket_sqlite_sessions",
-            kind: Kind::Ignite | Kind::Response,
+            kind: Kind::Ignite | Kind::Response | Kind::Shutdown,
         }
     }
 
@@ -63,7 +72,18 @@ impl Fairing for SessionsFairing {
             );
         }
         let database = settings.database.clone();
+        let (auto_prune, schedule) = (settings.auto_prune, settings.prune_schedule.clone());
         match Sessions::open(settings, self.clock.clone()).await {
+            Ok(sessions) if auto_prune => match prune::start(sessions.clone(), &schedule).await {
+                Ok(scheduler) => {
+                    *self.scheduler.lock().await = Some(scheduler);
+                    Ok(rocket.manage(sessions))
+                }
+                Err(error) => {
+                    log::error!("rocket_sqlite_sessions: the pruning job did not start: {error}");
+                    Err(rocket)
+                }
+            },
             Ok(sessions) => Ok(rocket.manage(sessions)),
             Err(error) => {
                 let cause = match error {
@@ -80,6 +100,17 @@ impl Fairing for SessionsFairing {
                 log::error!("rocket_sqlite_sessions: {error}");
                 Err(rocket)
             }
+        }
+    }
+
+    async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
+        if let Some(mut scheduler) = self.scheduler.lock().await.take() {
+            if let Err(error) = scheduler.shutdown().await {
+                log::warn!("rocket_sqlite_sessions: stopping the pruning job: {error}");
+            }
+        }
+        if let Some(sessions) = rocket.state::<Sessions>() {
+            sessions.stop_pruning().await;
         }
     }
 

@@ -60,8 +60,9 @@
 //!
 //! | item | what it is |
 //! |---|---|
-//! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the SQLite file, loads revocations |
-//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session) |
+//! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the SQLite file, loads revocations, schedules pruning |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`prune_now`](Sessions::prune_now) |
+//! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
 //! | [`ClientInfo`] | request guard: IP and user agent recorded on the session |
 //! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
@@ -94,6 +95,7 @@ mod error;
 mod fairing;
 mod guard;
 mod manager;
+mod prune;
 mod revocation;
 mod routes;
 mod store;
@@ -106,5 +108,6 @@ pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
 pub use guard::AuthUser;
 pub use manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
+pub use prune::PruneReport;
 pub use routes::routes;
 pub use store::StoreError;

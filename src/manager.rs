@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -27,15 +28,19 @@ const MAX_USER_AGENT_LEN: usize = 256;
 /// access token ([`AuthUser`]) never touches SQLite at all.
 #[derive(Clone)]
 pub struct Sessions {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    codec: TokenCodec,
-    revocations: Revocations,
-    clock: Clock,
-    settings: Settings,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) codec: TokenCodec,
+    pub(crate) revocations: Revocations,
+    pub(crate) clock: Clock,
+    pub(crate) settings: Settings,
+    /// Held for the length of a prune pass, so passes never overlap.
+    pub(crate) prune_lock: rocket::tokio::sync::Mutex<()>,
+    /// Set at shutdown: a prune pass stops before its next batch.
+    pub(crate) stopping: AtomicBool,
 }
 
 /// A freshly issued access token and refresh token: the token response of
@@ -130,6 +135,8 @@ impl Sessions {
                 revocations: Revocations::default(),
                 clock,
                 settings,
+                prune_lock: rocket::tokio::sync::Mutex::new(()),
+                stopping: AtomicBool::new(false),
             }),
         };
         sessions.reload_revocations().await?;
@@ -186,9 +193,9 @@ impl Sessions {
         let now = self.now();
         let session_id = random_id();
         let absolute_expires_at = now + settings.absolute_timeout;
-        let expires_at = (now + settings.idle_timeout).min(absolute_expires_at);
         let refresh = RefreshToken::generate();
         let refresh_expires_at = (now + settings.refresh_ttl).min(absolute_expires_at);
+        let expires_at = (now + settings.idle_timeout).min(refresh_expires_at);
         let claims_json = Value::Object(app_claims.clone()).to_string();
 
         let (id, user, ip, agent, hash) = (
@@ -263,11 +270,15 @@ impl Sessions {
                             RefreshDecision::RevokeSession
                         }
                         _ if now >= found.token_expires_at => RefreshDecision::Reject,
-                        _ => RefreshDecision::Rotate {
-                            new_hash,
-                            token_expires_at: (now + settings.refresh_ttl).min(found.absolute_expires_at),
-                            session_expires_at: (now + settings.idle_timeout).min(found.absolute_expires_at),
-                        },
+                        _ => {
+                            let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
+                            RefreshDecision::Rotate {
+                                new_hash,
+                                token_expires_at,
+                                // Nothing can extend the session past its newest token.
+                                session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
+                            }
+                        }
                     }
                 })
             })
@@ -444,7 +455,7 @@ impl Sessions {
     }
 
     /// Runs blocking store work on Tokio's blocking pool.
-    async fn blocking<T, F>(&self, work: F) -> Result<T, Error>
+    pub(crate) async fn blocking<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

@@ -35,6 +35,18 @@ impl Revocations {
         *write(&self.sessions) = sessions.into_iter().collect();
     }
 
+    /// Drops every entry whose time has passed; returns how many.
+    pub(crate) fn forget_expired(&self, now: i64) -> usize {
+        let mut forgotten = 0;
+        for lock in [&self.jtis, &self.sessions] {
+            let mut map = write(lock);
+            let before = map.len();
+            map.retain(|_, until| *until > now);
+            forgotten += before - map.len();
+        }
+        forgotten
+    }
+
     /// How many `jti`s and sessions are held.
     pub(crate) fn len(&self) -> (usize, usize) {
         (read(&self.jtis).len(), read(&self.sessions).len())
@@ -67,5 +79,16 @@ mod tests {
         revocations.load(vec![], vec![("s3".into(), 5)]);
         assert_eq!(revocations.len(), (0, 1));
         assert!(!revocations.is_revoked("j1", "s2"));
+    }
+
+    #[test]
+    fn forgetting_keeps_what_can_still_reject_a_token() {
+        let revocations = Revocations::default();
+        revocations.revoke_jti("old".into(), 10);
+        revocations.revoke_jti("live".into(), 11);
+        revocations.revoke_session("old".into(), 9);
+        assert_eq!(revocations.forget_expired(10), 2);
+        assert!(revocations.is_revoked("live", "x"));
+        assert!(!revocations.is_revoked("old", "old"));
     }
 }

@@ -78,9 +78,15 @@ impl TestHarness {
     }
 
     /// Rocket's usual configuration (Rocket.toml, `ROCKET_*` variables) with
-    /// `sessions.database` and `sessions.secret` pointing at this harness.
+    /// `sessions.database` and `sessions.secret` pointing at this harness, and a
+    /// random Rocket `secret_key` so the app also launches in the release profile
+    /// (`cargo test --release`).
     pub fn figment(&self) -> Figment {
         rocket::Config::figment()
+            .merge((
+                "secret_key",
+                base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()),
+            ))
             .merge(("sessions.database", self.database()))
             .merge(("sessions.secret", self.secret.clone()))
     }

@@ -2,42 +2,11 @@
 
 mod common;
 
-use std::sync::{Mutex, Once};
-
+use common::logs::{capture_logs, logged};
 use rocket::figment::Figment;
 use rocket::local::asynchronous::Client;
 use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
-
-/// Every log line of this test binary.
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LINES
-            .lock()
-            .unwrap()
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&Capture).expect("no logger before this one");
-        log::set_max_level(log::LevelFilter::Debug);
-    });
-}
-
-fn logged(needle: &str) -> bool {
-    LINES.lock().unwrap().iter().any(|line| line.contains(needle))
-}
 
 /// Launches the test app on `figment`; returns whether it launched.
 async fn launches(harness: &TestHarness, figment: Figment) -> bool {

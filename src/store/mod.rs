@@ -1,22 +1,41 @@
 //! Every SQL statement and every rusqlite call of the crate.
 //!
 //! The methods here block: callers on the async runtime run them through
-//! `spawn_blocking`. Writes use `BEGIN IMMEDIATE`, so two writers queue on
-//! SQLite's lock (with the busy timeout) instead of failing on a lock upgrade.
+//! `spawn_blocking`.
+//!
+//! Every write goes through one dedicated connection behind a mutex: SQLite has
+//! one writer at a time anyway, and writers of this process then queue on the
+//! mutex and wake the moment it is free, where SQLite's busy handler would sleep
+//! in steps of up to 100 ms. Reads use a pool of connections beside it (WAL lets
+//! them run during a write). Writes still use `BEGIN IMMEDIATE` and the busy
+//! timeout, for other processes on the same file.
 
 mod migrate;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// How long a connection waits for SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections in the pool. SQLite has one writer at a time; readers in WAL mode
-/// run beside it.
+/// Reading connections in the pool; readers in WAL mode run beside the writer.
 const POOL_SIZE: u32 = 8;
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB): pruning touches
+/// pages all over the indexes.
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+/// The longest a prune batch holds the write lock, roughly: a request waiting
+/// for the lock waits about this long at most.
+pub(crate) const PRUNE_BATCH_BUDGET: Duration = Duration::from_millis(2);
+/// Rows a prune batch selects at a time, between two looks at the clock.
+const PRUNE_CHUNK: u32 = 64;
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// A WAL this long (in pages) is checkpointed to its end, pausing writes for the
+/// last few frames, so that it restarts instead of growing.
+const WAL_FRAMES_BEFORE_CATCH_UP: i64 = 1000;
 
 /// A failure of the SQLite store.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +46,9 @@ pub enum StoreError {
     /// No pooled connection became free in time.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// The background WAL checkpointer thread could not be started.
+    #[error("cannot start the WAL checkpointer thread: {0}")]
+    Checkpointer(std::io::Error),
     /// The file's schema was written by a newer (or unknown) version of the crate.
     #[error(
         "the database's schema version is {found}, but this build of rocket_sqlite_sessions \
@@ -45,6 +67,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub(crate) struct Store {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// FIFO: a long prune pass queues behind the writes that were waiting.
+    writer: Arc<rocket::tokio::sync::Mutex<Connection>>,
 }
 
 /// A session to insert at login.
@@ -119,21 +143,30 @@ impl Store {
     pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
         // One plain connection first: a bad path fails here at once, where the
         // pool would retry until its timeout.
-        let mut first = Connection::open(path)?;
-        configure(&mut first)?;
-        migrate::migrate(&mut first)?;
-        drop(first);
+        let mut writer = Connection::open(path)?;
+        configure(&mut writer)?;
+        writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        migrate::migrate(&mut writer)?;
 
         let manager = SqliteConnectionManager::file(path).with_init(configure);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
-        Ok(Store { pool })
+        let writer = Arc::new(rocket::tokio::sync::Mutex::new(writer));
+        start_checkpointer(path, Arc::downgrade(&writer))?;
+        Ok(Store { pool, writer })
     }
 
+    /// A pooled connection, for reads.
     fn connection(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// The one writing connection, for as long as the guard lives. Called only
+    /// from blocking threads.
+    fn writer(&self) -> rocket::tokio::sync::MutexGuard<'_, Connection> {
+        self.writer.blocking_lock()
     }
 
     /// Inserts a session and its first refresh token in one transaction.
@@ -143,7 +176,7 @@ impl Store {
         refresh_hash: &[u8; 32],
         refresh_expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction
             .prepare_cached(
@@ -181,7 +214,7 @@ impl Store {
         client: &ClientRecord<'_>,
         decide: impl FnOnce(&PresentedRefresh) -> RefreshDecision,
     ) -> Result<Option<(PresentedRefresh, RefreshDecision)>, StoreError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let presented = transaction
             .prepare_cached(
@@ -264,7 +297,7 @@ impl Store {
         reason: &str,
         blocklist: Option<(&str, i64)>,
     ) -> Result<bool, StoreError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let revoked = revoke_session_in(&transaction, session_id, now, reason)?;
         if let Some((jti, expires_at)) = blocklist {
@@ -283,7 +316,7 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let connection = self.connection()?;
+        let connection = self.writer();
         let mut statement = connection.prepare_cached(
             "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3
              WHERE user_id = ?1 AND revoked_at IS NULL
@@ -297,7 +330,7 @@ impl Store {
 
     /// Revokes `session_id` only if it is an active session of `user_id`.
     pub(crate) fn revoke_own_session(&self, user_id: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
-        let connection = self.connection()?;
+        let connection = self.writer();
         let changed = connection
             .prepare_cached(
                 "UPDATE sessions SET revoked_at = ?3, revoked_reason = 'revoked by user'
@@ -348,6 +381,104 @@ impl Store {
     }
 }
 
+/// Which rows a prune pass may delete: those no token can still need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PruneCutoffs {
+    /// Sessions whose `expires_at` is at or before this, with their refresh tokens:
+    /// none of their tokens can be accepted any more.
+    pub expired_at_or_before: i64,
+    /// Revoked sessions whose `revoked_at` is at or before this: every access
+    /// token issued before the revocation has expired.
+    pub revoked_at_or_before: i64,
+    /// Blocklisted `jti`s whose token's `exp` is at or before this.
+    pub blocklist_expired_at_or_before: i64,
+}
+
+/// What one prune batch deleted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PrunedBatch {
+    pub sessions: usize,
+    pub refresh_tokens: usize,
+    pub revoked_tokens: usize,
+    /// Nothing more of this kind is left to delete.
+    pub exhausted: bool,
+}
+
+impl Store {
+    /// Deletes dead sessions with all their refresh tokens, in one transaction
+    /// that ends at `batch` sessions or after [`PRUNE_BATCH_BUDGET`] of work,
+    /// whichever comes first.
+    pub(crate) fn prune_sessions(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
+        let mut connection = self.writer();
+        let started = Instant::now();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut pruned = PrunedBatch::default();
+        {
+            let mut expired = transaction.prepare_cached("SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2")?;
+            let mut revoked = transaction
+                .prepare_cached("SELECT id FROM sessions WHERE revoked_at <= ?1 AND expires_at > ?2 LIMIT ?3")?;
+            let mut delete_tokens = transaction.prepare_cached("DELETE FROM refresh_tokens WHERE session_id = ?1")?;
+            let mut delete_session = transaction.prepare_cached("DELETE FROM sessions WHERE id = ?1")?;
+            while pruned.sessions < batch as usize && started.elapsed() < PRUNE_BATCH_BUDGET {
+                let chunk = PRUNE_CHUNK.min(batch - pruned.sessions as u32);
+                let mut ids: Vec<String> = expired
+                    .query_map(params![cutoffs.expired_at_or_before, chunk], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?;
+                if ids.len() < chunk as usize {
+                    let wanted = chunk as usize - ids.len();
+                    let more = revoked
+                        .query_map(
+                            params![
+                                cutoffs.revoked_at_or_before,
+                                cutoffs.expired_at_or_before,
+                                wanted as i64
+                            ],
+                            |row| row.get::<_, String>(0),
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    ids.extend(more);
+                }
+                for id in &ids {
+                    pruned.refresh_tokens += delete_tokens.execute([id])?;
+                    pruned.sessions += delete_session.execute([id])?;
+                }
+                if ids.len() < chunk as usize {
+                    pruned.exhausted = true;
+                    break;
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(pruned)
+    }
+
+    /// Deletes blocklist rows whose token has expired, in one transaction that
+    /// ends at `batch` rows or after [`PRUNE_BATCH_BUDGET`], whichever comes first.
+    pub(crate) fn prune_blocklist(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
+        let mut connection = self.writer();
+        let started = Instant::now();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut pruned = PrunedBatch::default();
+        {
+            let mut delete = transaction.prepare_cached(
+                "DELETE FROM revoked_tokens WHERE jti IN
+                     (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            )?;
+            while pruned.revoked_tokens < batch as usize && started.elapsed() < PRUNE_BATCH_BUDGET {
+                let chunk = PRUNE_CHUNK.min(batch - pruned.revoked_tokens as u32);
+                let deleted = delete.execute(params![cutoffs.blocklist_expired_at_or_before, chunk])?;
+                pruned.revoked_tokens += deleted;
+                if deleted < chunk as usize {
+                    pruned.exhausted = true;
+                    break;
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(pruned)
+    }
+}
+
 fn revoke_session_in(connection: &Connection, session_id: &str, now: i64, reason: &str) -> Result<bool, StoreError> {
     let changed = connection
         .prepare_cached(
@@ -360,12 +491,58 @@ fn revoke_session_in(connection: &Connection, session_id: &str, now: i64, reason
 
 /// Per-connection settings: WAL so readers never wait on the writer, NORMAL sync
 /// (durable across application crashes; WAL keeps the file consistent across power
-/// loss), foreign keys for the refresh-token → session cascade.
+/// loss), foreign keys for the refresh-token → session cascade, no automatic
+/// checkpoints (the checkpointer thread does them, so no request pays for one),
+/// and a WAL file cut back to 64 MiB when it restarts.
 fn configure(connection: &mut Connection) -> Result<(), rusqlite::Error> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;",
     )
+}
+
+/// Starts the thread that checkpoints the WAL in the background, so no request
+/// pays for a checkpoint. The thread ends once the store is dropped, with a last
+/// checkpoint.
+fn start_checkpointer(path: &Path, writer: Weak<rocket::tokio::sync::Mutex<Connection>>) -> Result<(), StoreError> {
+    let mut connection = Connection::open(path)?;
+    configure(&mut connection)?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while writer.strong_count() > 0 {
+                if let Err(error) = checkpoint(&connection, &writer) {
+                    log::warn!("rocket_sqlite_sessions: WAL checkpoint failed: {error}");
+                }
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+            let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        })
+        .map_err(StoreError::Checkpointer)?;
+    Ok(())
+}
+
+/// One checkpoint. A PASSIVE checkpoint runs beside the writer and never blocks
+/// it, but under steady writes it never catches up, and the WAL would grow without
+/// bound. So when frames remain and the WAL is long, the rest is checkpointed
+/// holding the writer lock (only the few frames written meanwhile are left), and
+/// the next write restarts the WAL from its beginning.
+fn checkpoint(connection: &Connection, writer: &Weak<rocket::tokio::sync::Mutex<Connection>>) -> rusqlite::Result<()> {
+    let passive = |connection: &Connection| {
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
+    };
+    let (frames, checkpointed) = passive(connection)?;
+    if frames > checkpointed && frames >= WAL_FRAMES_BEFORE_CATCH_UP {
+        if let Some(writer) = writer.upgrade() {
+            let _writes_paused = writer.blocking_lock();
+            passive(connection)?;
+        }
+    }
+    Ok(())
 }

@@ -172,3 +172,48 @@ pub async fn assert_invalid_token(response: LocalResponse<'_>) {
         json!({ "error": "invalid_token", "message": INVALID_TOKEN_MESSAGE })
     );
 }
+
+/// Count of rows in `table` of the harness's database, read directly.
+pub fn count_rows(harness: &TestHarness, table: &str) -> i64 {
+    let connection = rusqlite::Connection::open(harness.database()).unwrap();
+    connection
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+        .unwrap()
+}
+
+/// A logger that keeps every line of the test binary, for tests that check what
+/// is logged.
+pub mod logs {
+    use std::sync::{Mutex, Once};
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LINES
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", record.level(), record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Installs the capturing logger (once per test binary), at debug level.
+    pub fn capture_logs() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            log::set_logger(&Capture).expect("no logger before this one");
+            log::set_max_level(log::LevelFilter::Debug);
+        });
+    }
+
+    /// Whether any captured line contains `needle`.
+    pub fn logged(needle: &str) -> bool {
+        LINES.lock().unwrap().iter().any(|line| line.contains(needle))
+    }
+}

@@ -1,0 +1,160 @@
+//! The scheduled job that deletes expired rows, in small batches.
+//!
+//! A pass deletes, in this order: sessions that can no longer be used (past their
+//! expiry, or revoked longer ago than any access token lives) together with their
+//! refresh tokens; then blocklisted `jti`s whose token has expired; then the same
+//! from the in-memory revocation state. Each batch is its own short transaction
+//! that ends at `prune_batch` rows or after about 2 ms of work, whichever comes
+//! first; batches queue fairly with requests for the write lock, so a request
+//! waits for at most one short batch; and after each batch the pass pauses for as
+//! long as the batch took, leaving the CPU to requests.
+//!
+//! Nothing still needed goes: a live session keeps its whole refresh-token
+//! lineage (reuse detection needs the rotated tokens), and a blocklisted `jti`
+//! stays until its token's `exp` plus `leeway`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use crate::error::Error;
+use crate::manager::Sessions;
+use crate::store::PruneCutoffs;
+
+/// What one prune pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Sessions deleted (expired, or revoked with no live access token left).
+    pub sessions: usize,
+    /// Refresh tokens deleted with those sessions.
+    pub refresh_tokens: usize,
+    /// Blocklist rows (`jti`s) deleted after their token's `exp`.
+    pub revoked_tokens: usize,
+    /// In-memory revocation entries dropped for the same reason.
+    pub revocations_forgotten: usize,
+    /// Transactions the pass used.
+    pub batches: usize,
+    /// How long the pass took.
+    pub duration: Duration,
+    /// `false` when shutdown stopped the pass between two batches.
+    pub completed: bool,
+}
+
+impl Sessions {
+    /// Runs one prune pass now and reports what it deleted. Passes never overlap:
+    /// this waits for a scheduled pass in progress to finish.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a batch fails; the batches before it stay committed
+    /// and the next pass starts over.
+    pub async fn prune_now(&self) -> Result<PruneReport, Error> {
+        let _pass = self.inner.prune_lock.lock().await;
+        self.prune_pass().await
+    }
+
+    async fn prune_pass(&self) -> Result<PruneReport, Error> {
+        let started = Instant::now();
+        let settings = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let cutoffs = PruneCutoffs {
+            expired_at_or_before: now - settings.leeway,
+            revoked_at_or_before: now - settings.access_ttl - settings.leeway,
+            blocklist_expired_at_or_before: now - settings.leeway,
+        };
+        let batch = settings.prune_batch;
+        let mut report = PruneReport::default();
+
+        loop {
+            if self.stopping() {
+                return Ok(self.finish(report, started, false));
+            }
+            let batch_started = Instant::now();
+            let pruned = self.blocking(move |store| store.prune_sessions(cutoffs, batch)).await?;
+            yield_to_requests(batch_started.elapsed()).await;
+            report.batches += 1;
+            report.sessions += pruned.sessions;
+            report.refresh_tokens += pruned.refresh_tokens;
+            if pruned.exhausted {
+                break;
+            }
+        }
+        loop {
+            if self.stopping() {
+                return Ok(self.finish(report, started, false));
+            }
+            let batch_started = Instant::now();
+            let pruned = self
+                .blocking(move |store| store.prune_blocklist(cutoffs, batch))
+                .await?;
+            yield_to_requests(batch_started.elapsed()).await;
+            report.batches += 1;
+            report.revoked_tokens += pruned.revoked_tokens;
+            if pruned.exhausted {
+                break;
+            }
+        }
+        report.revocations_forgotten = self.inner.revocations.forget_expired(now);
+        Ok(self.finish(report, started, true))
+    }
+
+    fn finish(&self, mut report: PruneReport, started: Instant, completed: bool) -> PruneReport {
+        report.duration = started.elapsed();
+        report.completed = completed;
+        report
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    /// One scheduled pass: logged, never fatal to the job.
+    async fn scheduled_prune(&self) {
+        let Ok(_pass) = self.inner.prune_lock.try_lock() else {
+            log::info!("rocket_sqlite_sessions: prune pass skipped: the previous one is still running");
+            return;
+        };
+        match self.prune_pass().await {
+            Ok(report) => log::info!(
+                "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} refresh tokens, {} blocklisted \
+                 tokens ({} revocations forgotten) in {} batches, {:.1} ms",
+                if report.completed { "" } else { " (stopped by shutdown)" },
+                report.sessions,
+                report.refresh_tokens,
+                report.revoked_tokens,
+                report.revocations_forgotten,
+                report.batches,
+                report.duration.as_secs_f64() * 1000.0
+            ),
+            Err(error) => {
+                log::error!("rocket_sqlite_sessions: prune pass failed: {error}; the next pass runs on schedule")
+            }
+        }
+    }
+
+    /// Stops pruning for shutdown: no new batch starts, and this returns once the
+    /// batch in progress (if any) has committed or rolled back.
+    pub(crate) async fn stop_pruning(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let _ = self.inner.prune_lock.lock().await;
+    }
+}
+
+/// Pauses a pass after a batch for as long as the batch took (waiting for the
+/// write lock included): the pass uses at most about half of a core, and backs
+/// off further when requests queue for the lock.
+async fn yield_to_requests(batch_took: Duration) {
+    rocket::tokio::time::sleep(batch_took).await;
+}
+
+/// Starts the job that prunes on `schedule`.
+pub(crate) async fn start(sessions: Sessions, schedule: &str) -> Result<JobScheduler, JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    let job = Job::new_async(schedule, move |_, _| {
+        let sessions = sessions.clone();
+        Box::pin(async move { sessions.scheduled_prune().await })
+    })?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
