@@ -5,9 +5,11 @@
 //! ```
 //!
 //! Users live in the demo's own table (`demo_users`) in the same SQLite file as
-//! the sessions, passwords hashed with Argon2id. Registration, login, `/me` and
-//! `/health` are the demo's; `/auth/refresh`, `/auth/logout`, `/auth/logout-all`
-//! and `/auth/sessions` come from `rocket_sqlite_sessions::routes()`.
+//! the sessions, passwords hashed with Argon2id. Registration, login (throttled
+//! by the crate's `credential_check`), password change (a `FreshAuthUser`
+//! route), `/me` and `/health` are the demo's; `/auth/refresh`, `/auth/logout`,
+//! `/auth/logout-all` and `/auth/sessions` come from
+//! `rocket_sqlite_sessions::routes()`.
 
 use std::sync::OnceLock;
 
@@ -18,7 +20,7 @@ use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::serde::json::{self, Json};
 use rocket::{catch, catchers, get, post, routes, Build, Request, Rocket, State};
-use rocket_sqlite_sessions::{AuthUser, ClientInfo, Sessions, SessionsConfig, TokenPair};
+use rocket_sqlite_sessions::{AuthUser, ClientInfo, FreshAuthUser, Sessions, SessionsConfig, TokenPair};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -140,57 +142,199 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// The id and password hash of `username`, if there is such a user.
+fn find_user(connection: &rusqlite::Connection, username: &str) -> Result<Option<(i64, String)>, ApiError> {
+    connection
+        .query_row(
+            "SELECT id, password_hash FROM demo_users WHERE username = ?1",
+            [username],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(unavailable(e)),
+        })
+}
+
+/// Whether `password` matches `stored`, an Argon2 PHC string.
+fn password_matches(password: &str, stored: &str) -> bool {
+    password.len() <= MAX_PASSWORD_BYTES
+        && PasswordHash::new(stored)
+            .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+fn invalid_credentials() -> ApiError {
+    api_error(
+        Status::Unauthorized,
+        "invalid_credentials",
+        "Invalid username or password.",
+    )
+}
+
+/// The crate's errors, but throttling, as the demo's JSON answers.
+fn session_error(error: rocket_sqlite_sessions::Error) -> ApiError {
+    use rocket_sqlite_sessions::Error;
+    match error {
+        Error::Store(cause) => unavailable(cause),
+        other => {
+            log::error!("demo: {other}");
+            api_error(
+                Status::InternalServerError,
+                "internal_error",
+                "An internal error occurred.",
+            )
+        }
+    }
+}
+
+/// A login-like failure: the crate's own 429 answer (with `Retry-After`), or one
+/// of the demo's.
+#[derive(rocket::Responder)]
+enum LoginError {
+    Throttled(rocket_sqlite_sessions::Error),
+    Other(ApiError),
+}
+
+impl From<ApiError> for LoginError {
+    fn from(error: ApiError) -> Self {
+        LoginError::Other(error)
+    }
+}
+
+fn login_error(error: rocket_sqlite_sessions::Error) -> LoginError {
+    match error {
+        throttled @ rocket_sqlite_sessions::Error::Throttled { .. } => LoginError::Throttled(throttled),
+        other => LoginError::Other(session_error(other)),
+    }
+}
+
 #[post("/login", data = "<body>")]
 async fn login(
     users: &State<Users>,
     sessions: &State<Sessions>,
     client: ClientInfo,
     body: Result<Json<Credentials>, json::Error<'_>>,
-) -> Result<TokenPair, ApiError> {
+) -> Result<TokenPair, LoginError> {
     let Credentials { username, password } = credentials(body)?;
+    // Throttled attempts are refused before any password hashing.
+    let check = sessions
+        .credential_check(&username, &client)
+        .await
+        .map_err(login_error)?;
     let pool = users.pool.clone();
     let user_id = blocking(move || {
         let connection = pool.get().map_err(unavailable)?;
-        let found: Option<(i64, String)> = connection
-            .query_row(
-                "SELECT id, password_hash FROM demo_users WHERE username = ?1",
-                [&username],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(unavailable)?;
+        let found = find_user(&connection, &username)?;
+        // Unknown users cost the same hash as known ones.
         let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
-        let matches = password.len() <= MAX_PASSWORD_BYTES
-            && PasswordHash::new(stored)
-                .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
-        match found {
-            Some((id, _)) if matches => Ok(id),
-            _ => Err(api_error(
-                Status::Unauthorized,
-                "invalid_credentials",
-                "Invalid username or password.",
-            )),
-        }
+        let matches = password_matches(&password, stored);
+        Ok(found.filter(|_| matches).map(|(id, _)| id))
     })
     .await?;
-    sessions
-        .login(&user_id.to_string(), (), &client)
+    match user_id {
+        Some(user_id) => {
+            check.passed().await.map_err(login_error)?;
+            sessions
+                .login(&user_id.to_string(), (), &client)
+                .await
+                .map_err(login_error)
+        }
+        None => {
+            check.failed().await.map_err(login_error)?;
+            Err(invalid_credentials().into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password of a user who logged in recently, and ends every other
+/// session of theirs (the current one stays).
+#[post("/password", data = "<body>")]
+async fn change_password(
+    users: &State<Users>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    user: FreshAuthUser,
+    body: Result<Json<PasswordChange>, json::Error<'_>>,
+) -> Result<Status, LoginError> {
+    let PasswordChange {
+        current_password,
+        new_password,
+    } = match body {
+        Ok(Json(change)) => change,
+        Err(_) => {
+            return Err(api_error(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                "The body must be JSON: {\"current_password\": \"…\", \"new_password\": \"…\"}.",
+            )
+            .into())
+        }
+    };
+    if new_password.chars().count() < MIN_PASSWORD_CHARS || new_password.len() > MAX_PASSWORD_BYTES {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_password",
+            "The new password must be at least 8 characters (and at most 1024 bytes).",
+        )
+        .into());
+    }
+    let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
+    let pool = users.pool.clone();
+    let username = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        connection
+            .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(unavailable)
+    })
+    .await?;
+    // Wrong current passwords count against the username like failed logins.
+    let check = sessions
+        .credential_check(&username, &client)
         .await
-        .map_err(|e| match e {
-            rocket_sqlite_sessions::Error::Store(cause) => unavailable(cause),
-            other => {
-                log::error!("demo: login failed: {other}");
-                api_error(
-                    Status::InternalServerError,
-                    "internal_error",
-                    "An internal error occurred.",
-                )
-            }
-        })
+        .map_err(login_error)?;
+    let pool = users.pool.clone();
+    let changed = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let Some((_, stored)) = find_user(&connection, &username)? else {
+            return Ok(false);
+        };
+        if !password_matches(&current_password, &stored) {
+            return Ok(false);
+        }
+        let hash = Argon2::default()
+            .hash_password(new_password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map_err(unavailable)?
+            .to_string();
+        connection
+            .execute(
+                "UPDATE demo_users SET password_hash = ?1 WHERE id = ?2",
+                rusqlite::params![hash, id],
+            )
+            .map_err(unavailable)?;
+        Ok(true)
+    })
+    .await?;
+    if !changed {
+        check.failed().await.map_err(login_error)?;
+        return Err(api_error(
+            Status::Forbidden,
+            "invalid_credentials",
+            "The current password is wrong.",
+        )
+        .into());
+    }
+    check.passed().await.map_err(login_error)?;
+    sessions.logout_others(&user).await.map_err(login_error)?;
+    Ok(Status::NoContent)
 }
 
 #[get("/me")]
@@ -283,7 +427,7 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
     rocket
         .attach(users_fairing())
         .mount("/", routes![health, me])
-        .mount("/auth", routes![register, login])
+        .mount("/auth", routes![register, login, change_password])
         .mount("/auth", rocket_sqlite_sessions::routes())
         .register("/", catchers![json_error])
 }

@@ -42,6 +42,14 @@ pub struct SessionsConfig {
     /// generated (tokens then do not survive a restart); in any other profile
     /// launch fails.
     pub secret: Option<String>,
+    /// Several keys, for rotation, instead of `secret`: the first signs new
+    /// tokens and every one verifies, so an old key can be retired `access_ttl`
+    /// after a new one is put first. Each token names its key in its `kid` header.
+    ///
+    /// ```toml
+    /// keys = [{ kid = "2026-11", secret = "…" }, { kid = "2026-05", secret = "…" }]
+    /// ```
+    pub keys: Vec<KeyConfig>,
     /// Access-token lifetime in seconds. Default 900.
     pub access_ttl: u64,
     /// Refresh-token lifetime in seconds. Default 1209600 (14 days).
@@ -66,6 +74,17 @@ pub struct SessionsConfig {
     /// prune from the app's own task with [`Sessions::prune_now`](crate::Sessions::prune_now).
     /// Default `true`.
     pub auto_prune: bool,
+    /// Seconds after login during which [`FreshAuthUser`](crate::FreshAuthUser)
+    /// admits the session: sensitive actions need a recent login. Default 300.
+    pub fresh_age: u64,
+    /// Failed logins for one username within `login_failure_window` after which
+    /// further attempts on it get 429 until the window passes. Default 10.
+    pub login_max_failures: u32,
+    /// The window, in seconds, over which failures are counted. Default 900.
+    pub login_failure_window: u64,
+    /// Failed logins and invalid refresh tokens from one IP address within
+    /// `login_failure_window` after which its attempts get 429. Default 100.
+    pub ip_max_failures: u32,
     /// The `iss` claim to set and require, when given.
     pub issuer: Option<String>,
     /// The `aud` claim to set and require, when given.
@@ -77,6 +96,7 @@ impl Default for SessionsConfig {
         SessionsConfig {
             database: PathBuf::from("sessions.db"),
             secret: None,
+            keys: Vec::new(),
             access_ttl: 900,
             refresh_ttl: 1_209_600,
             idle_timeout: 604_800,
@@ -86,9 +106,33 @@ impl Default for SessionsConfig {
             prune_schedule: "0 */10 * * * *".into(),
             prune_batch: 1000,
             auto_prune: true,
+            fresh_age: 300,
+            login_max_failures: 10,
+            login_failure_window: 900,
+            ip_max_failures: 100,
             issuer: None,
             audience: None,
         }
+    }
+}
+
+/// One entry of `keys`: a key id and its secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key id, written in the `kid` header of the tokens it signs: 1 to 64
+    /// characters of `A-Z a-z 0-9 . _ : -`, unique among the keys.
+    pub kid: String,
+    /// Base64 (standard alphabet) of at least 32 random bytes.
+    pub secret: String,
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("kid", &self.kid)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -98,6 +142,7 @@ impl fmt::Debug for SessionsConfig {
         f.debug_struct("SessionsConfig")
             .field("database", &self.database)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("keys", &self.keys)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("idle_timeout", &self.idle_timeout)
@@ -107,6 +152,10 @@ impl fmt::Debug for SessionsConfig {
             .field("prune_schedule", &self.prune_schedule)
             .field("prune_batch", &self.prune_batch)
             .field("auto_prune", &self.auto_prune)
+            .field("fresh_age", &self.fresh_age)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_failure_window", &self.login_failure_window)
+            .field("ip_max_failures", &self.ip_max_failures)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -142,7 +191,8 @@ impl ConfigError {
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub database: PathBuf,
-    pub secret: Vec<u8>,
+    /// The first key signs; all verify.
+    pub keys: Vec<SigningKey>,
     pub secret_was_generated: bool,
     pub access_ttl: i64,
     pub refresh_ttl: i64,
@@ -153,8 +203,19 @@ pub(crate) struct Settings {
     pub prune_schedule: String,
     pub prune_batch: u32,
     pub auto_prune: bool,
+    pub fresh_age: i64,
+    pub login_max_failures: u32,
+    pub login_failure_window: i64,
+    pub ip_max_failures: u32,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+}
+
+/// A validated HMAC key and its id.
+#[derive(Clone)]
+pub(crate) struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
 }
 
 impl SessionsConfig {
@@ -198,21 +259,17 @@ impl SessionsConfig {
             ));
         }
 
-        let (secret, secret_was_generated) = match &self.secret {
-            Some(encoded) => (
-                decode_secret(encoded).map_err(|m| ConfigError::invalid("secret", m))?,
-                false,
-            ),
-            None if allow_generated_secret => (crate::token::random_bytes::<32>().to_vec(), true),
-            None => {
-                return Err(ConfigError::invalid(
-                    "secret",
-                    "is required outside the debug profile; generate one with \
-                     `head -c 32 /dev/urandom | base64` and set it in Rocket.toml \
-                     or ROCKET_SESSIONS={secret=\"…\"}",
-                ))
+        let (keys, secret_was_generated) = self.signing_keys(allow_generated_secret)?;
+        let fresh_age = duration("fresh_age", self.fresh_age, false)?;
+        let login_failure_window = duration("login_failure_window", self.login_failure_window, false)?;
+        for (key, value) in [
+            ("login_max_failures", self.login_max_failures),
+            ("ip_max_failures", self.ip_max_failures),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
             }
-        };
+        }
 
         validate_cron(&self.prune_schedule).map_err(|m| ConfigError::invalid("prune_schedule", m))?;
         if !(1..=MAX_PRUNE_BATCH).contains(&self.prune_batch) {
@@ -236,7 +293,7 @@ impl SessionsConfig {
 
         Ok(Settings {
             database: self.database.clone(),
-            secret,
+            keys,
             secret_was_generated,
             access_ttl,
             refresh_ttl,
@@ -247,9 +304,76 @@ impl SessionsConfig {
             prune_schedule: self.prune_schedule.clone(),
             prune_batch: self.prune_batch,
             auto_prune: self.auto_prune,
+            fresh_age,
+            login_max_failures: self.login_max_failures,
+            login_failure_window,
+            ip_max_failures: self.ip_max_failures,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
         })
+    }
+}
+
+impl SessionsConfig {
+    /// The keys from `secret` or `keys`; the flag says whether one was generated.
+    fn signing_keys(&self, allow_generated_secret: bool) -> Result<(Vec<SigningKey>, bool), ConfigError> {
+        if self.secret.is_some() && !self.keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "keys",
+                "is set together with `sessions.secret`; use `secret` for one key or `keys` to rotate, not both",
+            ));
+        }
+        if let Some(encoded) = &self.secret {
+            let secret = decode_secret(encoded).map_err(|m| ConfigError::invalid("secret", m))?;
+            return Ok((vec![SigningKey::derived(secret)], false));
+        }
+        if self.keys.is_empty() {
+            if allow_generated_secret {
+                let secret = crate::token::random_bytes::<32>().to_vec();
+                return Ok((vec![SigningKey::derived(secret)], true));
+            }
+            return Err(ConfigError::invalid(
+                "secret",
+                "is required outside the debug profile; generate one with \
+                 `head -c 32 /dev/urandom | base64` and set it in Rocket.toml \
+                 or ROCKET_SESSIONS={secret=\"…\"}",
+            ));
+        }
+        let mut keys: Vec<SigningKey> = Vec::with_capacity(self.keys.len());
+        for (index, key) in self.keys.iter().enumerate() {
+            let name = format!("key {} (kid {:?})", index + 1, key.kid);
+            let kid_ok = (1..=64).contains(&key.kid.len())
+                && key
+                    .kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+            if !kid_ok {
+                return Err(ConfigError::invalid(
+                    "keys",
+                    format!("{name}: the kid must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
+                ));
+            }
+            if keys.iter().any(|earlier| earlier.kid == key.kid) {
+                return Err(ConfigError::invalid("keys", format!("{name}: the kid is used twice")));
+            }
+            let secret =
+                decode_secret(&key.secret).map_err(|m| ConfigError::invalid("keys", format!("{name}: secret {m}")))?;
+            keys.push(SigningKey {
+                kid: key.kid.clone(),
+                secret,
+            });
+        }
+        Ok((keys, false))
+    }
+}
+
+impl SigningKey {
+    /// The one key of `secret`, with an id derived from it.
+    fn derived(secret: Vec<u8>) -> Self {
+        SigningKey {
+            kid: crate::token::derived_key_id(&secret),
+            secret,
+        }
     }
 }
 
@@ -305,7 +429,8 @@ mod tests {
     fn defaults_with_a_secret_are_valid() {
         let settings = valid().validate(false).unwrap();
         assert_eq!(settings.access_ttl, 900);
-        assert_eq!(settings.secret, vec![7u8; 32]);
+        assert_eq!(settings.keys.len(), 1);
+        assert_eq!(settings.keys[0].secret, vec![7u8; 32]);
     }
 
     #[test]
@@ -379,11 +504,51 @@ mod tests {
         .contains("sessions.prune_batch"));
     }
 
+    fn key(kid: &str, byte: u8, len: usize) -> KeyConfig {
+        KeyConfig {
+            kid: kid.into(),
+            secret: base64::engine::general_purpose::STANDARD.encode(vec![byte; len]),
+        }
+    }
+
+    #[test]
+    fn rotation_keys_are_checked_one_by_one_and_named() {
+        let keys = |keys: Vec<KeyConfig>| SessionsConfig {
+            secret: None,
+            keys,
+            ..valid()
+        };
+        let settings = keys(vec![key("new", 1, 32), key("old", 2, 48)])
+            .validate(false)
+            .unwrap();
+        assert_eq!(
+            settings.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+
+        let short = error_of(keys(vec![key("new", 1, 32), key("old", 2, 16)]));
+        assert!(
+            short.contains("sessions.keys") && short.contains("key 2 (kid \"old\")"),
+            "{short}"
+        );
+        let duplicate = error_of(keys(vec![key("a", 1, 32), key("a", 2, 32)]));
+        assert!(duplicate.contains("used twice"), "{duplicate}");
+        let bad_kid = error_of(keys(vec![key("", 1, 32)]));
+        assert!(bad_kid.contains("kid must be"), "{bad_kid}");
+        let both = error_of(SessionsConfig {
+            keys: vec![key("a", 1, 32)],
+            ..valid()
+        });
+        assert!(both.contains("not both"), "{both}");
+        let shown = format!("{:?}", keys(vec![key("a", 1, 32)]));
+        assert!(!shown.contains(&key("a", 1, 32).secret), "{shown}");
+    }
+
     #[test]
     fn missing_secret_is_generated_only_when_allowed() {
         let settings = SessionsConfig::default().validate(true).unwrap();
         assert!(settings.secret_was_generated);
-        assert_eq!(settings.secret.len(), 32);
+        assert_eq!(settings.keys[0].secret.len(), 32);
     }
 
     #[test]

@@ -23,6 +23,21 @@ pub enum Error {
     /// `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3).
     #[error("invalid token")]
     InvalidToken,
+    /// Too many failed attempts for this username or client: answers 429 with
+    /// `Retry-After`.
+    #[error("too many failed attempts; retry after {retry_after} s")]
+    Throttled {
+        /// Seconds until an attempt is accepted again.
+        retry_after: u64,
+    },
+    /// The action needs a login more recent than `fresh_age` seconds. Answers 401
+    /// with `WWW-Authenticate: Bearer error="insufficient_user_authentication"`
+    /// and `max_age` (RFC 9470).
+    #[error("a more recent login is required")]
+    LoginTooOld {
+        /// The longest a login may date back, in seconds (`fresh_age`).
+        max_age: i64,
+    },
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,
@@ -41,6 +56,20 @@ pub(crate) fn invalid_token_response<'o>() -> Response<'o> {
     json_response(Status::Unauthorized, "invalid_token", INVALID_TOKEN_MESSAGE)
         .header(Header::new("WWW-Authenticate", r#"Bearer error="invalid_token""#))
         .finalize()
+}
+
+/// The step-up answer of RFC 9470: the token is valid, but the login is too old.
+pub(crate) fn login_too_old_response<'o>(max_age: i64) -> Response<'o> {
+    json_response(
+        Status::Unauthorized,
+        "insufficient_user_authentication",
+        "This action needs a recent login; sign in again.",
+    )
+    .header(Header::new(
+        "WWW-Authenticate",
+        format!(r#"Bearer error="insufficient_user_authentication", max_age={max_age}"#),
+    ))
+    .finalize()
 }
 
 /// Replaces `response`'s status and body with the generic token failure.
@@ -67,6 +96,14 @@ impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let response = match self {
             Error::InvalidToken => invalid_token_response(),
+            Error::Throttled { retry_after } => json_response(
+                Status::TooManyRequests,
+                "too_many_attempts",
+                &format!("Too many failed attempts; try again in {retry_after} seconds."),
+            )
+            .header(Header::new("Retry-After", retry_after.to_string()))
+            .finalize(),
+            Error::LoginTooOld { max_age } => login_too_old_response(max_age),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

@@ -7,8 +7,8 @@ use tokio_cron_scheduler::JobScheduler;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, SessionsConfig};
-use crate::error::{rewrite_as_invalid_token, Error};
-use crate::guard::Authentication;
+use crate::error::{login_too_old_response, rewrite_as_invalid_token, Error};
+use crate::guard::{Authentication, StaleLogin};
 use crate::manager::Sessions;
 use crate::prune;
 
@@ -115,8 +115,13 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        if response.status() == Status::Unauthorized && Authentication::rejected(request) {
+        if response.status() != Status::Unauthorized {
+            return;
+        }
+        if Authentication::rejected(request) {
             rewrite_as_invalid_token(response);
+        } else if let Some(max_age) = StaleLogin::of(request) {
+            response.merge(login_too_old_response(max_age));
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct AuthUser {
     pub issued_at: i64,
     /// When the token expires (`exp`), unix seconds.
     pub expires_at: i64,
+    /// When the user logged in to this session (`auth_time`), unix seconds: a
+    /// refresh keeps it.
+    pub authenticated_at: i64,
     /// The app's claims given at login.
     pub claims: Map<String, Value>,
 }
@@ -118,6 +121,68 @@ impl<'r> FromRequest<'r> for AuthUser {
                 Outcome::Error((Status::Unauthorized, Error::InvalidToken))
             }
             None => unreachable!("the verdict was just cached"),
+        }
+    }
+}
+
+/// An [`AuthUser`] whose login is recent: no more than `fresh_age` seconds ago
+/// (default 300). For sensitive actions such as changing a password, where a
+/// stolen but valid session should not be enough (OWASP ASVS V7).
+///
+/// A refresh keeps the time of the login, so an old session stays stale however
+/// often it is refreshed. A stale login answers 401 with
+/// `WWW-Authenticate: Bearer error="insufficient_user_authentication", max_age=…`
+/// (RFC 9470): the client should make the user sign in again. Any token failure
+/// answers as for [`AuthUser`].
+///
+/// ```
+/// # use rocket::post;
+/// use rocket_sqlite_sessions::FreshAuthUser;
+///
+/// #[post("/account/delete")]
+/// fn delete_account(user: FreshAuthUser) -> String {
+///     format!("deleting {}", user.id)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FreshAuthUser(pub AuthUser);
+
+impl std::ops::Deref for FreshAuthUser {
+    type Target = AuthUser;
+
+    fn deref(&self) -> &AuthUser {
+        &self.0
+    }
+}
+
+/// Set when [`FreshAuthUser`] refused a valid token for its age: the `max_age`.
+pub(crate) struct StaleLogin(pub(crate) Option<i64>);
+
+impl StaleLogin {
+    pub(crate) fn of(request: &Request<'_>) -> Option<i64> {
+        request.local_cache(|| StaleLogin(None)).0
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for FreshAuthUser {
+    type Error = Error;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let user = match AuthUser::from_request(request).await {
+            Outcome::Success(user) => user,
+            Outcome::Error(error) => return Outcome::Error(error),
+            Outcome::Forward(status) => return Outcome::Forward(status),
+        };
+        let Some(sessions) = request.rocket().state::<Sessions>() else {
+            unreachable!("AuthUser succeeded, so Sessions is managed");
+        };
+        match sessions.check_fresh(&user) {
+            Ok(()) => Outcome::Success(FreshAuthUser(user)),
+            Err(max_age) => {
+                request.local_cache(|| StaleLogin(Some(max_age)));
+                Outcome::Error((Status::Unauthorized, Error::LoginTooOld { max_age }))
+            }
         }
     }
 }

@@ -100,14 +100,16 @@ mod revocation;
 mod routes;
 mod store;
 pub mod testing;
+mod throttle;
 mod token;
 
 pub use clock::{Clock, ManualClock};
-pub use config::{ConfigError, SessionsConfig, MIN_SECRET_BYTES};
+pub use config::{ConfigError, KeyConfig, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
-pub use guard::AuthUser;
+pub use guard::{AuthUser, FreshAuthUser};
 pub use manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
 pub use prune::PruneReport;
 pub use routes::routes;
 pub use store::StoreError;
+pub use throttle::CredentialCheck;

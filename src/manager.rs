@@ -222,7 +222,15 @@ impl Sessions {
             )
         })
         .await?;
-        self.issue(user_id.to_string(), session_id, app_claims, now, expires_at, refresh)
+        self.issue(
+            user_id.to_string(),
+            session_id,
+            app_claims,
+            now,
+            now,
+            expires_at,
+            refresh,
+        )
     }
 
     /// Exchanges a refresh token for a new pair, rotating it: the presented token
@@ -238,6 +246,22 @@ impl Sessions {
     /// (reuse), or whose session is revoked or past its idle or absolute timeout;
     /// [`Error::Store`] when the store fails.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
+        let ip_scope = crate::throttle::ip_scope(client);
+        let result = self.rotate(presented, client, ip_scope).await;
+        if let (Err(Error::InvalidToken), Some(scope)) = (&result, ip_scope) {
+            self.record_failure(vec![scope]).await?;
+        }
+        result
+    }
+
+    /// [`refresh`](Self::refresh) without counting failures; `ip_scope` is the
+    /// client's throttling scope.
+    async fn rotate(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        ip_scope: Option<[u8; 32]>,
+    ) -> Result<TokenPair, Error> {
         let Some(hash) = RefreshToken::hash_presented(presented) else {
             log::debug!("rocket_sqlite_sessions: refresh refused: {}", Rejection::Malformed);
             return Err(Error::InvalidToken);
@@ -249,41 +273,49 @@ impl Sessions {
         let this = self.clone();
         let outcome = self
             .blocking(move |store| {
+                if let Some(scope) = ip_scope {
+                    if let Some(retry_after) = this.ip_retry_after(store, &scope, now)? {
+                        return Ok(Err(retry_after));
+                    }
+                }
                 let settings = &this.inner.settings;
                 let client = ClientRecord {
                     ip: ip.as_deref(),
                     user_agent: agent.as_deref(),
                 };
-                store.refresh(&hash, now, &client, |found| {
-                    if found.session_revoked || now >= found.session_expires_at {
-                        return RefreshDecision::Reject;
-                    }
-                    let within_grace =
-                        |rotated_at: i64| settings.reuse_grace > 0 && now <= rotated_at + settings.reuse_grace;
-                    match found.rotated_at {
-                        Some(rotated_at) if !within_grace(rotated_at) => {
-                            // Revoke in memory first: the session's access tokens
-                            // fail from this instant, not from the commit.
-                            this.inner
-                                .revocations
-                                .revoke_session(found.session_id.clone(), this.session_revocation_until(now));
-                            RefreshDecision::RevokeSession
+                store
+                    .refresh(&hash, now, &client, |found| {
+                        if found.session_revoked || now >= found.session_expires_at {
+                            return RefreshDecision::Reject;
                         }
-                        _ if now >= found.token_expires_at => RefreshDecision::Reject,
-                        _ => {
-                            let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
-                            RefreshDecision::Rotate {
-                                new_hash,
-                                token_expires_at,
-                                // Nothing can extend the session past its newest token.
-                                session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
+                        let within_grace =
+                            |rotated_at: i64| settings.reuse_grace > 0 && now <= rotated_at + settings.reuse_grace;
+                        match found.rotated_at {
+                            Some(rotated_at) if !within_grace(rotated_at) => {
+                                // Revoke in memory first: the session's access tokens
+                                // fail from this instant, not from the commit.
+                                this.inner
+                                    .revocations
+                                    .revoke_session(found.session_id.clone(), this.session_revocation_until(now));
+                                RefreshDecision::RevokeSession
+                            }
+                            _ if now >= found.token_expires_at => RefreshDecision::Reject,
+                            _ => {
+                                let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
+                                RefreshDecision::Rotate {
+                                    new_hash,
+                                    token_expires_at,
+                                    // Nothing can extend the session past its newest token.
+                                    session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
+                                }
                             }
                         }
-                    }
-                })
+                    })
+                    .map(Ok)
             })
             .await?;
 
+        let outcome = outcome.map_err(|retry_after| Error::Throttled { retry_after })?;
         match outcome {
             None => {
                 log::debug!("rocket_sqlite_sessions: refresh refused: unknown refresh token");
@@ -315,17 +347,27 @@ impl Sessions {
                         )))
                     }
                 };
-                self.issue(found.user_id, found.session_id, app, now, session_expires_at, successor)
+                self.issue(
+                    found.user_id,
+                    found.session_id,
+                    app,
+                    found.session_created_at,
+                    now,
+                    session_expires_at,
+                    successor,
+                )
             }
         }
     }
 
     /// Signs an access token for a session and pairs it with `refresh`.
+    #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
         user_id: String,
         session_id: String,
         app: Map<String, Value>,
+        logged_in_at: i64,
         now: i64,
         session_expires_at: i64,
         refresh: RefreshToken,
@@ -339,6 +381,7 @@ impl Sessions {
             jti: random_id(),
             iat: now,
             exp,
+            auth_time: logged_in_at,
             nbf: None,
             iss: codec.issuer().map(str::to_string),
             aud: codec.audience().map(str::to_string),
@@ -382,13 +425,43 @@ impl Sessions {
         let now = self.now();
         let user = user_id.to_string();
         let revoked = self
-            .blocking(move |store| store.revoke_user_sessions(&user, now, "logout everywhere"))
+            .blocking(move |store| store.revoke_user_sessions(&user, None, now, "logout everywhere"))
             .await?;
         let until = self.session_revocation_until(now);
         for session_id in &revoked {
             self.inner.revocations.revoke_session(session_id.clone(), until);
         }
         Ok(revoked.len())
+    }
+
+    /// Ends every session of `user` except the one it authenticated with: after a
+    /// password change (ASVS 3.3.3), the other devices must sign in again.
+    /// Returns how many were live.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; then nothing was revoked.
+    pub async fn logout_others(&self, user: &AuthUser) -> Result<usize, Error> {
+        let now = self.now();
+        let (user_id, keep) = (user.id.clone(), user.session_id.clone());
+        let revoked = self
+            .blocking(move |store| store.revoke_user_sessions(&user_id, Some(&keep), now, "other sessions ended"))
+            .await?;
+        let until = self.session_revocation_until(now);
+        for session_id in &revoked {
+            self.inner.revocations.revoke_session(session_id.clone(), until);
+        }
+        Ok(revoked.len())
+    }
+
+    /// `Ok` when `user` logged in no more than `fresh_age` seconds ago, else
+    /// `Err(fresh_age)`.
+    pub(crate) fn check_fresh(&self, user: &AuthUser) -> Result<(), i64> {
+        let fresh_age = self.inner.settings.fresh_age;
+        if self.now() - user.authenticated_at <= fresh_age {
+            Ok(())
+        } else {
+            Err(fresh_age)
+        }
     }
 
     /// The active sessions of `user_id`, most recently used first.
@@ -450,6 +523,7 @@ impl Sessions {
             jti: claims.jti,
             issued_at: claims.iat,
             expires_at: claims.exp,
+            authenticated_at: claims.auth_time,
             claims: claims.app,
         })
     }

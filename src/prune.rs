@@ -2,8 +2,9 @@
 //!
 //! A pass deletes, in this order: sessions that can no longer be used (past their
 //! expiry, or revoked longer ago than any access token lives) together with their
-//! refresh tokens; then blocklisted `jti`s whose token has expired; then the same
-//! from the in-memory revocation state. Each batch is its own short transaction
+//! refresh tokens; then blocklisted `jti`s whose token has expired; then failed
+//! attempts older than the throttling window; then the same from the in-memory
+//! revocation state. Each batch is its own short transaction
 //! that ends at `prune_batch` rows or after about 2 ms of work, whichever comes
 //! first; batches queue fairly with requests for the write lock, so a request
 //! waits for at most one short batch; and after each batch the pass pauses for as
@@ -22,6 +23,14 @@ use crate::error::Error;
 use crate::manager::Sessions;
 use crate::store::PruneCutoffs;
 
+/// The kinds of rows a pass deletes, in order.
+#[derive(Clone, Copy)]
+enum Kind {
+    Sessions,
+    Blocklist,
+    AuthFailures,
+}
+
 /// What one prune pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -31,6 +40,8 @@ pub struct PruneReport {
     pub refresh_tokens: usize,
     /// Blocklist rows (`jti`s) deleted after their token's `exp`.
     pub revoked_tokens: usize,
+    /// Failed login or refresh attempts older than `login_failure_window`.
+    pub auth_failures: usize,
     /// In-memory revocation entries dropped for the same reason.
     pub revocations_forgotten: usize,
     /// Transactions the pass used.
@@ -61,37 +72,33 @@ impl Sessions {
             expired_at_or_before: now - settings.leeway,
             revoked_at_or_before: now - settings.access_ttl - settings.leeway,
             blocklist_expired_at_or_before: now - settings.leeway,
+            failures_at_or_before: now - settings.login_failure_window,
         };
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
-        loop {
-            if self.stopping() {
-                return Ok(self.finish(report, started, false));
-            }
-            let batch_started = Instant::now();
-            let pruned = self.blocking(move |store| store.prune_sessions(cutoffs, batch)).await?;
-            yield_to_requests(batch_started.elapsed()).await;
-            report.batches += 1;
-            report.sessions += pruned.sessions;
-            report.refresh_tokens += pruned.refresh_tokens;
-            if pruned.exhausted {
-                break;
-            }
-        }
-        loop {
-            if self.stopping() {
-                return Ok(self.finish(report, started, false));
-            }
-            let batch_started = Instant::now();
-            let pruned = self
-                .blocking(move |store| store.prune_blocklist(cutoffs, batch))
-                .await?;
-            yield_to_requests(batch_started.elapsed()).await;
-            report.batches += 1;
-            report.revoked_tokens += pruned.revoked_tokens;
-            if pruned.exhausted {
-                break;
+        for kind in [Kind::Sessions, Kind::Blocklist, Kind::AuthFailures] {
+            loop {
+                if self.stopping() {
+                    return Ok(self.finish(report, started, false));
+                }
+                let batch_started = Instant::now();
+                let pruned = self
+                    .blocking(move |store| match kind {
+                        Kind::Sessions => store.prune_sessions(cutoffs, batch),
+                        Kind::Blocklist => store.prune_blocklist(cutoffs, batch),
+                        Kind::AuthFailures => store.prune_auth_failures(cutoffs, batch),
+                    })
+                    .await?;
+                yield_to_requests(batch_started.elapsed()).await;
+                report.batches += 1;
+                report.sessions += pruned.sessions;
+                report.refresh_tokens += pruned.refresh_tokens;
+                report.revoked_tokens += pruned.revoked_tokens;
+                report.auth_failures += pruned.auth_failures;
+                if pruned.exhausted {
+                    break;
+                }
             }
         }
         report.revocations_forgotten = self.inner.revocations.forget_expired(now);
@@ -117,11 +124,12 @@ impl Sessions {
         match self.prune_pass().await {
             Ok(report) => log::info!(
                 "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} refresh tokens, {} blocklisted \
-                 tokens ({} revocations forgotten) in {} batches, {:.1} ms",
+                 tokens, {} failed attempts ({} revocations forgotten) in {} batches, {:.1} ms",
                 if report.completed { "" } else { " (stopped by shutdown)" },
                 report.sessions,
                 report.refresh_tokens,
                 report.revoked_tokens,
+                report.auth_failures,
                 report.revocations_forgotten,
                 report.batches,
                 report.duration.as_secs_f64() * 1000.0

@@ -24,7 +24,18 @@ pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 const REFRESH_TOKEN_BYTES: usize = 32;
 const REFRESH_TOKEN_LEN: usize = 43;
 /// Claim names the crate sets itself; app claims may not use them.
-pub(crate) const RESERVED_CLAIMS: [&str; 9] = ["sub", "sid", "jti", "iat", "exp", "nbf", "iss", "aud", "typ"];
+pub(crate) const RESERVED_CLAIMS: [&str; 10] = [
+    "sub",
+    "sid",
+    "jti",
+    "iat",
+    "exp",
+    "auth_time",
+    "nbf",
+    "iss",
+    "aud",
+    "typ",
+];
 
 /// `N` bytes from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
@@ -87,6 +98,8 @@ pub(crate) struct AccessClaims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// When the user logged in (OpenID Connect's `auth_time`); rotation keeps it.
+    pub auth_time: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +118,7 @@ pub(crate) enum Rejection {
     Malformed,
     TooLong,
     Header,
+    UnknownKey,
     Signature,
     Expired,
     NotYetValid,
@@ -120,7 +134,8 @@ impl fmt::Display for Rejection {
             Rejection::Missing => "no bearer token",
             Rejection::Malformed => "malformed token",
             Rejection::TooLong => "token longer than the cap",
-            Rejection::Header => "unexpected header (alg, typ, kid or extensions)",
+            Rejection::Header => "unexpected header (alg, typ or extensions)",
+            Rejection::UnknownKey => "no configured key has this kid",
             Rejection::Signature => "bad signature or claims",
             Rejection::Expired => "expired",
             Rejection::NotYetValid => "not yet valid (nbf or iat in the future)",
@@ -132,11 +147,12 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Signs and verifies access tokens with the configured key.
+/// Signs access tokens with the first configured key and verifies them with the
+/// key their `kid` names.
 pub(crate) struct TokenCodec {
-    kid: String,
+    signing_kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    verifying: Vec<(String, DecodingKey)>,
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
@@ -153,10 +169,15 @@ impl TokenCodec {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::new();
+        let signing = &settings.keys[0];
         TokenCodec {
-            kid: key_id(&settings.secret),
-            encoding: EncodingKey::from_secret(&settings.secret),
-            decoding: DecodingKey::from_secret(&settings.secret),
+            signing_kid: signing.kid.clone(),
+            encoding: EncodingKey::from_secret(&signing.secret),
+            verifying: settings
+                .keys
+                .iter()
+                .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
+                .collect(),
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -176,7 +197,7 @@ impl TokenCodec {
     pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(ALGORITHM);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(self.signing_kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding)
     }
 
@@ -194,9 +215,14 @@ impl TokenCodec {
             return Err(Rejection::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifying.iter().find(|(known, _)| known == kid))
+            .map(|(_, key)| key)
+            .ok_or(Rejection::UnknownKey)?;
         let header_ok = header.alg == ALGORITHM
             && header.typ.as_deref() == Some(ACCESS_TOKEN_TYPE)
-            && header.kid.as_deref() == Some(self.kid.as_str())
             && header.crit.is_none()
             && header.jku.is_none()
             && header.jwk.is_none()
@@ -205,7 +231,7 @@ impl TokenCodec {
         if !header_ok {
             return Err(Rejection::Header);
         }
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map_err(|_| Rejection::Signature)?
             .claims;
 
@@ -213,7 +239,10 @@ impl TokenCodec {
             return Err(Rejection::Expired);
         }
         let latest_start = now.saturating_add(self.leeway);
-        if claims.iat > latest_start || claims.nbf.is_some_and(|nbf| nbf > latest_start) {
+        if claims.iat > latest_start
+            || claims.nbf.is_some_and(|nbf| nbf > latest_start)
+            || claims.auth_time > claims.iat
+        {
             return Err(Rejection::NotYetValid);
         }
         if claims.exp <= claims.iat || claims.exp - claims.iat > self.access_ttl {
@@ -231,7 +260,7 @@ impl TokenCodec {
 
 /// A key id derived from the key, so tokens name the key that signed them without
 /// the configuration having to.
-fn key_id(secret: &[u8]) -> String {
+pub(crate) fn derived_key_id(secret: &[u8]) -> String {
     let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions kid\0")
         .chain_update(secret)
         .finalize();

@@ -156,3 +156,150 @@ async fn health_needs_no_token_and_me_needs_one() {
     assert_eq!(missing.status(), Status::NotFound);
     assert!(missing.into_json::<Value>().await.is_some(), "errors are JSON");
 }
+
+async fn login(client: &Client, username: &str, password: &str) -> Value {
+    let response = post_json(
+        client,
+        "/auth/login",
+        json!({ "username": username, "password": password }),
+    )
+    .await;
+    assert_eq!(response.status(), Status::Ok, "login as {username}");
+    response.into_json().await.unwrap()
+}
+
+async fn change_password<'c>(client: &'c Client, access: &str, current: &str, new: &str) -> LocalResponse<'c> {
+    client
+        .post("/auth/password")
+        .header(bearer(access))
+        .header(ContentType::JSON)
+        .body(json!({ "current_password": current, "new_password": new }).to_string())
+        .dispatch()
+        .await
+}
+
+#[rocket::async_test]
+async fn a_password_change_ends_every_other_session_and_keeps_this_one() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    post_json(
+        &client,
+        "/auth/register",
+        json!({ "username": "alice", "password": "old password" }),
+    )
+    .await;
+    let laptop = login(&client, "alice", "old password").await;
+    let phone = login(&client, "alice", "old password").await;
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+
+    let wrong = change_password(&client, laptop_access, "not the password", "new password").await;
+    assert_eq!(wrong.status(), Status::Forbidden);
+    let short = change_password(&client, laptop_access, "old password", "short").await;
+    assert_eq!(short.status(), Status::UnprocessableEntity);
+    let phone_still = client
+        .get("/me")
+        .header(bearer(phone["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await;
+    assert_eq!(phone_still.status(), Status::Ok, "refused changes end nothing");
+
+    let changed = change_password(&client, laptop_access, "old password", "new password").await;
+    assert_eq!(changed.status(), Status::NoContent);
+
+    let phone_me = client
+        .get("/me")
+        .header(bearer(phone["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await;
+    assert_eq!(phone_me.status(), Status::Unauthorized);
+    let phone_refresh = post_json(
+        &client,
+        "/auth/refresh",
+        json!({ "refresh_token": phone["refresh_token"] }),
+    )
+    .await;
+    assert_eq!(phone_refresh.status(), Status::Unauthorized);
+    let laptop_me = client.get("/me").header(bearer(laptop_access)).dispatch().await;
+    assert_eq!(laptop_me.status(), Status::Ok, "the current session stays");
+    let laptop_refresh = post_json(
+        &client,
+        "/auth/refresh",
+        json!({ "refresh_token": laptop["refresh_token"] }),
+    )
+    .await;
+    assert_eq!(laptop_refresh.status(), Status::Ok);
+
+    let old = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "alice", "password": "old password" }),
+    )
+    .await;
+    assert_eq!(old.status(), Status::Unauthorized);
+    login(&client, "alice", "new password").await;
+}
+
+#[rocket::async_test]
+async fn a_password_change_needs_a_recent_login() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    post_json(
+        &client,
+        "/auth/register",
+        json!({ "username": "alice", "password": "old password" }),
+    )
+    .await;
+    let tokens = login(&client, "alice", "old password").await;
+    harness.clock().advance(301); // default fresh_age is 300 s
+    let refreshed = post_json(
+        &client,
+        "/auth/refresh",
+        json!({ "refresh_token": tokens["refresh_token"] }),
+    )
+    .await;
+    let refreshed: Value = refreshed.into_json().await.unwrap();
+    let stale = change_password(
+        &client,
+        refreshed["access_token"].as_str().unwrap(),
+        "old password",
+        "new password",
+    )
+    .await;
+    assert_eq!(stale.status(), Status::Unauthorized);
+    assert!(stale
+        .headers()
+        .get_one("WWW-Authenticate")
+        .unwrap()
+        .contains("insufficient_user_authentication"));
+}
+
+#[rocket::async_test]
+async fn repeated_wrong_passwords_throttle_the_username() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    post_json(
+        &client,
+        "/auth/register",
+        json!({ "username": "alice", "password": "right password" }),
+    )
+    .await;
+    for _ in 0..10 {
+        let wrong = post_json(
+            &client,
+            "/auth/login",
+            json!({ "username": "alice", "password": "wrong password" }),
+        )
+        .await;
+        assert_eq!(wrong.status(), Status::Unauthorized);
+    }
+    let throttled = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "alice", "password": "right password" }),
+    )
+    .await;
+    assert_eq!(throttled.status(), Status::TooManyRequests);
+    assert_eq!(throttled.headers().get_one("Retry-After"), Some("900"));
+    harness.clock().advance(900);
+    login(&client, "alice", "right password").await;
+}

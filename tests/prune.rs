@@ -98,7 +98,11 @@ async fn small_batches_delete_everything_in_several_transactions() {
     app.harness.clock().advance(600);
     let report = prune(&app).await;
     assert_eq!(deleted(&report), (5, 5, 5));
-    assert_eq!(report.batches, 3 + 3, "three batches of at most two rows per table");
+    assert_eq!(
+        report.batches,
+        3 + 3 + 1,
+        "three batches of at most two rows for sessions and for the blocklist, one for failed attempts"
+    );
 }
 
 #[rocket::async_test]

@@ -98,6 +98,7 @@ pub(crate) struct SessionRecord {
 #[derive(Debug)]
 pub(crate) struct PresentedRefresh {
     pub session_id: String,
+    pub session_created_at: i64,
     pub user_id: String,
     pub token_expires_at: i64,
     pub rotated_at: Option<i64>,
@@ -219,7 +220,7 @@ impl Store {
         let presented = transaction
             .prepare_cached(
                 "SELECT s.id, s.user_id, t.expires_at, t.rotated_at, s.expires_at,
-                        s.absolute_expires_at, s.revoked_at IS NOT NULL, s.claims
+                        s.absolute_expires_at, s.revoked_at IS NOT NULL, s.claims, s.created_at
                  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
                  WHERE t.hash = ?1",
             )?
@@ -233,6 +234,7 @@ impl Store {
                     absolute_expires_at: row.get(5)?,
                     session_revoked: row.get(6)?,
                     claims_json: row.get(7)?,
+                    session_created_at: row.get(8)?,
                 })
             })
             .optional()?;
@@ -309,23 +311,67 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Revokes every live session of `user_id`; returns their ids.
+    /// Revokes every live session of `user_id` but `keep` (when given); returns
+    /// their ids.
     pub(crate) fn revoke_user_sessions(
         &self,
         user_id: &str,
+        keep: Option<&str>,
         now: i64,
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
         let connection = self.writer();
         let mut statement = connection.prepare_cached(
             "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3
-             WHERE user_id = ?1 AND revoked_at IS NULL
+             WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?4
              RETURNING id",
         )?;
         let ids = statement
-            .query_map(params![user_id, now, reason], |row| row.get(0))?
+            .query_map(params![user_id, now, reason, keep], |row| row.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
+    }
+
+    /// When `scope` stops being throttled: the time its `limit`-th most recent
+    /// failure after `since` leaves the window, or `None` when it has fewer.
+    pub(crate) fn throttled_until(
+        &self,
+        scope: &[u8; 32],
+        since: i64,
+        limit: u32,
+        window: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let connection = self.writer();
+        let nth_latest = connection
+            .prepare_cached(
+                "SELECT at FROM auth_failures WHERE scope = ?1 AND at > ?2
+                 ORDER BY at DESC LIMIT 1 OFFSET ?3",
+            )?
+            .query_row(params![&scope[..], since, limit - 1], |row| row.get::<_, i64>(0))
+            .optional()?;
+        Ok(nth_latest.map(|at| at + window))
+    }
+
+    /// Records one failed attempt in each scope.
+    pub(crate) fn record_failure(&self, scopes: &[[u8; 32]], now: i64) -> Result<(), StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = transaction.prepare_cached("INSERT INTO auth_failures (scope, at) VALUES (?1, ?2)")?;
+            for scope in scopes {
+                insert.execute(params![&scope[..], now])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Forgets the failures of `scope` (after a successful attempt).
+    pub(crate) fn clear_failures(&self, scope: &[u8; 32]) -> Result<(), StoreError> {
+        self.writer()
+            .prepare_cached("DELETE FROM auth_failures WHERE scope = ?1")?
+            .execute([&scope[..]])?;
+        Ok(())
     }
 
     /// Revokes `session_id` only if it is an active session of `user_id`.
@@ -392,6 +438,8 @@ pub(crate) struct PruneCutoffs {
     pub revoked_at_or_before: i64,
     /// Blocklisted `jti`s whose token's `exp` is at or before this.
     pub blocklist_expired_at_or_before: i64,
+    /// Failed attempts at or before this are out of every throttling window.
+    pub failures_at_or_before: i64,
 }
 
 /// What one prune batch deleted.
@@ -400,6 +448,7 @@ pub(crate) struct PrunedBatch {
     pub sessions: usize,
     pub refresh_tokens: usize,
     pub revoked_tokens: usize,
+    pub auth_failures: usize,
     /// Nothing more of this kind is left to delete.
     pub exhausted: bool,
 }
@@ -455,27 +504,57 @@ impl Store {
     /// Deletes blocklist rows whose token has expired, in one transaction that
     /// ends at `batch` rows or after [`PRUNE_BATCH_BUDGET`], whichever comes first.
     pub(crate) fn prune_blocklist(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
+        let deleted = self.prune_in_chunks(
+            "DELETE FROM revoked_tokens WHERE jti IN
+                 (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            cutoffs.blocklist_expired_at_or_before,
+            batch,
+        )?;
+        Ok(PrunedBatch {
+            revoked_tokens: deleted.0,
+            exhausted: deleted.1,
+            ..PrunedBatch::default()
+        })
+    }
+
+    /// Deletes failed attempts older than every throttling window, like
+    /// [`prune_blocklist`](Self::prune_blocklist).
+    pub(crate) fn prune_auth_failures(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
+        let deleted = self.prune_in_chunks(
+            "DELETE FROM auth_failures WHERE rowid IN
+                 (SELECT rowid FROM auth_failures WHERE at <= ?1 LIMIT ?2)",
+            cutoffs.failures_at_or_before,
+            batch,
+        )?;
+        Ok(PrunedBatch {
+            auth_failures: deleted.0,
+            exhausted: deleted.1,
+            ..PrunedBatch::default()
+        })
+    }
+
+    /// Runs `delete` (cutoff ?1, limit ?2) in chunks inside one transaction until
+    /// `batch` rows, the time budget, or nothing is left. Returns the rows
+    /// deleted and whether nothing is left.
+    fn prune_in_chunks(&self, delete: &str, cutoff: i64, batch: u32) -> Result<(usize, bool), StoreError> {
         let mut connection = self.writer();
         let started = Instant::now();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut pruned = PrunedBatch::default();
+        let (mut deleted, mut exhausted) = (0usize, false);
         {
-            let mut delete = transaction.prepare_cached(
-                "DELETE FROM revoked_tokens WHERE jti IN
-                     (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
-            )?;
-            while pruned.revoked_tokens < batch as usize && started.elapsed() < PRUNE_BATCH_BUDGET {
-                let chunk = PRUNE_CHUNK.min(batch - pruned.revoked_tokens as u32);
-                let deleted = delete.execute(params![cutoffs.blocklist_expired_at_or_before, chunk])?;
-                pruned.revoked_tokens += deleted;
-                if deleted < chunk as usize {
-                    pruned.exhausted = true;
+            let mut statement = transaction.prepare_cached(delete)?;
+            while deleted < batch as usize && started.elapsed() < PRUNE_BATCH_BUDGET {
+                let chunk = PRUNE_CHUNK.min(batch - deleted as u32);
+                let rows = statement.execute(params![cutoff, chunk])?;
+                deleted += rows;
+                if rows < chunk as usize {
+                    exhausted = true;
                     break;
                 }
             }
         }
         transaction.commit()?;
-        Ok(pruned)
+        Ok((deleted, exhausted))
     }
 }
 

@@ -212,6 +212,11 @@ pub mod logs {
         });
     }
 
+    /// Every captured line so far.
+    pub fn lines() -> Vec<String> {
+        LINES.lock().unwrap().clone()
+    }
+
     /// Whether any captured line contains `needle`.
     pub fn logged(needle: &str) -> bool {
         LINES.lock().unwrap().iter().any(|line| line.contains(needle))

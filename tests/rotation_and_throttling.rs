@@ -1,0 +1,327 @@
+//! Key rotation across restarts, login and refresh throttling, fresh logins.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use common::{assert_invalid_token, bearer, tokens_of, App};
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Status};
+use rocket::local::asynchronous::LocalResponse;
+use rocket::{post, routes, State};
+use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::{ClientInfo, Error, FreshAuthUser, Sessions, TokenPair};
+use serde_json::{json, Value};
+
+fn key(kid: &str, byte: u8) -> Value {
+    json!({ "kid": kid, "secret": base64::engine::general_purpose::STANDARD.encode([byte; 32]) })
+}
+
+/// The harness's database and clock with `keys`, and no Rocket.toml (whose
+/// debug `secret` would clash with `keys`).
+fn with_keys(harness: &TestHarness, keys: Value) -> impl FnOnce(Figment) -> Figment {
+    let database = harness.database();
+    move |_| {
+        Figment::from(rocket::Config::debug_default())
+            .merge(("sessions.database", database))
+            .merge(("sessions.keys", keys))
+    }
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[rocket::async_test]
+async fn keys_rotate_across_restarts() {
+    // 1. One key.
+    let harness = TestHarness::new();
+    let configure = with_keys(&harness, json!([key("2026-05", 1)]));
+    let app = App::start_with(harness, configure).await;
+    let old = app.login("alice").await;
+    assert_eq!(kid_of(&old.access), "2026-05");
+
+    // 2. A new key first: it signs, the old one still verifies.
+    let harness = app.stop().await;
+    let configure = with_keys(&harness, json!([key("2026-11", 2), key("2026-05", 1)]));
+    let app = App::start_with(harness, configure).await;
+    assert_eq!(
+        app.whoami_status(&old.access).await,
+        Status::Ok,
+        "the old key still verifies"
+    );
+    let new = app.login("alice").await;
+    assert_eq!(kid_of(&new.access), "2026-11", "the first key signs");
+    let rotated = app.rotate(&old.refresh).await;
+    assert_eq!(
+        kid_of(&rotated.access),
+        "2026-11",
+        "a refresh gets a token of the new key"
+    );
+
+    // 3. The old key retired: its tokens fail, the new key's pass.
+    let harness = app.stop().await;
+    let configure = with_keys(&harness, json!([key("2026-11", 2)]));
+    let app = App::start_with(harness, configure).await;
+    assert_invalid_token(app.whoami(&old.access).await).await;
+    assert_eq!(app.whoami_status(&new.access).await, Status::Ok);
+    assert_eq!(app.whoami_status(&rotated.access).await, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn a_token_naming_a_known_kid_but_signed_with_another_key_is_refused() {
+    let harness = TestHarness::new();
+    let configure = with_keys(&harness, json!([key("a", 1), key("b", 2)]));
+    let app = App::start_with(harness, configure).await;
+    let tokens = app.login("alice").await;
+    assert_eq!(kid_of(&tokens.access), "a");
+    // Re-sign the same header (kid "a") with key "b".
+    let (input, _) = tokens.access.rsplit_once('.').unwrap();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&[2u8; 32]).unwrap();
+    mac.update(input.as_bytes());
+    let forged = format!(
+        "{input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
+    assert_invalid_token(app.whoami(&forged).await).await;
+}
+
+// ---- throttling -------------------------------------------------------------
+
+/// A login route that wraps a fake credential check: the password is "right".
+#[post("/try-login/<username>/<password>")]
+async fn try_login(
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    username: &str,
+    password: &str,
+) -> Result<Result<TokenPair, Status>, Error> {
+    let check = sessions.credential_check(username, &client).await?;
+    if password == "right" {
+        check.passed().await?;
+        Ok(Ok(sessions.login(username, (), &client).await?))
+    } else {
+        check.failed().await?;
+        Ok(Err(Status::Unauthorized))
+    }
+}
+
+#[post("/sensitive")]
+fn sensitive(user: FreshAuthUser) -> String {
+    user.id.clone()
+}
+
+async fn throttled_app(configure: impl FnOnce(Figment) -> Figment) -> App {
+    let harness = TestHarness::new();
+    let rocket = common::rocket_on(&harness, configure).mount("/", routes![try_login, sensitive]);
+    let client = rocket::local::asynchronous::Client::tracked(rocket).await.unwrap();
+    App { harness, client }
+}
+
+fn from(ip: &str) -> SocketAddr {
+    format!("{ip}:40000").parse().unwrap()
+}
+
+async fn attempt<'c>(app: &'c App, username: &str, password: &str, ip: &str) -> LocalResponse<'c> {
+    app.client
+        .post(format!("/try-login/{username}/{password}"))
+        .remote(from(ip))
+        .dispatch()
+        .await
+}
+
+fn retry_after(response: &LocalResponse<'_>) -> i64 {
+    response
+        .headers()
+        .get_one("Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn failed_logins_throttle_that_username_until_the_window_passes() {
+    let app = throttled_app(|f| {
+        f.merge(("sessions.login_max_failures", 3))
+            .merge(("sessions.login_failure_window", 600))
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(
+            attempt(&app, "alice", "wrong", "192.0.2.1").await.status(),
+            Status::Unauthorized
+        );
+        app.harness.clock().advance(10 * n + 1);
+    }
+    // Failures at t, t+1 and t+12; now is t+33: the first leaves the window at t+600.
+    let refused = attempt(&app, "alice", "right", "192.0.2.1").await;
+    assert_eq!(
+        refused.status(),
+        Status::TooManyRequests,
+        "a right password is throttled too"
+    );
+    let wait = retry_after(&refused);
+    assert_eq!(wait, 600 - 33);
+    let body: Value = refused.into_json().await.unwrap();
+    assert_eq!(body["error"], "too_many_attempts");
+
+    assert_eq!(
+        attempt(&app, "bob", "right", "192.0.2.1").await.status(),
+        Status::Ok,
+        "other usernames are unaffected"
+    );
+    app.harness.clock().advance(wait - 1);
+    assert_eq!(
+        attempt(&app, "alice", "right", "192.0.2.1").await.status(),
+        Status::TooManyRequests
+    );
+    app.harness.clock().advance(1);
+    assert_eq!(
+        attempt(&app, "alice", "right", "192.0.2.1").await.status(),
+        Status::Ok,
+        "the window passed"
+    );
+}
+
+#[rocket::async_test]
+async fn a_successful_login_forgets_the_usernames_failures() {
+    let app = throttled_app(|f| f.merge(("sessions.login_max_failures", 3))).await;
+    for _ in 0..2 {
+        attempt(&app, "alice", "wrong", "192.0.2.1").await;
+    }
+    assert_eq!(attempt(&app, "alice", "right", "192.0.2.1").await.status(), Status::Ok);
+    for _ in 0..2 {
+        attempt(&app, "alice", "wrong", "192.0.2.1").await;
+    }
+    assert_eq!(attempt(&app, "alice", "right", "192.0.2.1").await.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn failures_from_one_ip_over_many_usernames_and_refreshes_throttle_that_ip() {
+    let app = throttled_app(|f| {
+        f.merge(("sessions.ip_max_failures", 4))
+            .merge(("sessions.login_max_failures", 100))
+    })
+    .await;
+    let honest = app.login("carol").await;
+    attempt(&app, "u1", "wrong", "198.51.100.7").await;
+    attempt(&app, "u2", "wrong", "198.51.100.7").await;
+    for _ in 0..2 {
+        let response = app
+            .client
+            .post("/auth/refresh")
+            .remote(from("198.51.100.7"))
+            .header(ContentType::JSON)
+            .body(json!({ "refresh_token": "A".repeat(43) }).to_string())
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Unauthorized);
+    }
+    let login = attempt(&app, "u3", "right", "198.51.100.7").await;
+    assert_eq!(login.status(), Status::TooManyRequests);
+    let refresh = app
+        .client
+        .post("/auth/refresh")
+        .remote(from("198.51.100.7"))
+        .header(ContentType::JSON)
+        .body(json!({ "refresh_token": honest.refresh }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(
+        refresh.status(),
+        Status::TooManyRequests,
+        "refreshes from the IP are throttled"
+    );
+    assert!(retry_after(&refresh) > 0);
+
+    assert_eq!(
+        attempt(&app, "u3", "right", "203.0.113.9").await.status(),
+        Status::Ok,
+        "other IPs are not"
+    );
+    app.harness.clock().advance(900);
+    let refresh = app
+        .client
+        .post("/auth/refresh")
+        .remote(from("198.51.100.7"))
+        .header(ContentType::JSON)
+        .body(json!({ "refresh_token": honest.refresh }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(
+        refresh.status(),
+        Status::Ok,
+        "the untouched refresh token works after the window"
+    );
+}
+
+#[rocket::async_test]
+async fn failed_attempts_are_stored_without_usernames_and_pruned_after_the_window() {
+    let app = throttled_app(|f| f.merge(("sessions.auto_prune", false))).await;
+    attempt(&app, "alice-secret-name", "wrong", "192.0.2.1").await;
+    assert_eq!(
+        common::count_rows(&app.harness, "auth_failures"),
+        2,
+        "one for the username, one for the IP"
+    );
+    let bytes = std::fs::read(app.harness.database()).unwrap_or_default();
+    let wal = std::fs::read(format!("{}-wal", app.harness.database().display())).unwrap_or_default();
+    for file in [bytes, wal] {
+        assert!(
+            !file.windows(17).any(|w| w == b"alice-secret-name"),
+            "no username on disk"
+        );
+    }
+    let sessions = app.client.rocket().state::<Sessions>().unwrap();
+    assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 0);
+    app.harness.clock().advance(900);
+    assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 2);
+}
+
+// ---- fresh logins -----------------------------------------------------------
+
+#[rocket::async_test]
+async fn a_sensitive_action_needs_a_recent_login_even_after_refreshes() {
+    let app = throttled_app(|f| f.merge(("sessions.fresh_age", 300))).await;
+    let tokens = app.login("alice").await;
+    let fresh = app
+        .client
+        .post("/sensitive")
+        .header(bearer(&tokens.access))
+        .dispatch()
+        .await;
+    assert_eq!(fresh.status(), Status::Ok);
+
+    app.harness.clock().advance(301);
+    let refreshed = tokens_of(app.refresh(&tokens.refresh).await).await;
+    assert_eq!(
+        app.whoami_status(&refreshed.access).await,
+        Status::Ok,
+        "the session itself is fine"
+    );
+    let stale = app
+        .client
+        .post("/sensitive")
+        .header(bearer(&refreshed.access))
+        .dispatch()
+        .await;
+    assert_eq!(stale.status(), Status::Unauthorized);
+    assert_eq!(
+        stale.headers().get_one("WWW-Authenticate"),
+        Some(r#"Bearer error="insufficient_user_authentication", max_age=300"#)
+    );
+    let body: Value = stale.into_json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+
+    let relogin = app.login("alice").await;
+    let again = app
+        .client
+        .post("/sensitive")
+        .header(bearer(&relogin.access))
+        .dispatch()
+        .await;
+    assert_eq!(again.status(), Status::Ok);
+    assert_invalid_token(app.client.post("/sensitive").header(bearer("garbage")).dispatch().await).await;
+}
