@@ -64,6 +64,8 @@
 //! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`prune_now`](Sessions::prune_now) |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
+//! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
+//! | [`CredentialCheck`] | throttling of failed logins, from [`Sessions::credential_check`] |
 //! | [`ClientInfo`] | request guard: IP and user agent recorded on the session |
 //! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
@@ -72,17 +74,20 @@
 //!
 //! # Security model
 //!
-//! Access tokens are HS256 JWTs (`typ: at+jwt`, with `kid`) that live
-//! `access_ttl` seconds and never outlive their session. Refresh tokens are 32
+//! Access tokens are HS256 JWTs (`typ: at+jwt`, with `kid`, every claim required
+//! and typed) that live `access_ttl` seconds and never outlive their session. Refresh tokens are 32
 //! random bytes; only their SHA-256 is stored. Every refresh rotates the token; a
 //! rotated token presented again after `reuse_grace` seconds revokes its whole
 //! session (RFC 9700 §4.14.2). Logout blocklists the access token's `jti` and
 //! revokes the session; both are held in memory, so the guard answers from memory
 //! and never waits on SQLite. Every token failure is the same 401.
 //!
+//! Failed logins are throttled per username and per IP, counted in SQLite. The
+//! repository's `SECURITY.md` lists every threat, its defence and its test.
+//!
 //! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
-//! `refresh_tokens` and `revoked_tokens`; an app may keep its own tables in the
-//! same file.
+//! `refresh_tokens`, `revoked_tokens` and `auth_failures`; an app may keep its
+//! own tables in the same file.
 //!
 //! [Rocket]: https://rocket.rs
 

@@ -352,3 +352,17 @@ async fn bad_refresh_bodies_get_a_4xx_never_a_5xx() {
         assert!(error["error"].is_string());
     }
 }
+
+#[rocket::async_test]
+async fn each_login_gets_a_fresh_random_session_id() {
+    let app = App::start().await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let tokens = app.login("alice").await;
+        let whoami: serde_json::Value = app.whoami(&tokens.access).await.into_json().await.unwrap();
+        let id = whoami["session_id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 22, "128 random bits, base64url");
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 20, "no session id is ever reused");
+}
