@@ -10,6 +10,11 @@
 //! route), `/me` and `/health` are the demo's; `/auth/refresh`, `/auth/logout`,
 //! `/auth/logout-all` and `/auth/sessions` come from
 //! `rocket_sqlite_sessions::routes()`.
+//!
+//! For browsers, plain HTML pages keep the tokens in cookies: `GET /login`,
+//! `POST /login`, `GET /` (with a visit counter in session data),
+//! `GET /account/sessions` with a revoke form per device, and `POST /logout`.
+//! Every form carries the CSRF token as its first field.
 
 use std::sync::OnceLock;
 
@@ -17,10 +22,15 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Pass
 use argon2::Argon2;
 use r2d2_sqlite::SqliteConnectionManager;
 use rocket::fairing::AdHoc;
-use rocket::http::Status;
+use rocket::form::{Form, FromForm};
+use rocket::http::{CookieJar, Status};
+use rocket::response::content::RawHtml;
+use rocket::response::Redirect;
 use rocket::serde::json::{self, Json};
 use rocket::{catch, catchers, get, post, routes, Build, Request, Rocket, State};
-use rocket_sqlite_sessions::{AuthUser, ClientInfo, FreshAuthUser, Sessions, SessionsConfig, TokenPair};
+use rocket_sqlite_sessions::{
+    AuthUser, ClientInfo, CsrfProtected, CsrfToken, FreshAuthUser, Sessions, SessionsConfig, TokenPair,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -367,6 +377,241 @@ async fn me(users: &State<Users>, user: AuthUser) -> Result<Json<Value>, ApiErro
     ))
 }
 
+// ---- Browser pages: cookies, CSRF, session data. No JavaScript needed. -------
+
+/// Text made safe for HTML.
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn html_page(title: &str, body: &str) -> RawHtml<String> {
+    RawHtml(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+ body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #1d2330; }}
+ h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; width: 100%; }}
+ th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #d8dde6; vertical-align: top; }}
+ .current {{ background: #eef6ee; }} .error {{ color: #a12020; }} form.inline {{ display: inline; }}
+ input {{ font: inherit; margin: .2rem 0; }} button {{ font: inherit; padding: .2rem .8rem; }}
+</style></head><body>
+<h1>{title}</h1>
+{body}
+</body></html>"#
+    ))
+}
+
+/// A hidden CSRF field: the first field of every form (the crate reads it there).
+fn csrf_field(csrf: &CsrfToken) -> String {
+    format!(r#"<input type="hidden" name="csrf_token" value="{}">"#, csrf.as_str())
+}
+
+/// A page, or a redirect elsewhere (signed out, or already signed in).
+#[derive(rocket::Responder)]
+enum Page {
+    Html(RawHtml<String>),
+    Elsewhere(Box<Redirect>),
+}
+
+fn redirect(to: &'static str) -> Page {
+    Page::Elsewhere(Box::new(Redirect::to(to)))
+}
+
+fn login_form(csrf: &CsrfToken, error: Option<&str>) -> RawHtml<String> {
+    let error = error.map_or(String::new(), |e| format!(r#"<p class="error">{}</p>"#, escape(e)));
+    html_page(
+        "Sign in",
+        &format!(
+            r#"{error}<form method="post" action="/login">
+{csrf}
+<label>Username<br><input name="username" autocomplete="username" required></label><br>
+<label>Password<br><input name="password" type="password" autocomplete="current-password" required></label><br>
+<button type="submit">Sign in</button>
+</form>"#,
+            csrf = csrf_field(csrf)
+        ),
+    )
+}
+
+#[get("/login")]
+fn login_page(user: Option<AuthUser>, csrf: CsrfToken) -> Page {
+    match user {
+        Some(_) => redirect("/"),
+        None => Page::Html(login_form(&csrf, None)),
+    }
+}
+
+#[derive(FromForm)]
+struct LoginForm {
+    #[field(name = "csrf_token")]
+    _csrf_token: String,
+    username: String,
+    password: String,
+}
+
+#[post("/login", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+async fn login_submit(
+    _csrf: CsrfProtected,
+    csrf: CsrfToken,
+    users: &State<Users>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: Form<LoginForm>,
+) -> Result<Redirect, (Status, RawHtml<String>)> {
+    let LoginForm { username, password, .. } = form.into_inner();
+    let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message)));
+    let check = match sessions.credential_check(&username, &client).await {
+        Ok(check) => check,
+        Err(rocket_sqlite_sessions::Error::Throttled { retry_after }) => {
+            return Err(refuse(
+                Status::TooManyRequests,
+                &format!("Too many failed attempts; try again in {retry_after} seconds."),
+            ))
+        }
+        Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
+    };
+    let pool = users.pool.clone();
+    let user_id = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let found = find_user(&connection, &username)?;
+        let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
+        let matches = password_matches(&password, stored);
+        Ok(found.filter(|_| matches).map(|(id, _)| id))
+    })
+    .await
+    .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    let Some(user_id) = user_id else {
+        let _ = check.failed().await;
+        return Err(refuse(Status::Unauthorized, "Invalid username or password."));
+    };
+    let _ = check.passed().await;
+    let pair = sessions
+        .login(&user_id.to_string(), (), &client)
+        .await
+        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    sessions.set_cookies(cookies, &pair);
+    Ok(Redirect::to("/"))
+}
+
+async fn username_of(users: &Users, user: &AuthUser) -> Result<String, ApiError> {
+    let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
+    let pool = users.pool.clone();
+    blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        connection
+            .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(|_| invalid_credentials())
+    })
+    .await
+}
+
+#[get("/")]
+async fn home(user: Option<AuthUser>, csrf: CsrfToken, users: &State<Users>, sessions: &State<Sessions>) -> Page {
+    let Some(user) = user else {
+        return redirect("/login");
+    };
+    let Ok(username) = username_of(users, &user).await else {
+        return redirect("/login");
+    };
+    // A visit counter kept in the session's data.
+    let visits: u64 = sessions
+        .session_value(&user.session_id, "visits")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        + 1;
+    let _ = sessions.set_session_value(&user.session_id, "visits", visits).await;
+    Page::Html(html_page(
+        "Demo",
+        &format!(
+            r#"<p>Signed in as <strong>{username}</strong>.</p>
+<p>Visits in this session: <span id="visits">{visits}</span></p>
+<p><a href="/account/sessions">Your sessions</a></p>
+<form method="post" action="/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+            username = escape(&username),
+            csrf = csrf_field(&csrf)
+        ),
+    ))
+}
+
+#[get("/account/sessions")]
+async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
+    let Some(user) = user else {
+        return redirect("/login");
+    };
+    let Ok(listed) = sessions.sessions(&user.id).await else {
+        return redirect("/login");
+    };
+    let rows: String = listed
+        .iter()
+        .map(|session| {
+            let current = session.id == user.session_id;
+            let action = if current {
+                "<em>This device</em>".to_string()
+            } else {
+                format!(
+                    r#"<form class="inline" method="post" action="/account/sessions/{id}/revoke">{csrf}<button type="submit">Revoke</button></form>"#,
+                    id = escape(&session.id),
+                    csrf = csrf_field(&csrf)
+                )
+            };
+            format!(
+                r#"<tr class="{class}" data-session="{id}"><td>{device}</td><td>{ip}</td><td>{created}</td><td>{seen}</td><td>{action}</td></tr>"#,
+                class = if current { "current" } else { "other" },
+                id = escape(&session.id),
+                device = escape(session.user_agent.as_deref().unwrap_or("unknown device")),
+                ip = escape(session.ip.as_deref().unwrap_or("")),
+                created = session.created_at.format("%Y-%m-%d %H:%M UTC"),
+                seen = session.last_seen_at.format("%Y-%m-%d %H:%M UTC"),
+            )
+        })
+        .collect();
+    Page::Html(html_page(
+        "Your sessions",
+        &format!(
+            r#"<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
+<tbody>{rows}</tbody></table>
+<p><a href="/">Back</a></p>"#
+        ),
+    ))
+}
+
+#[post("/account/sessions/<id>/revoke")]
+async fn revoke_device(
+    user: AuthUser,
+    sessions: &State<Sessions>,
+    id: &str,
+) -> Result<Redirect, rocket_sqlite_sessions::Error> {
+    sessions.revoke_session(&user.id, id).await?;
+    Ok(Redirect::to("/account/sessions"))
+}
+
+#[post("/logout")]
+async fn logout_page(
+    user: AuthUser,
+    sessions: &State<Sessions>,
+    cookies: &CookieJar<'_>,
+) -> Result<Redirect, rocket_sqlite_sessions::Error> {
+    sessions.logout(&user).await?;
+    sessions.clear_cookies(cookies);
+    Ok(Redirect::to("/login"))
+}
+
 #[get("/health")]
 fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -427,6 +672,17 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
     rocket
         .attach(users_fairing())
         .mount("/", routes![health, me])
+        .mount(
+            "/",
+            routes![
+                login_page,
+                login_submit,
+                home,
+                account_sessions,
+                revoke_device,
+                logout_page
+            ],
+        )
         .mount("/auth", routes![register, login, change_password])
         .mount("/auth", rocket_sqlite_sessions::routes())
         .register("/", catchers![json_error])

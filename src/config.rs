@@ -85,6 +85,21 @@ pub struct SessionsConfig {
     /// Failed logins and invalid refresh tokens from one IP address within
     /// `login_failure_window` after which its attempts get 429. Default 100.
     pub ip_max_failures: u32,
+    /// Name of the cookie that carries the access token in browser apps.
+    /// Default `"__Host-access_token"`.
+    pub access_cookie: String,
+    /// Name of the cookie that carries the refresh token. Default
+    /// `"__Host-refresh_token"`.
+    pub refresh_cookie: String,
+    /// Name of the cookie that binds a CSRF token before login (login forms).
+    /// Default `"__Host-csrf"`.
+    pub csrf_cookie: String,
+    /// The `SameSite` attribute of the session cookies. Default `lax`.
+    pub same_site: SameSitePolicy,
+    /// Origins (`scheme://host[:port]`) allowed in the `Origin` header of
+    /// cookie-authenticated unsafe requests. Empty (the default): the request's
+    /// own `Host`.
+    pub allowed_origins: Vec<String>,
     /// The `iss` claim to set and require, when given.
     pub issuer: Option<String>,
     /// The `aud` claim to set and require, when given.
@@ -110,10 +125,28 @@ impl Default for SessionsConfig {
             login_max_failures: 10,
             login_failure_window: 900,
             ip_max_failures: 100,
+            access_cookie: "__Host-access_token".into(),
+            refresh_cookie: "__Host-refresh_token".into(),
+            csrf_cookie: "__Host-csrf".into(),
+            same_site: SameSitePolicy::Lax,
+            allowed_origins: Vec::new(),
             issuer: None,
             audience: None,
         }
     }
+}
+
+/// The `SameSite` attribute of the session cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSitePolicy {
+    /// `SameSite=Lax`: cookies go with top-level navigations from other sites
+    /// (links into the app keep the user signed in), not with their forms or
+    /// scripts.
+    Lax,
+    /// `SameSite=Strict`: cookies never go with a request started by another
+    /// site; a link into the app arrives signed out.
+    Strict,
 }
 
 /// One entry of `keys`: a key id and its secret.
@@ -156,6 +189,11 @@ impl fmt::Debug for SessionsConfig {
             .field("login_max_failures", &self.login_max_failures)
             .field("login_failure_window", &self.login_failure_window)
             .field("ip_max_failures", &self.ip_max_failures)
+            .field("access_cookie", &self.access_cookie)
+            .field("refresh_cookie", &self.refresh_cookie)
+            .field("csrf_cookie", &self.csrf_cookie)
+            .field("same_site", &self.same_site)
+            .field("allowed_origins", &self.allowed_origins)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -207,6 +245,11 @@ pub(crate) struct Settings {
     pub login_max_failures: u32,
     pub login_failure_window: i64,
     pub ip_max_failures: u32,
+    pub access_cookie: String,
+    pub refresh_cookie: String,
+    pub csrf_cookie: String,
+    pub same_site: SameSitePolicy,
+    pub allowed_origins: Vec<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
@@ -271,6 +314,41 @@ impl SessionsConfig {
             }
         }
 
+        let mut cookie_names = Vec::new();
+        for (key, name) in [
+            ("access_cookie", &self.access_cookie),
+            ("refresh_cookie", &self.refresh_cookie),
+            ("csrf_cookie", &self.csrf_cookie),
+        ] {
+            let token_chars = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if name.is_empty() || !token_chars {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~ only",
+                ));
+            }
+            if cookie_names.contains(&name) {
+                return Err(ConfigError::invalid(key, "is the name of another session cookie"));
+            }
+            cookie_names.push(name);
+        }
+        for origin in &self.allowed_origins {
+            let well_formed = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !well_formed {
+                return Err(ConfigError::invalid(
+                    "allowed_origins",
+                    format!("{origin:?} is not an origin like \"https://app.example\" (scheme and host, no path)"),
+                ));
+            }
+        }
+
         validate_cron(&self.prune_schedule).map_err(|m| ConfigError::invalid("prune_schedule", m))?;
         if !(1..=MAX_PRUNE_BATCH).contains(&self.prune_batch) {
             return Err(ConfigError::invalid(
@@ -308,6 +386,11 @@ impl SessionsConfig {
             login_max_failures: self.login_max_failures,
             login_failure_window,
             ip_max_failures: self.ip_max_failures,
+            access_cookie: self.access_cookie.clone(),
+            refresh_cookie: self.refresh_cookie.clone(),
+            csrf_cookie: self.csrf_cookie.clone(),
+            same_site: self.same_site,
+            allowed_origins: self.allowed_origins.clone(),
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
         })

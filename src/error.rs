@@ -38,6 +38,10 @@ pub enum Error {
         /// The longest a login may date back, in seconds (`fresh_age`).
         max_age: i64,
     },
+    /// A cookie-authenticated unsafe request came from another origin or
+    /// without the session's CSRF token. Answers 403.
+    #[error("CSRF check failed")]
+    CsrfRefused,
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,
@@ -69,6 +73,16 @@ pub(crate) fn login_too_old_response<'o>(max_age: i64) -> Response<'o> {
         "WWW-Authenticate",
         format!(r#"Bearer error="insufficient_user_authentication", max_age={max_age}"#),
     ))
+    .finalize()
+}
+
+/// The answer to a request that failed CSRF protection.
+pub(crate) fn csrf_refused_response<'o>() -> Response<'o> {
+    json_response(
+        Status::Forbidden,
+        "csrf_failed",
+        "This request must come from the app's own pages, with their CSRF token.",
+    )
     .finalize()
 }
 
@@ -104,6 +118,7 @@ impl<'r> Responder<'r, 'static> for Error {
             .header(Header::new("Retry-After", retry_after.to_string()))
             .finalize(),
             Error::LoginTooOld { max_age } => login_too_old_response(max_age),
+            Error::CsrfRefused => csrf_refused_response(),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

@@ -2,13 +2,14 @@
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Status;
-use rocket::{Build, Orbit, Request, Response, Rocket};
+use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use tokio_cron_scheduler::JobScheduler;
 
+use crate::browser::{csrf_field_of, is_unsafe, PeekedCsrfField, CSRF_HEADER, CSRF_PEEK_BYTES};
 use crate::clock::Clock;
 use crate::config::{ConfigError, SessionsConfig};
-use crate::error::{login_too_old_response, rewrite_as_invalid_token, Error};
-use crate::guard::{Authentication, StaleLogin};
+use crate::error::{csrf_refused_response, login_too_old_response, rewrite_as_invalid_token, Error};
+use crate::guard::{self, StaleLogin};
 use crate::manager::Sessions;
 use crate::prune;
 
@@ -52,7 +53,7 @@ impl Fairing for SessionsFairing {
     fn info(&self) -> Info {
         Info {
             name: "rocket_sqlite_sessions",
-            kind: Kind::Ignite | Kind::Response | Kind::Shutdown,
+            kind: Kind::Ignite | Kind::Request | Kind::Response | Kind::Shutdown,
         }
     }
 
@@ -115,13 +116,28 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        if response.status() != Status::Unauthorized {
-            return;
+        match response.status() {
+            Status::Unauthorized => {
+                if guard::token_refused(request) {
+                    rewrite_as_invalid_token(response);
+                } else if let Some(max_age) = StaleLogin::of(request) {
+                    response.merge(login_too_old_response(max_age));
+                }
+            }
+            Status::Forbidden if guard::csrf_refused(request) => response.merge(csrf_refused_response()),
+            _ => {}
         }
-        if Authentication::rejected(request) {
-            rewrite_as_invalid_token(response);
-        } else if let Some(max_age) = StaleLogin::of(request) {
-            response.merge(login_too_old_response(max_age));
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
+        // A form's csrf_token field must be read before the route's data guard
+        // takes the body: peek at its start without consuming it.
+        let form = request
+            .content_type()
+            .is_some_and(|content_type| content_type.is_form());
+        if form && is_unsafe(request.method()) && request.headers().get_one(CSRF_HEADER).is_none() {
+            let field = csrf_field_of(data.peek(CSRF_PEEK_BYTES).await);
+            request.local_cache(|| PeekedCsrfField(field));
         }
     }
 }

@@ -5,8 +5,9 @@ use rocket::request::{FromRequest, Outcome, Request};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::browser::{is_unsafe, CsrfBinding, CsrfRefusal};
 use crate::error::Error;
-use crate::manager::Sessions;
+use crate::manager::{ClientInfo, Sessions};
 use crate::token::Rejection;
 
 /// The authenticated caller of a request: a request guard.
@@ -21,7 +22,10 @@ use crate::token::Rejection;
 /// }
 /// ```
 ///
-/// It reads `Authorization: Bearer <access token>` and checks the signature with
+/// It reads `Authorization: Bearer <access token>`, or, without that header, the
+/// access cookie of a browser app (refreshing silently from the refresh cookie,
+/// and requiring CSRF proof for unsafe methods: see [`Sessions::set_cookies`]).
+/// It checks the signature with
 /// the one pinned algorithm (HS256), the header (`typ`, `kid`, no extensions),
 /// `exp`, `nbf`, `iat`, `iss` and `aud` when configured, that the token is not a
 /// refresh token, that its `jti` is not blocklisted and its session not revoked.
@@ -64,15 +68,103 @@ impl AuthUser {
     }
 }
 
-/// The guard's verdict, cached for the request so a second guard (or the fairing's
-/// response hook) does not check again.
-pub(crate) struct Authentication(pub(crate) Option<Result<AuthUser, Rejection>>);
+/// What the guard decided for a request.
+pub(crate) enum Verdict {
+    /// A valid session.
+    User(AuthUser),
+    /// A token failure: 401.
+    Rejected(Rejection),
+    /// A cookie-authenticated unsafe request without valid CSRF proof: 403.
+    Csrf(CsrfRefusal),
+    /// The store failed during a silent refresh: 503.
+    Unavailable,
+}
 
-impl Authentication {
-    /// Whether this request was refused by the guard.
-    pub(crate) fn rejected(request: &Request<'_>) -> bool {
-        matches!(request.local_cache(|| Authentication(None)).0, Some(Err(_)))
+/// The verdict, cached for the request so every guard and the fairing's
+/// response hook share one decision (and one silent refresh).
+struct CachedVerdict(Option<Verdict>);
+
+/// Set by [`CsrfProtected`](crate::CsrfProtected) when it refuses a request.
+pub(crate) struct CsrfFailed(pub(crate) bool);
+
+/// Set when [`AuthUser`] itself fails a request (the verdict alone may have
+/// been asked by another guard, such as [`CsrfToken`](crate::CsrfToken)).
+struct GuardFailed(Option<Status>);
+
+/// The request's verdict, decided once.
+pub(crate) async fn verdict<'r>(request: &'r Request<'_>, sessions: &Sessions) -> &'r Verdict {
+    let cached = request
+        .local_cache_async(async { CachedVerdict(Some(decide(request, sessions).await)) })
+        .await;
+    cached.0.as_ref().expect("a decided verdict")
+}
+
+/// Whether [`AuthUser`] refused `request` for its token (401).
+pub(crate) fn token_refused(request: &Request<'_>) -> bool {
+    request.local_cache(|| GuardFailed(None)).0 == Some(Status::Unauthorized)
+}
+
+/// Whether a guard of this crate refused `request` for CSRF (403).
+pub(crate) fn csrf_refused(request: &Request<'_>) -> bool {
+    request.local_cache(|| GuardFailed(None)).0 == Some(Status::Forbidden)
+        || request.local_cache(|| CsrfFailed(false)).0
+}
+
+async fn decide(request: &Request<'_>, sessions: &Sessions) -> Verdict {
+    // A bearer header is judged alone: an invalid one never falls back to cookies.
+    if request.headers().get_one("Authorization").is_some() {
+        return match bearer_token(request).and_then(|token| sessions.authenticate(token)) {
+            Ok(user) => Verdict::User(user),
+            Err(rejection) => Verdict::Rejected(rejection),
+        };
     }
+    let settings = &sessions.inner.settings;
+    let jar = request.cookies();
+    let access = jar.get(&settings.access_cookie).map(|c| c.value().to_string());
+    let refresh = jar.get(&settings.refresh_cookie).map(|c| c.value().to_string());
+    if access.is_none() && refresh.is_none() {
+        return Verdict::Rejected(Rejection::Missing);
+    }
+    let unsafe_method = is_unsafe(request.method());
+    if unsafe_method {
+        // Before anything else, and before any rotation: a forged request stops here.
+        if let Err(refusal) = sessions.check_origin(request) {
+            return Verdict::Csrf(refusal);
+        }
+        if Sessions::presented_csrf_token(request).is_none() {
+            return Verdict::Csrf(CsrfRefusal::MissingToken);
+        }
+    }
+    let by_access = access.as_deref().map(|token| sessions.authenticate(token));
+    let user = match (by_access, refresh) {
+        (Some(Ok(user)), _) => user,
+        (by_access, None) => return Verdict::Rejected(by_access.map_or(Rejection::Missing, |r| r.unwrap_err())),
+        (_, Some(refresh)) => match sessions.refresh(&refresh, &ClientInfo::of(request)).await {
+            Ok(pair) => {
+                sessions.set_cookies(jar, &pair);
+                match sessions.authenticate(&pair.access_token) {
+                    Ok(user) => user,
+                    Err(rejection) => return Verdict::Rejected(rejection),
+                }
+            }
+            Err(Error::Store(cause)) => {
+                log::error!("rocket_sqlite_sessions: silent refresh: session store failure: {cause}");
+                return Verdict::Unavailable;
+            }
+            Err(_) => {
+                // The session is over: stop the browser sending dead cookies.
+                sessions.clear_cookies(jar);
+                return Verdict::Rejected(Rejection::Refresh);
+            }
+        },
+    };
+    if unsafe_method {
+        let presented = Sessions::presented_csrf_token(request).unwrap_or_default();
+        if !sessions.csrf_token_matches(CsrfBinding::Session(&user.session_id), presented) {
+            return Verdict::Csrf(CsrfRefusal::WrongToken);
+        }
+    }
+    Verdict::User(user)
 }
 
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1). Tokens
@@ -105,23 +197,24 @@ impl<'r> FromRequest<'r> for AuthUser {
                 Error::Internal("Sessions::fairing() is not attached".into()),
             ));
         };
-        let verdict = request.local_cache(|| {
-            Authentication(Some(
-                bearer_token(request).and_then(|token| sessions.authenticate(token)),
-            ))
-        });
-        match &verdict.0 {
-            Some(Ok(user)) => Outcome::Success(user.clone()),
-            Some(Err(rejection)) => {
-                log::debug!(
-                    "rocket_sqlite_sessions: {} {}: access token refused: {rejection}",
-                    request.method(),
-                    request.uri().path()
-                );
-                Outcome::Error((Status::Unauthorized, Error::InvalidToken))
+        let (method, path) = (request.method(), request.uri().path());
+        let (status, error) = match verdict(request, sessions).await {
+            Verdict::User(user) => return Outcome::Success(user.clone()),
+            Verdict::Rejected(rejection) => {
+                log::debug!("rocket_sqlite_sessions: {method} {path}: access token refused: {rejection}");
+                (Status::Unauthorized, Error::InvalidToken)
             }
-            None => unreachable!("the verdict was just cached"),
-        }
+            Verdict::Csrf(refusal) => {
+                log::debug!("rocket_sqlite_sessions: {method} {path}: CSRF check failed: {refusal}");
+                (Status::Forbidden, Error::CsrfRefused)
+            }
+            Verdict::Unavailable => (
+                Status::ServiceUnavailable,
+                Error::Internal("the session store failed during a silent refresh".into()),
+            ),
+        };
+        request.local_cache(|| GuardFailed(Some(status)));
+        Outcome::Error((status, error))
     }
 }
 

@@ -94,6 +94,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod browser;
 mod clock;
 mod config;
 mod error;
@@ -103,18 +104,21 @@ mod manager;
 mod prune;
 mod revocation;
 mod routes;
+mod session_data;
 mod store;
 pub mod testing;
 mod throttle;
 mod token;
 
+pub use browser::{CsrfProtected, CsrfToken, CSRF_FIELD, CSRF_HEADER};
 pub use clock::{Clock, ManualClock};
-pub use config::{ConfigError, KeyConfig, SessionsConfig, MIN_SECRET_BYTES};
+pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
 pub use guard::{AuthUser, FreshAuthUser};
 pub use manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
 pub use prune::PruneReport;
 pub use routes::routes;
+pub use session_data::MAX_SESSION_DATA_BYTES;
 pub use store::StoreError;
 pub use throttle::CredentialCheck;

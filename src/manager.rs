@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) revocations: Revocations,
     pub(crate) clock: Clock,
     pub(crate) settings: Settings,
+    /// CSRF keys derived from the signing keys, the first one current.
+    pub(crate) csrf_keys: Vec<[u8; 32]>,
     /// Held for the length of a prune pass, so passes never overlap.
     pub(crate) prune_lock: rocket::tokio::sync::Mutex<()>,
     /// Set at shutdown: a prune pass stops before its next batch.
@@ -59,6 +61,9 @@ pub struct TokenPair {
     /// The opaque token to present to `/refresh` for the next pair. It can be used
     /// once.
     pub refresh_token: String,
+    /// Seconds until the refresh token expires (not part of the JSON body).
+    #[serde(skip)]
+    pub refresh_expires_in: i64,
     /// The session the pair belongs to (not part of the JSON body).
     #[serde(skip)]
     pub session_id: String,
@@ -85,11 +90,9 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for ClientInfo {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+impl ClientInfo {
+    /// The client of `request`.
+    pub fn of(request: &Request<'_>) -> Self {
         let user_agent = request.headers().get_one("User-Agent").map(|agent| {
             let mut end = agent.len().min(MAX_USER_AGENT_LEN);
             while !agent.is_char_boundary(end) {
@@ -97,10 +100,19 @@ impl<'r> FromRequest<'r> for ClientInfo {
             }
             agent[..end].to_string()
         });
-        Outcome::Success(ClientInfo {
+        ClientInfo {
             ip: request.client_ip(),
             user_agent,
-        })
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ClientInfo {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(ClientInfo::of(request))
     }
 }
 
@@ -131,6 +143,11 @@ impl Sessions {
         let sessions = Sessions {
             inner: Arc::new(Inner {
                 codec: TokenCodec::new(&settings),
+                csrf_keys: settings
+                    .keys
+                    .iter()
+                    .map(|key| crate::browser::csrf_key(&key.secret))
+                    .collect(),
                 store,
                 revocations: Revocations::default(),
                 clock,
@@ -229,7 +246,7 @@ impl Sessions {
             now,
             now,
             expires_at,
-            refresh,
+            (refresh, refresh_expires_at),
         )
     }
 
@@ -337,7 +354,14 @@ impl Sessions {
                 );
                 Err(Error::InvalidToken)
             }
-            Some((found, RefreshDecision::Rotate { session_expires_at, .. })) => {
+            Some((
+                found,
+                RefreshDecision::Rotate {
+                    session_expires_at,
+                    token_expires_at,
+                    ..
+                },
+            )) => {
                 let app = match serde_json::from_str::<Value>(&found.claims_json) {
                     Ok(Value::Object(map)) => map,
                     _ => {
@@ -354,13 +378,14 @@ impl Sessions {
                     found.session_created_at,
                     now,
                     session_expires_at,
-                    successor,
+                    (successor, token_expires_at),
                 )
             }
         }
     }
 
-    /// Signs an access token for a session and pairs it with `refresh`.
+    /// Signs an access token for a session and pairs it with `refresh` (and the
+    /// time it expires).
     #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
@@ -370,7 +395,7 @@ impl Sessions {
         logged_in_at: i64,
         now: i64,
         session_expires_at: i64,
-        refresh: RefreshToken,
+        (refresh, refresh_expires_at): (RefreshToken, i64),
     ) -> Result<TokenPair, Error> {
         let codec = &self.inner.codec;
         // An access token never outlives its session.
@@ -395,6 +420,7 @@ impl Sessions {
             token_type: "Bearer",
             expires_in: exp - now,
             refresh_token: refresh.into_string(),
+            refresh_expires_in: refresh_expires_at - now,
             session_id,
         })
     }

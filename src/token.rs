@@ -126,6 +126,7 @@ pub(crate) enum Rejection {
     Issuer,
     Audience,
     Revoked,
+    Refresh,
 }
 
 impl fmt::Display for Rejection {
@@ -143,6 +144,7 @@ impl fmt::Display for Rejection {
             Rejection::Issuer => "wrong issuer",
             Rejection::Audience => "wrong audience",
             Rejection::Revoked => "revoked session or blocklisted jti",
+            Rejection::Refresh => "the refresh cookie was refused",
         })
     }
 }

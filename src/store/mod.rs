@@ -332,6 +332,42 @@ impl Store {
         Ok(ids)
     }
 
+    /// The app data (a JSON object) of a live session; `None` when the session
+    /// is revoked, expired or unknown.
+    pub(crate) fn session_data(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let connection = self.connection()?;
+        let data = connection
+            .prepare_cached("SELECT data FROM sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
+            .query_row(params![id, now], |row| row.get(0))
+            .optional()?;
+        Ok(data)
+    }
+
+    /// Replaces a live session's app data with `update`'s result for the current
+    /// data, in one transaction. `None` when the session is not live.
+    pub(crate) fn update_session_data<T>(
+        &self,
+        id: &str,
+        now: i64,
+        update: impl FnOnce(&str) -> (String, T),
+    ) -> Result<Option<T>, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<String> = transaction
+            .prepare_cached("SELECT data FROM sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
+            .query_row(params![id, now], |row| row.get(0))
+            .optional()?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let (data, result) = update(&current);
+        transaction
+            .prepare_cached("UPDATE sessions SET data = ?2 WHERE id = ?1")?
+            .execute(params![id, data])?;
+        transaction.commit()?;
+        Ok(Some(result))
+    }
+
     /// When `scope` stops being throttled: the time its `limit`-th most recent
     /// failure after `since` leaves the window, or `None` when it has fewer.
     pub(crate) fn throttled_until(

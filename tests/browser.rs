@@ -1,0 +1,587 @@
+//! Browser apps over HTTP: cookies, silent refresh, CSRF, session data, and the
+//! demo's pages. Each `Browser` keeps its own cookie jar, as a browser would.
+
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use rocket::futures::future::join_all;
+use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
+use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::{Error, Sessions};
+use serde_json::{json, Value};
+
+const ACCESS: &str = "__Host-access_token";
+const REFRESH: &str = "__Host-refresh_token";
+
+struct Demo {
+    harness: TestHarness,
+    client: Client,
+}
+
+impl Demo {
+    async fn start() -> Demo {
+        let harness = TestHarness::new();
+        let client = Client::untracked(demo::app(harness.rocket())).await.unwrap();
+        let demo = Demo { harness, client };
+        let registered = demo
+            .client
+            .post("/auth/register")
+            .header(ContentType::JSON)
+            .body(json!({ "username": "alice", "password": "password one" }).to_string())
+            .dispatch()
+            .await
+            .status();
+        assert_eq!(registered, Status::Created);
+        demo
+    }
+
+    fn sessions(&self) -> &Sessions {
+        self.client.rocket().state::<Sessions>().unwrap()
+    }
+}
+
+/// A cookie jar applying `Set-Cookie` as a browser does.
+#[derive(Default)]
+struct Browser {
+    jar: Mutex<BTreeMap<String, String>>,
+    user_agent: &'static str,
+}
+
+impl Browser {
+    fn new(user_agent: &'static str) -> Browser {
+        Browser {
+            jar: Mutex::default(),
+            user_agent,
+        }
+    }
+
+    fn with_cookies<'c>(&self, request: LocalRequest<'c>) -> LocalRequest<'c> {
+        let jar = self.jar.lock().unwrap();
+        let cookies: Vec<Cookie<'static>> = jar.iter().map(|(k, v)| Cookie::new(k.clone(), v.clone())).collect();
+        request
+            .header(Header::new("User-Agent", self.user_agent))
+            .cookies(cookies)
+    }
+
+    async fn send<'c>(&self, request: LocalRequest<'c>) -> LocalResponse<'c> {
+        let response = self.with_cookies(request).dispatch().await;
+        let mut jar = self.jar.lock().unwrap();
+        for set in response.headers().get("Set-Cookie") {
+            let cookie = Cookie::parse(set.to_string()).unwrap();
+            let expired = cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty();
+            if expired {
+                jar.remove(cookie.name());
+            } else {
+                jar.insert(cookie.name().to_string(), cookie.value().to_string());
+            }
+        }
+        response
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().get(name).cloned()
+    }
+
+    async fn page(&self, demo: &Demo, path: &'static str) -> (Status, String) {
+        let response = self.send(demo.client.get(path)).await;
+        let status = response.status();
+        let location = response.headers().get_one("Location").map(str::to_string);
+        let body = response.into_string().await.unwrap_or_default();
+        (status, location.unwrap_or(body))
+    }
+
+    async fn csrf(&self, demo: &Demo, path: &'static str) -> String {
+        let (status, html) = self.page(demo, path).await;
+        assert_eq!(status, Status::Ok, "{path}: {html}");
+        csrf_in(&html)
+    }
+
+    async fn sign_in<'c>(&self, demo: &'c Demo) -> LocalResponse<'c> {
+        let csrf = self.csrf(demo, "/login").await;
+        self.send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=alice&password=password+one")),
+        )
+        .await
+    }
+}
+
+fn csrf_in(html: &str) -> String {
+    const FIELD: &str = r#"name="csrf_token" value=""#;
+    let start = html.find(FIELD).expect("a csrf field") + FIELD.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+fn attributes(response: &LocalResponse<'_>, name: &str) -> Cookie<'static> {
+    response
+        .headers()
+        .get("Set-Cookie")
+        .map(|set| Cookie::parse(set.to_string()).unwrap())
+        .find(|cookie| cookie.name() == name)
+        .unwrap_or_else(|| panic!("no Set-Cookie for {name}"))
+}
+
+#[rocket::async_test]
+async fn the_login_form_signs_in_with_host_cookies() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("Browser/1");
+    let response = browser.sign_in(&demo).await;
+    assert_eq!(response.status(), Status::SeeOther);
+    assert_eq!(response.headers().get_one("Location"), Some("/"));
+    for (name, ttl) in [(ACCESS, 900), (REFRESH, 1_209_600)] {
+        let cookie = attributes(&response, name);
+        assert_eq!(cookie.secure(), Some(true), "{name} Secure");
+        assert_eq!(cookie.http_only(), Some(true), "{name} HttpOnly");
+        assert_eq!(cookie.same_site(), Some(rocket::http::SameSite::Lax), "{name} SameSite");
+        assert_eq!(cookie.path(), Some("/"), "{name} Path");
+        assert_eq!(cookie.domain(), None, "{name} has no Domain");
+        let max_age = cookie.max_age().unwrap().whole_seconds();
+        assert!(max_age > 0 && max_age <= ttl, "{name} Max-Age {max_age}");
+    }
+    drop(response);
+    let (status, html) = browser.page(&demo, "/").await;
+    assert_eq!(status, Status::Ok);
+    assert!(html.contains("Signed in as <strong>alice</strong>"), "{html}");
+}
+
+#[rocket::async_test]
+async fn strict_same_site_is_configurable() {
+    let harness = TestHarness::new();
+    let rocket =
+        demo::app(rocket::custom(harness.figment().merge(("sessions.same_site", "strict"))).attach(harness.fairing()));
+    let demo = Demo {
+        client: Client::untracked(rocket).await.unwrap(),
+        harness,
+    };
+    demo.client
+        .post("/auth/register")
+        .header(ContentType::JSON)
+        .body(json!({ "username": "alice", "password": "password one" }).to_string())
+        .dispatch()
+        .await;
+    let browser = Browser::new("B");
+    let response = browser.sign_in(&demo).await;
+    assert_eq!(
+        attributes(&response, ACCESS).same_site(),
+        Some(rocket::http::SameSite::Strict)
+    );
+}
+
+#[rocket::async_test]
+async fn signed_out_pages_redirect_to_login() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    assert_eq!(browser.page(&demo, "/").await, (Status::SeeOther, "/login".into()));
+    assert_eq!(
+        browser.page(&demo, "/account/sessions").await,
+        (Status::SeeOther, "/login".into())
+    );
+}
+
+#[rocket::async_test]
+async fn a_wrong_password_shows_the_form_again_with_401() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    let csrf = browser.csrf(&demo, "/login").await;
+    let response = browser
+        .send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=alice&password=wrong")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::Unauthorized);
+    let html = response.into_string().await.unwrap();
+    assert!(html.contains("Invalid username or password") && html.contains(r#"name="password""#));
+    assert!(browser.cookie(ACCESS).is_none());
+}
+
+#[rocket::async_test]
+async fn an_expired_access_cookie_is_refreshed_silently() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    let (access, refresh) = (browser.cookie(ACCESS).unwrap(), browser.cookie(REFRESH).unwrap());
+    demo.harness.clock().advance(901);
+    let (status, html) = browser.page(&demo, "/").await;
+    assert_eq!(status, Status::Ok, "{html}");
+    assert!(html.contains("Signed in as"));
+    assert_ne!(browser.cookie(ACCESS).unwrap(), access, "a new access cookie");
+    assert_ne!(browser.cookie(REFRESH).unwrap(), refresh, "a rotated refresh cookie");
+}
+
+#[rocket::async_test]
+async fn ten_racing_requests_at_expiry_all_pass_and_the_user_stays_signed_in() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    demo.harness.clock().advance(901);
+    let responses = join_all((0..10).map(|_| browser.send(demo.client.get("/")))).await;
+    for response in responses {
+        assert_eq!(response.status(), Status::Ok);
+    }
+    demo.harness.clock().advance(5);
+    let (status, html) = browser.page(&demo, "/").await;
+    assert_eq!(status, Status::Ok, "still signed in: {html}");
+    demo.harness.clock().advance(901);
+    assert_eq!(
+        browser.page(&demo, "/").await.0,
+        Status::Ok,
+        "and the next refresh works"
+    );
+}
+
+#[rocket::async_test]
+async fn the_visit_counter_lives_in_session_data() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    for expected in 1..=3 {
+        let (_, html) = browser.page(&demo, "/").await;
+        assert!(
+            html.contains(&format!(r#"<span id="visits">{expected}</span>"#)),
+            "{html}"
+        );
+    }
+    let other = Browser::new("C");
+    other.sign_in(&demo).await;
+    let (_, html) = other.page(&demo, "/").await;
+    assert!(
+        html.contains(r#"<span id="visits">1</span>"#),
+        "each session counts its own"
+    );
+}
+
+#[rocket::async_test]
+async fn revoking_another_device_sends_it_to_login() {
+    let demo = Demo::start().await;
+    let laptop = Browser::new("Laptop/1");
+    let phone = Browser::new("Phone/2");
+    laptop.sign_in(&demo).await;
+    phone.sign_in(&demo).await;
+    let (_, html) = laptop.page(&demo, "/account/sessions").await;
+    assert!(
+        html.contains("Phone/2") && html.contains("Laptop/1") && html.contains("This device"),
+        "{html}"
+    );
+    const ROW: &str = r#"<tr class="other" data-session=""#;
+    let start = html.find(ROW).unwrap() + ROW.len();
+    let phone_session = &html[start..start + html[start..].find('"').unwrap()];
+    let csrf = csrf_in(&html);
+    let response = laptop
+        .send(
+            demo.client
+                .post(format!("/account/sessions/{phone_session}/revoke"))
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+    drop(response);
+    assert_eq!(phone.page(&demo, "/").await, (Status::SeeOther, "/login".into()));
+    assert_eq!(laptop.page(&demo, "/").await.0, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn logout_expires_both_cookies_and_revokes_the_session() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    let refresh = browser.cookie(REFRESH).unwrap();
+    let csrf = browser.csrf(&demo, "/").await;
+    let response = browser
+        .send(
+            demo.client
+                .post("/logout")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+    assert_eq!(response.headers().get_one("Location"), Some("/login"));
+    for name in [ACCESS, REFRESH] {
+        let cookie = attributes(&response, name);
+        assert_eq!(
+            cookie.max_age().map(|age| age.whole_seconds()),
+            Some(0),
+            "{name} expired"
+        );
+        assert_eq!(
+            (cookie.path(), cookie.secure()),
+            (Some("/"), Some(true)),
+            "{name} same attributes"
+        );
+    }
+    drop(response);
+    assert!(browser.cookie(ACCESS).is_none() && browser.cookie(REFRESH).is_none());
+    // The refresh token is dead on the server too.
+    let replay = demo
+        .client
+        .post("/auth/refresh")
+        .header(ContentType::JSON)
+        .body(json!({ "refresh_token": refresh }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(replay.status(), Status::Unauthorized);
+}
+
+// ---- CSRF, rule by rule --------------------------------------------------------
+
+async fn signed_in(demo: &Demo) -> (Browser, String) {
+    let browser = Browser::new("B");
+    browser.sign_in(demo).await;
+    let csrf = browser.csrf(demo, "/").await;
+    (browser, csrf)
+}
+
+async fn logout_with<'c>(demo: &'c Demo, browser: &Browser, request: LocalRequest<'c>) -> Status {
+    let status = browser.send(request).await.status();
+    let still = browser.page(demo, "/").await.0;
+    if status == Status::Forbidden {
+        assert_eq!(still, Status::Ok, "a refused logout changes nothing");
+    }
+    status
+}
+
+#[rocket::async_test]
+async fn csrf_a_missing_token_is_refused() {
+    let demo = Demo::start().await;
+    let (browser, _) = signed_in(&demo).await;
+    let response = browser
+        .send(demo.client.post("/logout").header(ContentType::Form).body(""))
+        .await;
+    assert_eq!(response.status(), Status::Forbidden);
+    let body: Value = response.into_json().await.unwrap();
+    assert_eq!(body["error"], "csrf_failed");
+    assert_eq!(browser.page(&demo, "/").await.0, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn csrf_another_sessions_token_is_refused() {
+    let demo = Demo::start().await;
+    let (browser, _) = signed_in(&demo).await;
+    let (_, other_token) = signed_in(&demo).await;
+    let request = demo
+        .client
+        .post("/logout")
+        .header(Header::new("X-CSRF-Token", other_token));
+    assert_eq!(logout_with(&demo, &browser, request).await, Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn csrf_a_foreign_origin_is_refused() {
+    let demo = Demo::start().await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let request = demo
+        .client
+        .post("/logout")
+        .header(Header::new("Host", "app.example"))
+        .header(Header::new("Origin", "https://evil.example"))
+        .header(Header::new("X-CSRF-Token", csrf.clone()));
+    assert_eq!(logout_with(&demo, &browser, request).await, Status::Forbidden);
+    let request = demo
+        .client
+        .post("/logout")
+        .header(Header::new("Host", "app.example"))
+        .header(Header::new("Origin", "https://app.example"))
+        .header(Header::new("X-CSRF-Token", csrf));
+    assert_eq!(
+        logout_with(&demo, &browser, request).await,
+        Status::SeeOther,
+        "the app's own origin passes"
+    );
+}
+
+#[rocket::async_test]
+async fn csrf_sec_fetch_site_cross_site_is_refused() {
+    let demo = Demo::start().await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let request = demo
+        .client
+        .post("/logout")
+        .header(Header::new("Sec-Fetch-Site", "cross-site"))
+        .header(ContentType::Form)
+        .body(format!("csrf_token={csrf}"));
+    assert_eq!(logout_with(&demo, &browser, request).await, Status::Forbidden);
+    let request = demo
+        .client
+        .post("/logout")
+        .header(Header::new("Sec-Fetch-Site", "same-origin"))
+        .header(ContentType::Form)
+        .body(format!("csrf_token={csrf}"));
+    assert_eq!(logout_with(&demo, &browser, request).await, Status::SeeOther);
+}
+
+#[rocket::async_test]
+async fn csrf_the_header_or_the_first_form_field_passes() {
+    let demo = Demo::start().await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let late_field = demo
+        .client
+        .post("/logout")
+        .header(ContentType::Form)
+        .body(format!("{}&csrf_token={csrf}", "x=".to_string() + &"y".repeat(600)));
+    assert_eq!(
+        logout_with(&demo, &browser, late_field).await,
+        Status::Forbidden,
+        "past the peek: refused"
+    );
+    let header = demo.client.post("/logout").header(Header::new("X-CSRF-Token", csrf));
+    assert_eq!(logout_with(&demo, &browser, header).await, Status::SeeOther);
+}
+
+#[rocket::async_test]
+async fn csrf_bearer_requests_need_no_token() {
+    let demo = Demo::start().await;
+    let tokens: Value = demo
+        .client
+        .post("/auth/login")
+        .header(ContentType::JSON)
+        .body(json!({ "username": "alice", "password": "password one" }).to_string())
+        .dispatch()
+        .await
+        .into_json()
+        .await
+        .unwrap();
+    let response = demo
+        .client
+        .post("/auth/logout")
+        .header(Header::new(
+            "Authorization",
+            format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
+        ))
+        .header(Header::new("Sec-Fetch-Site", "cross-site"))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::NoContent);
+}
+
+#[rocket::async_test]
+async fn a_bad_bearer_header_never_falls_back_to_cookies() {
+    let demo = Demo::start().await;
+    let (browser, _) = signed_in(&demo).await;
+    let response = browser
+        .send(
+            demo.client
+                .get("/me")
+                .header(Header::new("Authorization", "Bearer garbage")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::Unauthorized);
+    drop(response);
+    assert_eq!(
+        browser.send(demo.client.get("/me")).await.status(),
+        Status::Ok,
+        "the cookie alone passes"
+    );
+}
+
+#[rocket::async_test]
+async fn the_login_form_needs_its_pre_session_token() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    let csrf = browser.csrf(&demo, "/login").await;
+    assert!(browser.cookie("__Host-csrf").is_some(), "the pre-session cookie is set");
+    for body in [
+        "username=alice&password=password+one".to_string(),
+        "csrf_token=AAAA&username=alice&password=password+one".to_string(),
+    ] {
+        let response = browser
+            .send(demo.client.post("/login").header(ContentType::Form).body(body))
+            .await;
+        assert_eq!(response.status(), Status::Forbidden);
+    }
+    // Another browser's token does not fit this browser's pre-session cookie.
+    let other = Browser::new("C");
+    let other_csrf = other.csrf(&demo, "/login").await;
+    let response = browser
+        .send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={other_csrf}&username=alice&password=password+one")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::Forbidden);
+    drop(response);
+    let response = browser
+        .send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=alice&password=password+one")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+}
+
+// ---- session data ----------------------------------------------------------------
+
+#[rocket::async_test]
+async fn session_data_round_trips_and_dies_with_the_session() {
+    let demo = Demo::start().await;
+    let sessions = demo.sessions();
+    let pair = sessions.login("7", (), &Default::default()).await.unwrap();
+    let other = sessions.login("7", (), &Default::default()).await.unwrap();
+    let id = &pair.session_id;
+
+    assert_eq!(sessions.session_value::<u32>(id, "visits").await.unwrap(), None);
+    sessions
+        .set_session_value(id, "cart", vec!["apple", "pear"])
+        .await
+        .unwrap();
+    sessions.set_session_value(id, "theme", "dark").await.unwrap();
+    let cart: Vec<String> = sessions.session_value(id, "cart").await.unwrap().unwrap();
+    assert_eq!(cart, ["apple", "pear"]);
+    assert_eq!(
+        sessions
+            .session_value::<String>(&other.session_id, "theme")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        sessions.session_value::<u32>(id, "theme").await,
+        Err(Error::Internal(_))
+    ));
+    sessions.remove_session_value(id, "theme").await.unwrap();
+    assert_eq!(sessions.session_value::<String>(id, "theme").await.unwrap(), None);
+    let too_big = "x".repeat(rocket_sqlite_sessions::MAX_SESSION_DATA_BYTES);
+    assert!(sessions.set_session_value(id, "big", too_big).await.is_err());
+    assert_eq!(
+        sessions
+            .session_value::<Vec<String>>(id, "cart")
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    sessions.revoke_session("7", id).await.unwrap();
+    assert!(matches!(
+        sessions.session_value::<Vec<String>>(id, "cart").await,
+        Err(Error::SessionNotFound)
+    ));
+    assert!(matches!(
+        sessions.set_session_value(id, "cart", 1).await,
+        Err(Error::SessionNotFound)
+    ));
+    demo.harness.clock().advance(1_209_600);
+    sessions.prune_now().await.unwrap();
+    let connection = rusqlite::Connection::open(demo.harness.database()).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM sessions WHERE data LIKE '%apple%'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 0, "the data is gone with the session");
+}
