@@ -66,6 +66,9 @@
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
 //! | [`CredentialCheck`] | throttling of failed logins, from [`Sessions::credential_check`] |
+//! | [`Sessions::set_cookies`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection |
+//! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
+//! | [`Sessions::set_session_value`] | typed app data on the session |
 //! | [`ClientInfo`] | request guard: IP and user agent recorded on the session |
 //! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |

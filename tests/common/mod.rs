@@ -133,6 +133,9 @@ impl App {
 
 /// The minimal app's Rocket on `harness`.
 pub fn rocket_on(harness: &TestHarness, configure: impl FnOnce(Figment) -> Figment) -> rocket::Rocket<rocket::Build> {
+    // Rocket installs its own logger at launch unless one is there: install the
+    // capturing one first, so tests of this binary that check logs see them.
+    logs::capture_logs();
     rocket::custom(configure(harness.figment()))
         .attach(harness.fairing())
         .mount("/", routes![login, whoami, maybe])
@@ -204,10 +207,12 @@ pub mod logs {
     }
 
     /// Installs the capturing logger (once per test binary), at debug level.
+    /// It must come before any Rocket of the binary launches.
     pub fn capture_logs() {
         static INSTALL: Once = Once::new();
         INSTALL.call_once(|| {
-            log::set_logger(&Capture).expect("no logger before this one");
+            log::set_logger(&Capture)
+                .expect("a Rocket launched before capture_logs(): call it before building any Rocket");
             log::set_max_level(log::LevelFilter::Debug);
         });
     }

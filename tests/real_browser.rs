@@ -1,0 +1,312 @@
+//! The demo in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), the demo served on a loopback port with the test's clock.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`. Without them the test says so
+//! and passes, unless `REQUIRE_BROWSER=1` (set by `.ci/run`, which installs them).
+
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use rocket::{get, routes};
+use rocket_sqlite_sessions::testing::TestHarness;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rocket::tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Launches `rocket` on `port` in the background; returns its shutdown handle.
+async fn serve(rocket: rocket::Rocket<rocket::Build>, port: u16) -> rocket::Shutdown {
+    let ignited = rocket.ignite().await.expect("the server ignites");
+    let shutdown = ignited.shutdown();
+    rocket::tokio::spawn(ignited.launch());
+    wait_for_port(port).await;
+    shutdown
+}
+
+/// A page on another site whose form posts to the app's logout.
+#[get("/")]
+fn attacker_page(target: &rocket::State<AttackTarget>) -> rocket::response::content::RawHtml<String> {
+    rocket::response::content::RawHtml(format!(
+        r#"<!doctype html><form id="attack" method="post" action="{}/logout"><input name="x" value="1"></form>"#,
+        target.0
+    ))
+}
+
+struct AttackTarget(String);
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(driver_port: u16, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1000,700",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a Chromium session")
+}
+
+async fn text(client: &Client) -> String {
+    client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+}
+
+async fn path(client: &Client) -> String {
+    client.current_url().await.unwrap().path().to_string()
+}
+
+async fn sign_in(client: &Client, base: &str) {
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("password one")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_url(&format!("{base}/").parse().unwrap())
+        .await
+        .unwrap();
+}
+
+async fn cookie(client: &Client, name: &str) -> Option<fantoccini::cookies::Cookie<'static>> {
+    client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name() == name)
+}
+
+/// Runs `script` (its last argument is the callback) and returns its result.
+async fn run(client: &Client, script: &str) -> Value {
+    client.execute_async(script, vec![]).await.unwrap()
+}
+
+#[rocket::async_test]
+async fn the_demo_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var("REQUIRE_BROWSER").is_err(),
+            "REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing"
+        );
+        eprintln!("skipped: install Debian's chromium and chromium-driver to run the browser test");
+        return;
+    }
+    let harness = TestHarness::new();
+    let (app_port, attacker_port, driver_port) = (free_port(), free_port(), free_port());
+    let base = format!("http://localhost:{app_port}");
+    let app = demo::app(
+        rocket::custom(harness.figment().merge(("port", app_port)).merge(("log_level", "off")))
+            .attach(harness.fairing()),
+    );
+    let app_shutdown = serve(app, app_port).await;
+    let attacker = rocket::custom(
+        rocket::Config::figment()
+            .merge(("port", attacker_port))
+            .merge(("log_level", "off")),
+    )
+    .manage(AttackTarget(base.clone()))
+    .mount("/", routes![attacker_page]);
+    let attacker_shutdown = serve(attacker, attacker_port).await;
+    let _driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    wait_for_port(driver_port).await;
+
+    let register = register_over_http(app_port).await;
+    assert_eq!(register, 201);
+
+    let first = browser(driver_port, &harness.directory().join("profile-1")).await;
+    sign_in(&first, &base).await;
+    assert!(text(&first).await.contains("Signed in as alice"));
+
+    // The cookies, as the browser stored them.
+    for (name, ttl) in [("__Host-access_token", 900), ("__Host-refresh_token", 1_209_600)] {
+        let stored = cookie(&first, name).await.unwrap_or_else(|| panic!("{name} is stored"));
+        assert_eq!(stored.secure(), Some(true), "{name} Secure");
+        assert_eq!(stored.http_only(), Some(true), "{name} HttpOnly");
+        assert_eq!(stored.same_site(), Some(rocket::http::SameSite::Lax), "{name} SameSite");
+        assert_eq!(stored.path(), Some("/"), "{name} Path");
+        assert!(stored.domain().is_none_or(|d| d == "localhost"), "{name} is host-only");
+        let expires = stored.expires_datetime().unwrap().unix_timestamp();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(expires <= now + ttl + 5, "{name} lives no longer than its token");
+    }
+
+    // The access token expires: a reload still shows the page, with new cookies.
+    let before = cookie(&first, "__Host-access_token").await.unwrap().value().to_string();
+    harness.clock().advance(901);
+    first.refresh().await.unwrap();
+    assert!(text(&first).await.contains("Signed in as alice"));
+    let after = cookie(&first, "__Host-access_token").await.unwrap().value().to_string();
+    assert_ne!(before, after, "the access cookie was renewed");
+
+    // Ten parallel requests at the moment of expiry all go through.
+    harness.clock().advance(901);
+    let statuses = run(
+        &first,
+        "const done = arguments[arguments.length - 1];
+         Promise.all(Array.from({length: 10}, () => fetch('/').then(r => r.status))).then(done);",
+    )
+    .await;
+    assert_eq!(statuses, json!([200, 200, 200, 200, 200, 200, 200, 200, 200, 200]));
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        text(&first).await.contains("Signed in as alice"),
+        "still signed in after the race"
+    );
+
+    // A second browser shows up in the sessions page; revoking it signs it out.
+    let second = browser(driver_port, &harness.directory().join("profile-2")).await;
+    sign_in(&second, &base).await;
+    first.goto(&format!("{base}/account/sessions")).await.unwrap();
+    let rows = first.find_all(Locator::Css("tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(text(&first).await.contains("This device"));
+    let screenshot = first.screenshot().await.unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("sessions-page.png"), &screenshot).unwrap();
+    first
+        .find(Locator::Css("tr.other button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    first
+        .wait()
+        .for_url(&format!("{base}/account/sessions").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(first.find_all(Locator::Css("tbody tr")).await.unwrap().len(), 1);
+    second.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&second).await, "/login", "the revoked browser is sent to login");
+
+    // A form on another site posting to /logout changes nothing.
+    first.goto(&format!("http://127.0.0.1:{attacker_port}/")).await.unwrap();
+    first
+        .execute("document.getElementById('attack').submit();", vec![])
+        .await
+        .unwrap();
+    rocket::tokio::time::sleep(Duration::from_millis(500)).await;
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        text(&first).await.contains("Signed in as alice"),
+        "the cross-site logout did nothing"
+    );
+
+    // A same-origin fetch POST without the CSRF token is refused.
+    let status = run(
+        &first,
+        "const done = arguments[arguments.length - 1];
+         fetch('/logout', {method: 'POST'}).then(r => done(r.status));",
+    )
+    .await;
+    assert_eq!(status, json!(403));
+    first.refresh().await.unwrap();
+    assert!(text(&first).await.contains("Signed in as alice"));
+
+    // Logout clears the cookies.
+    first
+        .find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    first
+        .wait()
+        .for_url(&format!("{base}/login").parse().unwrap())
+        .await
+        .unwrap();
+    assert!(cookie(&first, "__Host-access_token").await.is_none());
+    assert!(cookie(&first, "__Host-refresh_token").await.is_none());
+
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+    app_shutdown.notify();
+    attacker_shutdown.notify();
+}
+
+/// Registers alice over plain HTTP/1.1 on loopback, without an HTTP client crate.
+async fn register_over_http(port: u16) -> u16 {
+    use rocket::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({ "username": "alice", "password": "password one" }).to_string();
+    let mut stream = rocket::tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /auth/register HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
