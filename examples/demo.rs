@@ -296,16 +296,7 @@ async fn change_password(
         .into());
     }
     let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
-    let pool = users.pool.clone();
-    let username = blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        connection
-            .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(unavailable)
-    })
-    .await?;
+    let username = username_of(users, &user).await?.ok_or_else(invalid_credentials)?;
     // Wrong current passwords count against the username like failed logins.
     let check = sessions
         .credential_check(&username, &client)
@@ -356,24 +347,10 @@ async fn me(users: &State<Users>, user: AuthUser) -> Result<Json<Value>, ApiErro
             rocket_sqlite_sessions::INVALID_TOKEN_MESSAGE,
         )
     };
-    let id: i64 = user.id.parse().map_err(|_| not_found())?;
-    let pool = users.pool.clone();
-    let username = blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        connection
-            .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
-                row.get::<_, String>(0)
-            })
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(unavailable(e)),
-            })
-    })
-    .await?
-    .ok_or_else(not_found)?;
+    let user_id: i64 = user.id.parse().map_err(|_| not_found())?;
+    let username = username_of(users, &user).await?.ok_or_else(not_found)?;
     Ok(Json(
-        json!({ "user_id": id, "username": username, "session_id": user.session_id }),
+        json!({ "user_id": user_id, "username": username, "session_id": user.session_id }),
     ))
 }
 
@@ -505,8 +482,11 @@ async fn login_submit(
     Ok(Redirect::to("/"))
 }
 
-async fn username_of(users: &Users, user: &AuthUser) -> Result<String, ApiError> {
-    let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
+/// The username of `user`, or `None` when no such user exists (any more).
+async fn username_of(users: &Users, user: &AuthUser) -> Result<Option<String>, ApiError> {
+    let Ok(id) = user.id.parse::<i64>() else {
+        return Ok(None);
+    };
     let pool = users.pool.clone();
     blocking(move || {
         let connection = pool.get().map_err(unavailable)?;
@@ -514,7 +494,11 @@ async fn username_of(users: &Users, user: &AuthUser) -> Result<String, ApiError>
             .query_row("SELECT username FROM demo_users WHERE id = ?1", [id], |row| {
                 row.get::<_, String>(0)
             })
-            .map_err(|_| invalid_credentials())
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(unavailable(e)),
+            })
     })
     .await
 }
@@ -524,7 +508,7 @@ async fn home(user: Option<AuthUser>, csrf: CsrfToken, users: &State<Users>, ses
     let Some(user) = user else {
         return redirect("/login");
     };
-    let Ok(username) = username_of(users, &user).await else {
+    let Ok(Some(username)) = username_of(users, &user).await else {
         return redirect("/login");
     };
     // A visit counter kept in the session's data.

@@ -273,11 +273,9 @@ impl<'r> FromRequest<'r> for CsrfToken {
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(sessions) = request.rocket().state::<Sessions>() else {
-            return Outcome::Error((
-                rocket::http::Status::InternalServerError,
-                Error::Internal("Sessions::fairing() is not attached".into()),
-            ));
+        let sessions = match crate::guard::managed(request) {
+            Ok(sessions) => sessions,
+            Err(failure) => return Outcome::Error(failure),
         };
         let token = match crate::guard::verdict(request, sessions).await {
             crate::guard::Verdict::User(user) => sessions.csrf_token(&user.session_id),
@@ -302,11 +300,9 @@ impl<'r> FromRequest<'r> for CsrfProtected {
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(sessions) = request.rocket().state::<Sessions>() else {
-            return Outcome::Error((
-                rocket::http::Status::InternalServerError,
-                Error::Internal("Sessions::fairing() is not attached".into()),
-            ));
+        let sessions = match crate::guard::managed(request) {
+            Ok(sessions) => sessions,
+            Err(failure) => return Outcome::Error(failure),
         };
         let refused = |reason: CsrfRefusal| {
             log::debug!(

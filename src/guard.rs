@@ -167,6 +167,18 @@ async fn decide(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     Verdict::User(user)
 }
 
+/// The managed [`Sessions`], or the 500 a guard answers (with a log line saying
+/// how to fix it) when the fairing is not attached.
+pub(crate) fn managed<'r>(request: &'r Request<'_>) -> Result<&'r Sessions, (Status, Error)> {
+    request.rocket().state::<Sessions>().ok_or_else(|| {
+        log::error!("rocket_sqlite_sessions: a session guard is used but Sessions::fairing() is not attached");
+        (
+            Status::InternalServerError,
+            Error::Internal("Sessions::fairing() is not attached".into()),
+        )
+    })
+}
+
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1). Tokens
 /// in the query string or body are never read.
 fn bearer_token<'r>(request: &'r Request<'_>) -> Result<&'r str, Rejection> {
@@ -190,12 +202,9 @@ impl<'r> FromRequest<'r> for AuthUser {
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(sessions) = request.rocket().state::<Sessions>() else {
-            log::error!("rocket_sqlite_sessions: AuthUser used but Sessions::fairing() is not attached");
-            return Outcome::Error((
-                Status::InternalServerError,
-                Error::Internal("Sessions::fairing() is not attached".into()),
-            ));
+        let sessions = match managed(request) {
+            Ok(sessions) => sessions,
+            Err(failure) => return Outcome::Error(failure),
         };
         let (method, path) = (request.method(), request.uri().path());
         let (status, error) = match verdict(request, sessions).await {

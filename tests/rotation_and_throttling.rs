@@ -132,6 +132,16 @@ async fn attempt<'c>(app: &'c App, username: &str, password: &str, ip: &str) -> 
         .await
 }
 
+async fn refresh_from<'c>(app: &'c App, ip: &str, token: &str) -> LocalResponse<'c> {
+    app.client
+        .post("/auth/refresh")
+        .remote(from(ip))
+        .header(ContentType::JSON)
+        .body(json!({ "refresh_token": token }).to_string())
+        .dispatch()
+        .await
+}
+
 fn retry_after(response: &LocalResponse<'_>) -> i64 {
     response
         .headers()
@@ -209,26 +219,12 @@ async fn failures_from_one_ip_over_many_usernames_and_refreshes_throttle_that_ip
     attempt(&app, "u1", "wrong", "198.51.100.7").await;
     attempt(&app, "u2", "wrong", "198.51.100.7").await;
     for _ in 0..2 {
-        let response = app
-            .client
-            .post("/auth/refresh")
-            .remote(from("198.51.100.7"))
-            .header(ContentType::JSON)
-            .body(json!({ "refresh_token": "A".repeat(43) }).to_string())
-            .dispatch()
-            .await;
+        let response = refresh_from(&app, "198.51.100.7", &"A".repeat(43)).await;
         assert_eq!(response.status(), Status::Unauthorized);
     }
     let login = attempt(&app, "u3", "right", "198.51.100.7").await;
     assert_eq!(login.status(), Status::TooManyRequests);
-    let refresh = app
-        .client
-        .post("/auth/refresh")
-        .remote(from("198.51.100.7"))
-        .header(ContentType::JSON)
-        .body(json!({ "refresh_token": honest.refresh }).to_string())
-        .dispatch()
-        .await;
+    let refresh = refresh_from(&app, "198.51.100.7", &honest.refresh).await;
     assert_eq!(
         refresh.status(),
         Status::TooManyRequests,
@@ -242,14 +238,7 @@ async fn failures_from_one_ip_over_many_usernames_and_refreshes_throttle_that_ip
         "other IPs are not"
     );
     app.harness.clock().advance(900);
-    let refresh = app
-        .client
-        .post("/auth/refresh")
-        .remote(from("198.51.100.7"))
-        .header(ContentType::JSON)
-        .body(json!({ "refresh_token": honest.refresh }).to_string())
-        .dispatch()
-        .await;
+    let refresh = refresh_from(&app, "198.51.100.7", &honest.refresh).await;
     assert_eq!(
         refresh.status(),
         Status::Ok,
