@@ -523,7 +523,7 @@ async fn home(user: Option<AuthUser>, csrf: CsrfToken, users: &State<Users>, ses
     Page::Html(html_page(
         "Demo",
         &format!(
-            r#"<p>Signed in as <strong>{username}</strong>.</p>
+            r#"<p>Signed in as {username}</p>
 <p>Visits in this session: <span id="visits">{visits}</span></p>
 <p><a href="/account/sessions">Your sessions</a></p>
 <form method="post" action="/logout">{csrf}<button type="submit">Sign out</button></form>"#,

@@ -148,7 +148,7 @@ async fn the_login_form_signs_in_with_host_cookies() {
     drop(response);
     let (status, html) = browser.page(&demo, "/").await;
     assert_eq!(status, Status::Ok);
-    assert!(html.contains("Signed in as <strong>alice</strong>"), "{html}");
+    assert!(html.contains("Signed in as alice"), "{html}");
 }
 
 #[rocket::async_test]
