@@ -85,6 +85,10 @@
 //! revokes the session; both are held in memory, so the guard answers from memory
 //! and never waits on SQLite. Every token failure is the same 401.
 //!
+//! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
+//! the guard refreshes them silently and requires a same-origin request with the
+//! session's CSRF token for unsafe methods.
+//!
 //! Failed logins are throttled per username and per IP, counted in SQLite. The
 //! repository's `SECURITY.md` lists every threat, its defence and its test.
 //!
