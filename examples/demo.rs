@@ -174,6 +174,20 @@ fn password_matches(password: &str, stored: &str) -> bool {
             .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
+/// The user id when `password` is `username`'s; `None` otherwise. Unknown users
+/// cost the same password hash as known ones.
+async fn verify_credentials(users: &Users, username: String, password: String) -> Result<Option<i64>, ApiError> {
+    let pool = users.pool.clone();
+    blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let found = find_user(&connection, &username)?;
+        let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
+        let matches = password_matches(&password, stored);
+        Ok(found.filter(|_| matches).map(|(id, _)| id))
+    })
+    .await
+}
+
 fn invalid_credentials() -> ApiError {
     api_error(
         Status::Unauthorized,
@@ -232,16 +246,7 @@ async fn login(
         .credential_check(&username, &client)
         .await
         .map_err(login_error)?;
-    let pool = users.pool.clone();
-    let user_id = blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        let found = find_user(&connection, &username)?;
-        // Unknown users cost the same hash as known ones.
-        let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
-        let matches = password_matches(&password, stored);
-        Ok(found.filter(|_| matches).map(|(id, _)| id))
-    })
-    .await?;
+    let user_id = verify_credentials(users, username, password).await?;
     match user_id {
         Some(user_id) => {
             check.passed().await.map_err(login_error)?;
@@ -459,16 +464,9 @@ async fn login_submit(
         }
         Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
     };
-    let pool = users.pool.clone();
-    let user_id = blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        let found = find_user(&connection, &username)?;
-        let stored = found.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
-        let matches = password_matches(&password, stored);
-        Ok(found.filter(|_| matches).map(|(id, _)| id))
-    })
-    .await
-    .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    let user_id = verify_credentials(users, username, password)
+        .await
+        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
     let Some(user_id) = user_id else {
         let _ = check.failed().await;
         return Err(refuse(Status::Unauthorized, "Invalid username or password."));
