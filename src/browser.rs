@@ -310,7 +310,7 @@ impl<'r> FromRequest<'r> for CsrfProtected {
                 request.method(),
                 request.uri().path()
             );
-            request.local_cache(|| crate::guard::CsrfFailed(true));
+            crate::guard::mark_refused(request, rocket::http::Status::Forbidden);
             Outcome::Error((rocket::http::Status::Forbidden, Error::CsrfRefused))
         };
         if let Err(reason) = sessions.check_origin(request) {

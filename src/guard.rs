@@ -84,12 +84,16 @@ pub(crate) enum Verdict {
 /// response hook share one decision (and one silent refresh).
 struct CachedVerdict(Option<Verdict>);
 
-/// Set by [`CsrfProtected`](crate::CsrfProtected) when it refuses a request.
-pub(crate) struct CsrfFailed(pub(crate) bool);
-
-/// Set when [`AuthUser`] itself fails a request (the verdict alone may have
-/// been asked by another guard, such as [`CsrfToken`](crate::CsrfToken)).
+/// Set when a guard of this crate fails a request itself, with the status it
+/// gave: [`AuthUser`] (401, 403, 503) or [`CsrfProtected`](crate::CsrfProtected)
+/// (403). The verdict alone may have been asked by another guard, such as
+/// [`CsrfToken`](crate::CsrfToken), so it cannot tell.
 struct GuardFailed(Option<Status>);
+
+/// Records that a guard of this crate failed `request` with `status`.
+pub(crate) fn mark_refused(request: &Request<'_>, status: Status) {
+    request.local_cache(|| GuardFailed(Some(status)));
+}
 
 /// The request's verdict, decided once.
 pub(crate) async fn verdict<'r>(request: &'r Request<'_>, sessions: &Sessions) -> &'r Verdict {
@@ -107,7 +111,6 @@ pub(crate) fn token_refused(request: &Request<'_>) -> bool {
 /// Whether a guard of this crate refused `request` for CSRF (403).
 pub(crate) fn csrf_refused(request: &Request<'_>) -> bool {
     request.local_cache(|| GuardFailed(None)).0 == Some(Status::Forbidden)
-        || request.local_cache(|| CsrfFailed(false)).0
 }
 
 async fn decide(request: &Request<'_>, sessions: &Sessions) -> Verdict {
@@ -222,7 +225,7 @@ impl<'r> FromRequest<'r> for AuthUser {
                 Error::Internal("the session store failed during a silent refresh".into()),
             ),
         };
-        request.local_cache(|| GuardFailed(Some(status)));
+        mark_refused(request, status);
         Outcome::Error((status, error))
     }
 }

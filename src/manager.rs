@@ -448,16 +448,7 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_all(&self, user_id: &str) -> Result<usize, Error> {
-        let now = self.now();
-        let user = user_id.to_string();
-        let revoked = self
-            .blocking(move |store| store.revoke_user_sessions(&user, None, now, "logout everywhere"))
-            .await?;
-        let until = self.session_revocation_until(now);
-        for session_id in &revoked {
-            self.inner.revocations.revoke_session(session_id.clone(), until);
-        }
-        Ok(revoked.len())
+        self.revoke_sessions_of(user_id, None, "logout everywhere").await
     }
 
     /// Ends every session of `user` except the one it authenticated with: after a
@@ -467,10 +458,22 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_others(&self, user: &AuthUser) -> Result<usize, Error> {
+        self.revoke_sessions_of(&user.id, Some(&user.session_id), "other sessions ended")
+            .await
+    }
+
+    /// Revokes every live session of `user_id` but `keep`, in the store and then
+    /// in memory; returns how many there were.
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: &'static str,
+    ) -> Result<usize, Error> {
         let now = self.now();
-        let (user_id, keep) = (user.id.clone(), user.session_id.clone());
+        let (user, keep) = (user_id.to_string(), keep.map(str::to_string));
         let revoked = self
-            .blocking(move |store| store.revoke_user_sessions(&user_id, Some(&keep), now, "other sessions ended"))
+            .blocking(move |store| store.revoke_user_sessions(&user, keep.as_deref(), now, reason))
             .await?;
         let until = self.session_revocation_until(now);
         for session_id in &revoked {

@@ -498,6 +498,11 @@ async fn the_login_form_needs_its_pre_session_token() {
             .send(demo.client.post("/login").header(ContentType::Form).body(body))
             .await;
         assert_eq!(response.status(), Status::Forbidden);
+        let refusal: Value = response.into_json().await.unwrap();
+        assert_eq!(
+            refusal["error"], "csrf_failed",
+            "the crate's answer, not the app's catcher"
+        );
     }
     // Another browser's token does not fit this browser's pre-session cookie.
     let other = Browser::new("C");
