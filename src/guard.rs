@@ -97,9 +97,18 @@ pub(crate) fn mark_refused(request: &Request<'_>, status: Status) {
 
 /// The request's verdict, decided once.
 pub(crate) async fn verdict<'r>(request: &'r Request<'_>, sessions: &Sessions) -> &'r Verdict {
-    let cached = request
-        .local_cache_async(async { CachedVerdict(Some(decide(request, sessions).await)) })
-        .await;
+    let cached = match request.headers().get_one("Authorization") {
+        // A bearer token is judged from memory, without awaiting anything: no
+        // future to build for it.
+        Some(_) => request.local_cache(|| CachedVerdict(Some(decide_bearer(request, sessions)))),
+        // Boxed: the cookie path's future (a silent refresh) is large, and would
+        // otherwise make every guard's future as large.
+        None => {
+            request
+                .local_cache_async(async { CachedVerdict(Some(Box::pin(decide_cookies(request, sessions)).await)) })
+                .await
+        }
+    };
     cached.0.as_ref().expect("a decided verdict")
 }
 
@@ -113,14 +122,23 @@ pub(crate) fn csrf_refused(request: &Request<'_>) -> bool {
     request.local_cache(|| GuardFailed(None)).0 == Some(Status::Forbidden)
 }
 
-async fn decide(request: &Request<'_>, sessions: &Sessions) -> Verdict {
-    // A bearer header is judged alone: an invalid one never falls back to cookies.
-    if request.headers().get_one("Authorization").is_some() {
-        return match bearer_token(request).and_then(|token| sessions.authenticate(token)) {
-            Ok(user) => Verdict::User(user),
-            Err(rejection) => Verdict::Rejected(rejection),
-        };
+/// The verdict on a request with an `Authorization` header. It is judged alone:
+/// an invalid one never falls back to cookies.
+fn decide_bearer(request: &Request<'_>, sessions: &Sessions) -> Verdict {
+    let mut authorization = request.headers().get("Authorization");
+    // Two Authorization headers are one too many.
+    let judged = match (authorization.next(), authorization.next()) {
+        (Some(value), None) => sessions.authenticate_header(value),
+        _ => Err(Rejection::Missing),
+    };
+    match judged {
+        Ok(user) => Verdict::User(user),
+        Err(rejection) => Verdict::Rejected(rejection),
     }
+}
+
+/// The verdict on a request without an `Authorization` header: its cookies.
+async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     let settings = &sessions.inner.settings;
     let jar = request.cookies();
     let access = jar.get(&settings.access_cookie).map(|c| c.value().to_string());
@@ -182,13 +200,9 @@ pub(crate) fn managed<'r>(request: &'r Request<'_>) -> Result<&'r Sessions, (Sta
     })
 }
 
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1). Tokens
-/// in the query string or body are never read.
-fn bearer_token<'r>(request: &'r Request<'_>) -> Result<&'r str, Rejection> {
-    let mut values = request.headers().get("Authorization");
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(Rejection::Missing);
-    };
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1).
+/// Tokens in the query string or body are never read.
+pub(crate) fn bearer_token(value: &str) -> Result<&str, Rejection> {
     let (scheme, token) = value.split_once(' ').ok_or(Rejection::Missing)?;
     if !scheme.eq_ignore_ascii_case("Bearer") {
         return Err(Rejection::Missing);

@@ -538,6 +538,44 @@ impl Sessions {
         Ok(())
     }
 
+    /// Checks an `Authorization` header value (`Bearer <access token>`) exactly as
+    /// [`AuthUser`] does, from memory only, for a token that reaches the app
+    /// outside a request guard: the first message of a WebSocket, a job queued
+    /// with the caller's token.
+    ///
+    /// ```
+    /// # fn check(sessions: &rocket_sqlite_sessions::Sessions, header: &str) {
+    /// match sessions.verify_authorization(header) {
+    ///     Ok(user) => println!("hello {}", user.id),
+    ///     Err(refused) => println!("{refused}"),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for every failure, whatever the cause (the cause
+    /// is logged at debug level).
+    pub fn verify_authorization(&self, authorization: &str) -> Result<AuthUser, Error> {
+        self.authenticate_header(authorization).map_err(|rejection| {
+            log::debug!("rocket_sqlite_sessions: access token refused: {rejection}");
+            Error::InvalidToken
+        })
+    }
+
+    /// Whether access tokens of session `session_id`, or the one token `jti`,
+    /// are revoked: answered from memory, as the guard does. A long-lived
+    /// connection that authenticated once (a WebSocket, a server-sent event
+    /// stream) can ask this from time to time and close when its session ends.
+    pub fn is_revoked(&self, session_id: &str, jti: &str) -> bool {
+        self.inner.revocations.is_revoked(jti, session_id)
+    }
+
+    /// [`verify_authorization`](Self::verify_authorization), with the reason for
+    /// a refusal.
+    pub(crate) fn authenticate_header(&self, authorization: &str) -> Result<AuthUser, Rejection> {
+        self.authenticate(crate::guard::bearer_token(authorization)?)
+    }
+
     /// Checks an access token completely, from memory only: form, header,
     /// signature, times, issuer and audience, then the blocklist and revoked
     /// sessions.

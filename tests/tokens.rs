@@ -237,3 +237,38 @@ async fn optional_auth_admits_anonymous_and_signed_in_callers() {
     assert_eq!(bad.status(), Status::Ok);
     assert_eq!(bad.into_string().await.unwrap(), "anonymous");
 }
+
+#[rocket::async_test]
+async fn tokens_outside_a_guard_are_checked_as_the_guard_does() {
+    let app = App::start().await;
+    let sessions = app.client.rocket().state::<rocket_sqlite_sessions::Sessions>().unwrap();
+    let tokens = app.login("alice").await;
+    let header = format!("Bearer {}", tokens.access);
+    let user = sessions.verify_authorization(&header).expect("a valid token");
+    assert_eq!(user.id, "alice");
+    assert!(!sessions.is_revoked(&user.session_id, &user.jti));
+    for refused in [
+        tokens.access.clone(),
+        format!("Basic {}", tokens.access),
+        format!("Bearer {}x", tokens.access),
+    ] {
+        assert!(matches!(
+            sessions.verify_authorization(&refused),
+            Err(rocket_sqlite_sessions::Error::InvalidToken)
+        ));
+    }
+
+    assert_eq!(app.post_bearer("/auth/logout", &tokens.access).await, Status::NoContent);
+    assert!(
+        sessions.is_revoked(&user.session_id, "another jti"),
+        "the session is revoked"
+    );
+    assert!(
+        sessions.is_revoked("another session", &user.jti),
+        "the jti is blocklisted"
+    );
+    assert!(matches!(
+        sessions.verify_authorization(&header),
+        Err(rocket_sqlite_sessions::Error::InvalidToken)
+    ));
+}
