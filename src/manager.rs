@@ -289,9 +289,11 @@ impl Sessions {
         let (ip, agent) = (client.ip.map(|ip| ip.to_string()), client.user_agent.clone());
         let this = self.clone();
         let outcome = self
-            .blocking(move |store| {
+            .inner
+            .store
+            .batched(move |connection| {
                 if let Some(scope) = ip_scope {
-                    if let Some(retry_after) = this.ip_retry_after(store, &scope, now)? {
+                    if let Some(retry_after) = this.ip_retry_after(connection, &scope, now)? {
                         return Ok(Err(retry_after));
                     }
                 }
@@ -300,35 +302,34 @@ impl Sessions {
                     ip: ip.as_deref(),
                     user_agent: agent.as_deref(),
                 };
-                store
-                    .refresh(&hash, now, &client, |found| {
-                        if found.session_revoked || now >= found.session_expires_at {
-                            return RefreshDecision::Reject;
+                crate::store::refresh_in(connection, &hash, now, &client, |found| {
+                    if found.session_revoked || now >= found.session_expires_at {
+                        return RefreshDecision::Reject;
+                    }
+                    let within_grace =
+                        |rotated_at: i64| settings.reuse_grace > 0 && now <= rotated_at + settings.reuse_grace;
+                    match found.rotated_at {
+                        Some(rotated_at) if !within_grace(rotated_at) => {
+                            // Revoke in memory first: the session's access tokens
+                            // fail from this instant, not from the commit.
+                            this.inner
+                                .revocations
+                                .revoke_session(found.session_id.clone(), this.session_revocation_until(now));
+                            RefreshDecision::RevokeSession
                         }
-                        let within_grace =
-                            |rotated_at: i64| settings.reuse_grace > 0 && now <= rotated_at + settings.reuse_grace;
-                        match found.rotated_at {
-                            Some(rotated_at) if !within_grace(rotated_at) => {
-                                // Revoke in memory first: the session's access tokens
-                                // fail from this instant, not from the commit.
-                                this.inner
-                                    .revocations
-                                    .revoke_session(found.session_id.clone(), this.session_revocation_until(now));
-                                RefreshDecision::RevokeSession
-                            }
-                            _ if now >= found.token_expires_at => RefreshDecision::Reject,
-                            _ => {
-                                let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
-                                RefreshDecision::Rotate {
-                                    new_hash,
-                                    token_expires_at,
-                                    // Nothing can extend the session past its newest token.
-                                    session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
-                                }
+                        _ if now >= found.token_expires_at => RefreshDecision::Reject,
+                        _ => {
+                            let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
+                            RefreshDecision::Rotate {
+                                new_hash,
+                                token_expires_at,
+                                // Nothing can extend the session past its newest token.
+                                session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
                             }
                         }
-                    })
-                    .map(Ok)
+                    }
+                })
+                .map(Ok)
             })
             .await?;
 

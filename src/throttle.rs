@@ -95,16 +95,16 @@ impl Sessions {
     }
 
     /// Whether `client`'s IP address is throttled for refreshes: the seconds
-    /// to wait, if so. Runs on a blocking thread.
+    /// to wait, if so. Runs inside the refresh's write transaction.
     pub(crate) fn ip_retry_after(
         &self,
-        store: &crate::store::Store,
+        connection: &rusqlite::Connection,
         ip: &[u8; 32],
         now: i64,
     ) -> Result<Option<u64>, crate::store::StoreError> {
         let settings = &self.inner.settings;
         let window = settings.login_failure_window;
-        let until = store.throttled_until(ip, now - window, settings.ip_max_failures, window)?;
+        let until = crate::store::throttled_until_in(connection, ip, now - window, settings.ip_max_failures, window)?;
         Ok(until.filter(|until| *until > now).map(|until| (until - now) as u64))
     }
 
