@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Load test of the demo app over HTTP, in one run:
+#   - GET /health (no guard) vs GET /me (AuthUser): requests/s and their ratio;
+#   - POST /auth/refresh, each request a distinct live session: requests/s as a
+#     ratio of /health, p99, 5xx count, SQLITE_BUSY/locked lines in the log;
+#   - memory: RSS with 100,000 live sessions and 100,000 revoked tokens loaded;
+#   - start-up: time to the first answer with 1,000,000 rows in the database,
+#     beside an empty database.
+# Builds the demo in release, runs it on temporary databases on loopback, drives
+# it with wrk (Debian package `wrk`) at 64 connections.
+#
+# Usage: scripts/load.sh            (DURATION=10 seconds per wrk run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+LIVE=${LIVE:-100000}
+REVOKED=${REVOKED:-100000}
+ROWS=${ROWS:-1000000}
+PORT=${PORT:-8765}
+
+for tool in wrk curl cargo; do
+    command -v "$tool" >/dev/null || {
+        echo "load.sh needs $tool${tool/wrk/ (apt-get install wrk)}" >&2
+        exit 1
+    }
+done
+
+echo "== building the demo and the fixture in release" >&2
+cargo build --release --locked --example demo --example load_fixture >&2
+demo=target/release/examples/demo
+fixture=target/release/examples/load_fixture
+
+work=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+secret=$(head -c 32 /dev/urandom | base64)
+base="http://127.0.0.1:$PORT"
+
+# Starts the demo on database $1 (log in $work/demo.log); sets $server and
+# $startup_ms, the time from exec to the first answer of /health.
+start_demo() {
+    local started now
+    started=$(date +%s%N)
+    ROCKET_PROFILE=release ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$PORT ROCKET_LOG_LEVEL=critical \
+        ROCKET_SECRET_KEY="$secret" ROCKET_SESSIONS="{database=\"$1\",secret=\"$secret\"}" \
+        "$demo" >>"$work/demo.log" 2>&1 &
+    server=$!
+    until curl -sf -o /dev/null "$base/health"; do
+        kill -0 "$server" 2>/dev/null || { echo "the demo exited; its log:" >&2; cat "$work/demo.log" >&2; exit 1; }
+        sleep 0.005
+    done
+    now=$(date +%s%N)
+    startup_ms=$(((now - started) / 1000000))
+}
+
+stop_demo() {
+    kill "$server"
+    wait "$server" 2>/dev/null || true
+    server=
+}
+
+# RSS and peak RSS of the demo, in MiB.
+rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
+peak_rss() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
+
+# Runs wrk with the given extra arguments; prints its full output to stderr and
+# "requests/s p99_ms non2xx" to stdout.
+run_wrk() {
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
+    echo "$out" >&2
+    awk '
+        /^Requests\/sec:/ { rps = $2 }
+        /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
+        /Non-2xx or 3xx responses:/ { bad = $5 }
+        END { printf "%s %s %d\n", rps, p99, bad }' <<<"$out"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+# ---- start-up: empty database vs 1,000,000 rows --------------------------------
+echo "== start-up on an empty database" >&2
+start_demo "$work/empty.db"
+startup_empty=$startup_ms
+rss_empty=$(rss)
+stop_demo
+
+echo "== writing $ROWS rows" >&2
+"$fixture" rows "$work/rows.db" "$secret" "$ROWS"
+echo "== start-up with $ROWS rows" >&2
+start_demo "$work/rows.db"
+startup_rows=$startup_ms
+rss_rows=$(rss)
+stop_demo
+
+# ---- the load database: live sessions for the refresh pool, revoked tokens ----
+echo "== logging in $LIVE sessions and logging out $REVOKED more" >&2
+"$fixture" sessions "$work/load.db" "$secret" "$LIVE" "$REVOKED" "$work/refresh_tokens"
+start_demo "$work/load.db"
+rss_loaded=$(rss)
+
+# A real user through the demo's own API, for /me.
+curl -sf -o /dev/null -H 'Content-Type: application/json' \
+    -d '{"username":"load","password":"load-test-password"}' "$base/auth/register"
+access=$(curl -sf -H 'Content-Type: application/json' \
+    -d '{"username":"load","password":"load-test-password"}' "$base/auth/login" |
+    sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $access" "$base/me")" = 200 ] || {
+    echo "GET /me with the fresh token did not answer 200" >&2
+    exit 1
+}
+
+# /health and /me alternate, three runs each; the median of each is reported.
+health_runs=() me_runs=()
+for round in 1 2 3; do
+    echo "== GET /health, run $round" >&2
+    read -r rps _ _ < <(run_wrk "$base/health")
+    health_runs+=("$rps")
+    echo "== GET /me, run $round" >&2
+    read -r rps _ bad < <(run_wrk -H "Authorization: Bearer $access" "$base/me")
+    [ "$bad" = 0 ] || { echo "GET /me answered $bad non-2xx responses" >&2; exit 1; }
+    me_runs+=("$rps")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+health=$(median "${health_runs[@]}")
+me=$(median "${me_runs[@]}")
+
+echo "== POST /auth/refresh, one distinct session per request" >&2
+cat >"$work/refresh.lua" <<EOF
+-- Each thread takes every n-th token of the pool; each token is used once.
+local threads = {}
+local counter = 0
+function setup(thread)
+    counter = counter + 1
+    thread:set("id", counter)
+    thread:set("of", $THREADS)
+    table.insert(threads, thread)
+end
+function init(args)
+    tokens, next_token, server_errors, unauthorized = {}, 1, 0, 0
+    local n = 0
+    for line in io.lines("$work/refresh_tokens") do
+        n = n + 1
+        if n % of == id - 1 then table.insert(tokens, line) end
+    end
+end
+function request()
+    local token = tokens[next_token]
+    next_token = next_token + 1
+    if token == nil then token = "the-pool-of-sessions-ran-out" end
+    return wrk.format("POST", "/auth/refresh", { ["Content-Type"] = "application/json" },
+        '{"refresh_token":"' .. token .. '"}')
+end
+function response(status, headers, body)
+    if status >= 500 then server_errors = server_errors + 1 end
+    if status == 401 then unauthorized = unauthorized + 1 end
+end
+function done(summary, latency, requests)
+    local errors, refused, used = 0, 0, 0
+    for _, thread in ipairs(threads) do
+        errors = errors + thread:get("server_errors")
+        refused = refused + thread:get("unauthorized")
+        used = used + thread:get("next_token") - 1
+    end
+    io.write(string.format("5xx: %d, 401: %d, tokens used: %d\n", errors, refused, used))
+end
+EOF
+refresh_out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/auth/refresh")
+echo "$refresh_out" >&2
+read -r refresh refresh_p99 refresh_bad < <(awk '
+    /^Requests\/sec:/ { rps = $2 }
+    /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
+    /Non-2xx or 3xx responses:/ { bad = $5 }
+    END { printf "%s %s %d\n", rps, p99, bad }' <<<"$refresh_out")
+server_errors=$(sed -nE 's/^5xx: ([0-9]+).*/\1/p' <<<"$refresh_out")
+busy=$(grep -ciE 'busy|locked' "$work/demo.log" || true)
+rss_after=$(rss)
+rss_peak=$(peak_rss)
+stop_demo
+
+cat <<EOF
+
+Machine: $(nproc) cores, $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per run; /health and /me: median of 3 alternating runs.
+
+| figure | value | baseline | value | ratio | target |
+|---|---|---|---|---|---|
+| GET /me (AuthUser) | $me req/s | GET /health | $health req/s | $(ratio "$me" "$health") | ≥ 0.90 |
+| POST /auth/refresh | $refresh req/s | GET /health | $health req/s | $(ratio "$refresh" "$health") | ≥ 0.35 |
+| refresh p99 | $refresh_p99 ms | | | | |
+| refresh: 5xx / non-2xx / SQLITE_BUSY log lines | $server_errors / $refresh_bad / $busy | | | | 0 / 0 / 0 |
+| RSS, $LIVE live sessions + $REVOKED revoked tokens loaded | $rss_loaded MiB | empty database | $rss_empty MiB | $(ratio "$rss_loaded" "$rss_empty") | |
+| RSS after the load (peak) | $rss_after MiB ($rss_peak MiB) | | | | |
+| start-up to first answer, $ROWS rows | $startup_rows ms | empty database | $startup_empty ms | $(ratio "$startup_rows" "$startup_empty") | |
+| RSS after start-up, $ROWS rows | $rss_rows MiB | empty database | $rss_empty MiB | $(ratio "$rss_rows" "$rss_empty") | |
+EOF

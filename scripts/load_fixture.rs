@@ -1,0 +1,167 @@
+//! Fills a database for `scripts/load.sh`; not an example to copy.
+//!
+//! ```text
+//! load_fixture sessions <database> <secret> <live> <revoked> <refresh tokens out>
+//! load_fixture rows <database> <secret> <rows>
+//! ```
+//!
+//! `sessions` logs in `live` sessions through the crate (as the demo's login
+//! does, without the password hash) and writes their refresh tokens, one per
+//! line, for the refresh load; then logs in and out `revoked` more, leaving that
+//! many blocklisted access tokens and revoked sessions.
+//!
+//! `rows` writes `rows` rows straight into the file, as a long-lived app would
+//! have accumulated them: 40 % sessions (a quarter of them revoked a minute
+//! ago), 50 % refresh tokens (each session's current one, and an older, rotated
+//! one for the first quarter of the sessions), 10 % blocklisted `jti`s.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use rocket::figment::Figment;
+use rocket_sqlite_sessions::{ClientInfo, Sessions};
+use sha2::{Digest, Sha256};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: load_fixture sessions <database> <secret> <live> <revoked> <tokens file>\n       \
+         load_fixture rows <database> <secret> <rows>"
+    );
+    std::process::exit(2)
+}
+
+fn number(arg: Option<&String>) -> usize {
+    arg.and_then(|n| n.parse().ok()).unwrap_or_else(|| usage())
+}
+
+/// The crate on `database`, ignited (schema migrated, revocations loaded), with
+/// no scheduled pruning.
+async fn sessions_on(database: &str, secret: &str) -> Sessions {
+    let figment = Figment::from(rocket::Config::release_default())
+        .merge(("log_level", "critical"))
+        .merge(("secret_key", secret))
+        .merge(("sessions.database", database))
+        .merge(("sessions.secret", secret))
+        .merge(("sessions.auto_prune", false));
+    let rocket = rocket::custom(figment)
+        .attach(Sessions::fairing())
+        .ignite()
+        .await
+        .unwrap_or_else(|e| panic!("the fixture's Rocket does not ignite: {e}"));
+    rocket.state::<Sessions>().expect("managed Sessions").clone()
+}
+
+async fn fill_sessions(sessions: &Sessions, live: usize, revoked: usize, tokens: &str) {
+    let client = ClientInfo {
+        ip: Some([127, 0, 0, 1].into()),
+        user_agent: Some("load_fixture/1.0".into()),
+    };
+    let claims = serde_json::json!({ "username": "load" });
+    let started = Instant::now();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(tokens).expect("create the tokens file"));
+    for _ in 0..live {
+        let pair = sessions.login("1", &claims, &client).await.expect("login");
+        writeln!(out, "{}", pair.refresh_token).unwrap();
+    }
+    out.flush().unwrap();
+    for _ in 0..revoked {
+        let pair = sessions.login("2", &claims, &client).await.expect("login");
+        let user = sessions
+            .verify_authorization(&format!("Bearer {}", pair.access_token))
+            .expect("a fresh token verifies");
+        sessions.logout(&user).await.expect("logout");
+    }
+    eprintln!(
+        "load_fixture: {live} live sessions, {revoked} logged out, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn fill_rows(database: &str, rows: usize) {
+    let started = Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (sessions, jtis) = (rows * 4 / 10, rows / 10);
+    let tokens = rows - sessions - jtis;
+    let mut connection = rusqlite::Connection::open(database).expect("open the database");
+    let tx = connection.transaction().unwrap();
+    {
+        let mut session = tx
+            .prepare(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, absolute_expires_at,
+                                       revoked_at, ip, user_agent)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, '192.0.2.1', 'load_fixture/1.0')",
+            )
+            .unwrap();
+        for n in 0..sessions {
+            let revoked_at = (n % 4 == 0).then_some(now - 60);
+            session
+                .execute(rusqlite::params![
+                    format!("fixture-session-{n:08}"),
+                    format!("user{}", n % 10_000),
+                    now - 3_600,
+                    now + 86_400,
+                    now + 30 * 86_400,
+                    revoked_at
+                ])
+                .unwrap();
+        }
+        let mut token = tx
+            .prepare(
+                "INSERT INTO refresh_tokens (hash, session_id, issued_at, expires_at, rotated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .unwrap();
+        for n in 0..tokens {
+            // Each session's current token, then older, rotated ones.
+            let (session, rotated) = (n % sessions, (n >= sessions).then_some(now - 1_800));
+            let hash = Sha256::digest(format!("fixture-token-{n}")).to_vec();
+            token
+                .execute(rusqlite::params![
+                    hash,
+                    format!("fixture-session-{session:08}"),
+                    now - 3_600,
+                    now + 86_400,
+                    rotated
+                ])
+                .unwrap();
+        }
+        let mut jti = tx
+            .prepare("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")
+            .unwrap();
+        for n in 0..jtis {
+            jti.execute(rusqlite::params![format!("fixture-jti-{n:08}"), now + 600])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    eprintln!(
+        "load_fixture: {rows} rows ({sessions} sessions, {} of them revoked; {tokens} refresh tokens; \
+         {jtis} blocklisted jtis) in {:.1} s",
+        sessions.div_ceil(4),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[rocket::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(mode), Some(database), Some(secret)) = (args.first(), args.get(1), args.get(2)) else {
+        usage()
+    };
+    let sessions = sessions_on(database, secret).await;
+    match mode.as_str() {
+        "sessions" => {
+            let tokens = args.get(5).unwrap_or_else(|| usage());
+            fill_sessions(&sessions, number(args.get(3)), number(args.get(4)), tokens).await
+        }
+        "rows" => {
+            drop(sessions);
+            fill_rows(database, number(args.get(3)))
+        }
+        _ => usage(),
+    }
+}
