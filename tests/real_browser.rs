@@ -238,12 +238,16 @@ async fn the_demo_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    first
-        .wait()
-        .for_url(&format!("{base}/account/sessions").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(first.find_all(Locator::Css("tbody tr")).await.unwrap().len(), 1);
+    // The URL is the same before and after the form's redirect: wait for the new page.
+    let mut rows = 0;
+    for _ in 0..100 {
+        rows = first.find_all(Locator::Css("tbody tr")).await.unwrap().len();
+        if rows == 1 {
+            break;
+        }
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows, 1, "the revoked session is gone from the list");
     second.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(path(&second).await, "/login", "the revoked browser is sent to login");
 
