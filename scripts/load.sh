@@ -71,17 +71,22 @@ stop_demo() {
 rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
 peak_rss() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
 
-# Runs wrk with the given extra arguments; prints its full output to stderr and
-# "requests/s p99_ms non2xx" to stdout.
-run_wrk() {
-    local out
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
-    echo "$out" >&2
+# Reads wrk's output; prints "requests/s p99_ms non2xx".
+summarise() {
     awk '
         /^Requests\/sec:/ { rps = $2 }
         /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
         /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %d\n", rps, p99, bad }' <<<"$out"
+        END { printf "%s %s %d\n", rps, p99, bad }'
+}
+
+# Runs wrk with the given extra arguments; prints its full output to stderr and
+# its summary to stdout.
+run_wrk() {
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
+    echo "$out" >&2
+    summarise <<<"$out"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
@@ -175,11 +180,7 @@ end
 EOF
 refresh_out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/auth/refresh")
 echo "$refresh_out" >&2
-read -r refresh refresh_p99 refresh_bad < <(awk '
-    /^Requests\/sec:/ { rps = $2 }
-    /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
-    /Non-2xx or 3xx responses:/ { bad = $5 }
-    END { printf "%s %s %d\n", rps, p99, bad }' <<<"$refresh_out")
+read -r refresh refresh_p99 refresh_bad < <(summarise <<<"$refresh_out")
 server_errors=$(sed -nE 's/^5xx: ([0-9]+).*/\1/p' <<<"$refresh_out")
 busy=$(grep -ciE 'busy|locked' "$work/demo.log" || true)
 rss_after=$(rss)

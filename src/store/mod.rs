@@ -215,12 +215,9 @@ impl Store {
             let store = self.clone();
             rocket::tokio::task::spawn_blocking(move || store.run_batches());
         }
-        receiver.await.unwrap_or_else(|_| {
-            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                Some("the batched write failed before its commit; see the log".into()),
-            )))
-        })
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(batch_error("the batched write failed before its commit; see the log")))
     }
 
     /// Runs batches until the queue is empty.
@@ -702,12 +699,8 @@ fn in_savepoint<T>(
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     connection.execute_batch("SAVEPOINT batched_write")?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(connection))).unwrap_or_else(|_| {
-        Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some("a batched write panicked; its changes were rolled back".into()),
-        )))
-    });
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(connection)))
+        .unwrap_or_else(|_| Err(batch_error("a batched write panicked; its changes were rolled back")));
     match outcome {
         Ok(value) => {
             connection.execute_batch("RELEASE batched_write")?;
@@ -725,11 +718,21 @@ fn in_savepoint<T>(
 fn duplicate(error: &rusqlite::Error) -> rusqlite::Error {
     match error {
         rusqlite::Error::SqliteFailure(code, message) => rusqlite::Error::SqliteFailure(*code, message.clone()),
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
+        other => generic_sqlite_error(other.to_string()),
     }
+}
+
+/// A generic SQLite error carrying `message`.
+fn generic_sqlite_error(message: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(message.into()),
+    )
+}
+
+/// A batched write's failure that SQLite did not report itself.
+fn batch_error(message: &str) -> StoreError {
+    StoreError::Sqlite(generic_sqlite_error(message))
 }
 
 /// When the `limit`-th latest failure of `scope` since `since` stops counting
