@@ -3,8 +3,9 @@
 //! A request with an `Authorization` header is judged by it alone. Without one,
 //! [`AuthUser`](crate::AuthUser) reads the access cookie; when that is missing or
 //! expired and the refresh cookie is valid, it rotates the pair, sets both
-//! cookies on the response and lets the request through (racing requests share
-//! the refresh token's grace window, so none of them logs the user out).
+//! cookies on the response and lets the request through (racing requests get
+//! the same successor within the refresh token's grace window, so none of them
+//! logs the user out).
 //!
 //! Unsafe requests (anything but GET, HEAD, OPTIONS, TRACE) authenticated by
 //! cookie must come from the app's own origin (`Sec-Fetch-Site` not
@@ -52,9 +53,7 @@ impl CsrfBinding<'_> {
 
 /// A key for CSRF tokens, derived from a signing key.
 pub(crate) fn csrf_key(signing_secret: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret).expect("HMAC takes any key length");
-    mac.update(b"rocket_sqlite_sessions csrf key");
-    mac.finalize().into_bytes().into()
+    crate::token::derive_key(signing_secret, b"rocket_sqlite_sessions csrf key")
 }
 
 fn csrf_mac(key: &[u8; 32], binding: CsrfBinding<'_>) -> Hmac<Sha256> {

@@ -15,6 +15,9 @@ const MAX_DURATION: u64 = 100 * 365 * 24 * 3600;
 /// The largest `prune_batch`: bigger batches hold SQLite's write lock too long.
 const MAX_PRUNE_BATCH: u32 = 100_000;
 
+/// The largest `max_failure_scopes`.
+const MAX_FAILURE_SCOPES: u64 = 100_000_000;
+
 /// The smallest HMAC key accepted, in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -59,10 +62,18 @@ pub struct SessionsConfig {
     /// A session ends this many seconds after login, however often it is refreshed.
     /// Default 2592000 (30 days).
     pub absolute_timeout: u64,
-    /// Seconds during which an already rotated refresh token may be presented again
-    /// without being treated as reuse (two tabs refreshing at once). Default 10.
+    /// Seconds after a rotation during which the refresh token it replaced may be
+    /// presented again (two tabs refreshing at once): it gets the same successor,
+    /// not a second branch of the session. After that, presenting it is reuse
+    /// and revokes the session. Default 10.
     pub reuse_grace: u64,
-    /// Clock-skew allowance in seconds when checking `exp` and `nbf`. Default 0.
+    /// Clock-skew allowance in seconds when checking `exp`, `nbf` and `iat`.
+    /// Default 5: one process never disagrees with itself (its clock never
+    /// steps back, see [`Clock`](crate::Clock)), but processes sharing the
+    /// sessions do by the skew between their clocks, and a process restarted
+    /// after a small backward step would otherwise refuse the tokens of the
+    /// last few seconds. It costs a token up to 5 s of life past its `exp`
+    /// (a blocklisted one stays blocklisted that long too).
     pub leeway: u64,
     /// When to prune expired rows: cron with seconds, tokio-cron-scheduler syntax.
     /// Default `"0 */10 * * * *"` (every ten minutes).
@@ -82,9 +93,14 @@ pub struct SessionsConfig {
     pub login_max_failures: u32,
     /// The window, in seconds, over which failures are counted. Default 900.
     pub login_failure_window: u64,
-    /// Failed logins and invalid refresh tokens from one IP address within
-    /// `login_failure_window` after which its attempts get 429. Default 100.
+    /// Failed logins from one client network (an IPv4 address, an IPv6 /64)
+    /// within `login_failure_window` after which its attempts get 429.
+    /// Default 100.
     pub ip_max_failures: u32,
+    /// The most failure counters (usernames and client networks with recent
+    /// failures) kept at once: one row each. Past it, the counters whose window
+    /// started first are dropped. Default 100000 (about 10 MB).
+    pub max_failure_scopes: u64,
     /// Name of the cookie that carries the access token in browser apps.
     /// Default `"__Host-access_token"`.
     pub access_cookie: String,
@@ -117,7 +133,7 @@ impl Default for SessionsConfig {
             idle_timeout: 604_800,
             absolute_timeout: 2_592_000,
             reuse_grace: 10,
-            leeway: 0,
+            leeway: 5,
             prune_schedule: "0 */10 * * * *".into(),
             prune_batch: 1000,
             auto_prune: true,
@@ -125,6 +141,7 @@ impl Default for SessionsConfig {
             login_max_failures: 10,
             login_failure_window: 900,
             ip_max_failures: 100,
+            max_failure_scopes: 100_000,
             access_cookie: "__Host-access_token".into(),
             refresh_cookie: "__Host-refresh_token".into(),
             csrf_cookie: "__Host-csrf".into(),
@@ -189,6 +206,7 @@ impl fmt::Debug for SessionsConfig {
             .field("login_max_failures", &self.login_max_failures)
             .field("login_failure_window", &self.login_failure_window)
             .field("ip_max_failures", &self.ip_max_failures)
+            .field("max_failure_scopes", &self.max_failure_scopes)
             .field("access_cookie", &self.access_cookie)
             .field("refresh_cookie", &self.refresh_cookie)
             .field("csrf_cookie", &self.csrf_cookie)
@@ -245,6 +263,7 @@ pub(crate) struct Settings {
     pub login_max_failures: u32,
     pub login_failure_window: i64,
     pub ip_max_failures: u32,
+    pub max_failure_scopes: u64,
     pub access_cookie: String,
     pub refresh_cookie: String,
     pub csrf_cookie: String,
@@ -312,6 +331,12 @@ impl SessionsConfig {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if !(1..=MAX_FAILURE_SCOPES).contains(&self.max_failure_scopes) {
+            return Err(ConfigError::invalid(
+                "max_failure_scopes",
+                format!("must be from 1 to {MAX_FAILURE_SCOPES}; the default is 100000"),
+            ));
         }
 
         let mut cookie_names = Vec::new();
@@ -386,6 +411,7 @@ impl SessionsConfig {
             login_max_failures: self.login_max_failures,
             login_failure_window,
             ip_max_failures: self.ip_max_failures,
+            max_failure_scopes: self.max_failure_scopes,
             access_cookie: self.access_cookie.clone(),
             refresh_cookie: self.refresh_cookie.clone(),
             csrf_cookie: self.csrf_cookie.clone(),

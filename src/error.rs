@@ -5,7 +5,21 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use std::io::Cursor;
 
+use crate::log_limit::LogLimit;
 use crate::store::StoreError;
+
+/// Store failures answered with 503: while the disk is full every request
+/// fails the same way, and one line a minute says so.
+static STORE_FAILURES: LogLimit = LogLimit::new();
+
+/// Logs a store failure met while answering `context` (at most one line a
+/// minute).
+pub(crate) fn log_store_failure(context: std::fmt::Arguments<'_>, cause: &StoreError) {
+    STORE_FAILURES.log(
+        log::Level::Error,
+        format_args!("{context}: session store failure: {cause}"),
+    );
+}
 
 /// The one message every token failure carries, whatever the cause: the client
 /// learns nothing about which check failed.
@@ -45,8 +59,10 @@ pub enum Error {
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,
-    /// The SQLite store failed (locked, full, read-only, I/O). Answers 503; the
-    /// cause is logged. Nothing already committed is lost.
+    /// The SQLite store failed (locked, full, read-only, I/O, the file deleted).
+    /// Answers 503 with `Retry-After`; the cause is logged (at most one line a
+    /// minute). Nothing already committed is lost, and a failed write changed
+    /// nothing, so the request can be retried.
     #[error("session store failure: {0}")]
     Store(#[from] StoreError),
     /// A bug or an unexpected failure (a panicked blocking task, a claim that
@@ -126,11 +142,7 @@ impl<'r> Responder<'r, 'static> for Error {
             )
             .finalize(),
             Error::Store(cause) => {
-                log::error!(
-                    "rocket_sqlite_sessions: {} {}: session store failure: {cause}",
-                    request.method(),
-                    request.uri().path()
-                );
+                log_store_failure(format_args!("{} {}", request.method(), request.uri().path()), &cause);
                 json_response(
                     Status::ServiceUnavailable,
                     "unavailable",

@@ -87,16 +87,14 @@ impl Fairing for SessionsFairing {
             },
             Ok(sessions) => Ok(rocket.manage(sessions)),
             Err(error) => {
-                let cause = match error {
+                let message = match error {
+                    // The store's message names the path and what to check.
                     Error::Store(cause) => cause.to_string(),
-                    other => other.to_string(),
+                    other => format!("cannot open `{}`: {other}", database.display()),
                 };
                 let error = ConfigError::Invalid {
                     key: "database",
-                    message: format!(
-                        "cannot open `{}`: {cause}; check that its directory exists and is writable",
-                        database.display()
-                    ),
+                    message,
                 };
                 log::error!("rocket_sqlite_sessions: {error}");
                 Err(rocket)

@@ -169,7 +169,7 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
                 }
             }
             Err(Error::Store(cause)) => {
-                log::error!("rocket_sqlite_sessions: silent refresh: session store failure: {cause}");
+                crate::error::log_store_failure(format_args!("silent refresh"), &cause);
                 return Verdict::Unavailable;
             }
             Err(_) => {

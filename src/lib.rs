@@ -74,27 +74,48 @@
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
 //! | [`Error`] | every failure, answering 401, 404, 503 or 500 with a JSON body |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
+//! | [`Clock`], [`ManualClock`] | where "now" comes from; a clock tests move and step |
 //!
 //! # Security model
 //!
 //! Access tokens are HS256 JWTs (`typ: at+jwt`, with `kid`, every claim required
-//! and typed) that live `access_ttl` seconds and never outlive their session. Refresh tokens are 32
-//! random bytes; only their SHA-256 is stored. Every refresh rotates the token; a
-//! rotated token presented again after `reuse_grace` seconds revokes its whole
-//! session (RFC 9700 §4.14.2). Logout blocklists the access token's `jti` and
-//! revokes the session; both are held in memory, so the guard answers from memory
-//! and never waits on SQLite. Every token failure is the same 401.
+//! and typed) that live `access_ttl` seconds and never outlive their session.
+//! Refresh tokens are 96 characters: the session id, a generation number, a
+//! secret and a tag (an HMAC under a key derived from the signing key), so a
+//! forged one is refused before any store lookup; only their SHA-256 is stored.
+//! Every refresh rotates the token, and a session has one live branch: the
+//! token just replaced, presented again within `reuse_grace` seconds, gets the
+//! same successor (two tabs refreshing at once); any earlier token presented
+//! after that revokes the whole session (RFC 9700 §4.14.2). Logout blocklists
+//! the access token's `jti` and revokes the session; both are held in memory, so
+//! the guard answers from memory and never waits on SQLite. Every token failure
+//! is the same 401.
 //!
 //! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
 //! the guard refreshes them silently and requires a same-origin request with the
 //! session's CSRF token for unsafe methods.
 //!
-//! Failed logins are throttled per username and per IP, counted in SQLite. The
-//! repository's `SECURITY.md` lists every threat, its defence and its test.
+//! Failed logins are throttled per username and per client network, counted in
+//! SQLite under keyed hashes. The repository's `SECURITY.md` lists every threat,
+//! its defence and its test.
+//!
+//! # Storage
+//!
+//! A session is one row, whatever the number of refreshes; failure counters are
+//! one row per username or network with recent failures, at most
+//! `max_failure_scopes`; junk refresh tokens write nothing. Every write goes
+//! through one writer that commits the writes waiting together, and answers
+//! each only once it is durable; a revocation reaches memory only after its
+//! commit, so memory and disk never disagree, and a write that fails (a full or
+//! read-only disk) changed nothing and answers 503. The WAL stays under 16 MiB
+//! plus one batch of writes. A file that cannot be written fails launch; a file
+//! deleted or replaced while running is noticed before the next write. Files are
+//! created with mode 0600. Time comes from a [`Clock`] that never steps back,
+//! and pruning trusts no forward step of the wall clock.
 //!
 //! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
-//! `refresh_tokens`, `revoked_tokens` and `auth_failures`; an app may keep its
-//! own tables in the same file.
+//! `revoked_tokens`, `auth_failures` and `auth_failure_scopes`; an app may keep
+//! its own tables in the same file.
 //!
 //! [Rocket]: https://rocket.rs
 
@@ -107,9 +128,11 @@ mod config;
 mod error;
 mod fairing;
 mod guard;
+mod log_limit;
 mod manager;
 mod prune;
 mod revocation;
+mod rotation;
 mod routes;
 mod session_data;
 mod store;

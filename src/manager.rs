@@ -15,8 +15,11 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::guard::AuthUser;
 use crate::revocation::Revocations;
-use crate::store::{ClientRecord, NewSession, RefreshDecision, Store, StoreError};
-use crate::token::{random_id, AccessClaims, RefreshToken, Rejection, TokenCodec, RESERVED_CLAIMS};
+use crate::rotation::{Decision, Presented, RotationPolicy};
+use crate::store::{ClientRecord, NewSession, Store};
+use crate::token::{
+    derive_key, random_id, AccessClaims, RefreshKeys, RefreshToken, Rejection, TokenCodec, RESERVED_CLAIMS,
+};
 
 /// User agents longer than this are cut before they are stored.
 const MAX_USER_AGENT_LEN: usize = 256;
@@ -34,6 +37,11 @@ pub struct Sessions {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) codec: TokenCodec,
+    /// Derive and tag refresh tokens.
+    pub(crate) refresh_keys: RefreshKeys,
+    /// Keys the throttling scopes (an HMAC, so no stored scope reveals a name
+    /// or an address).
+    pub(crate) throttle_key: [u8; 32],
     pub(crate) revocations: Revocations,
     pub(crate) clock: Clock,
     pub(crate) settings: Settings,
@@ -61,7 +69,8 @@ pub struct TokenPair {
     /// The opaque token to present to `/refresh` for the next pair. It can be used
     /// once.
     pub refresh_token: String,
-    /// Seconds until the refresh token expires (not part of the JSON body).
+    /// Seconds the refresh token can still be used: until its session expires
+    /// unless refreshed (not part of the JSON body).
     #[serde(skip)]
     pub refresh_expires_in: i64,
     /// The session the pair belongs to (not part of the JSON body).
@@ -140,14 +149,13 @@ impl Sessions {
         let store = rocket::tokio::task::spawn_blocking(move || Store::open(&path))
             .await
             .map_err(|e| Error::Internal(format!("opening the store failed: {e}")))??;
+        let secrets = || settings.keys.iter().map(|key| key.secret.as_slice());
         let sessions = Sessions {
             inner: Arc::new(Inner {
                 codec: TokenCodec::new(&settings),
-                csrf_keys: settings
-                    .keys
-                    .iter()
-                    .map(|key| crate::browser::csrf_key(&key.secret))
-                    .collect(),
+                csrf_keys: secrets().map(crate::browser::csrf_key).collect(),
+                refresh_keys: RefreshKeys::new(secrets()),
+                throttle_key: derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions throttle key"),
                 store,
                 revocations: Revocations::default(),
                 clock,
@@ -160,15 +168,17 @@ impl Sessions {
         Ok(sessions)
     }
 
-    /// Rebuilds the in-memory revocation state from the store.
+    /// Rebuilds the in-memory revocation state from the store: every revocation
+    /// stored, whatever the clock says (pruning decides what is over).
     async fn reload_revocations(&self) -> Result<(), Error> {
-        let now = self.now();
-        let (leeway, access_ttl) = (self.inner.settings.leeway, self.inner.settings.access_ttl);
-        let stored = self
-            .blocking(move |store| store.revocations(now - leeway, now - access_ttl - leeway))
-            .await?;
+        let stored = self.inner.store.read(|reader| reader.revocations()).await?;
+        let leeway = self.inner.settings.leeway;
         self.inner.revocations.load(
-            stored.jtis.into_iter().map(|(jti, exp)| (jti, exp + leeway)).collect(),
+            stored
+                .jtis
+                .into_iter()
+                .map(|(jti, exp)| (jti, exp.saturating_add(leeway)))
+                .collect(),
             stored
                 .sessions
                 .into_iter()
@@ -186,7 +196,23 @@ impl Sessions {
 
     /// The last moment an access token issued before `revoked_at` can be accepted.
     fn session_revocation_until(&self, revoked_at: i64) -> i64 {
-        revoked_at + self.inner.settings.access_ttl + self.inner.settings.leeway
+        let settings = &self.inner.settings;
+        revoked_at
+            .saturating_add(settings.access_ttl)
+            .saturating_add(settings.leeway)
+    }
+
+    /// Puts revocations the store has committed into memory: the blocklisted
+    /// token (its `jti` and `exp`) and the sessions, revoked at `now`.
+    fn revoked_in_store(&self, token: Option<(&str, i64)>, sessions: impl IntoIterator<Item = String>, now: i64) {
+        let revocations = &self.inner.revocations;
+        if let Some((jti, exp)) = token {
+            revocations.revoke_jti(jti.to_string(), exp.saturating_add(self.inner.settings.leeway));
+        }
+        let until = self.session_revocation_until(now);
+        for session_id in sessions {
+            revocations.revoke_session(session_id, until);
+        }
     }
 
     /// Starts a new session for `user_id` (after the app has checked the
@@ -209,36 +235,36 @@ impl Sessions {
         let settings = &self.inner.settings;
         let now = self.now();
         let session_id = random_id();
-        let absolute_expires_at = now + settings.absolute_timeout;
-        let refresh = RefreshToken::generate();
-        let refresh_expires_at = (now + settings.refresh_ttl).min(absolute_expires_at);
-        let expires_at = (now + settings.idle_timeout).min(refresh_expires_at);
+        let refresh = self
+            .inner
+            .refresh_keys
+            .first(&session_id)
+            .expect("a random id is 16 bytes of base64url");
+        let absolute_expires_at = now.saturating_add(settings.absolute_timeout);
+        let expires_at = now
+            .saturating_add(settings.idle_timeout)
+            .min(now.saturating_add(settings.refresh_ttl))
+            .min(absolute_expires_at);
         let claims_json = Value::Object(app_claims.clone()).to_string();
 
-        let (id, user, ip, agent, hash) = (
-            session_id.clone(),
-            user_id.to_string(),
-            client.ip.map(|ip| ip.to_string()),
-            client.user_agent.clone(),
-            refresh.hash(),
-        );
-        self.blocking(move |store| {
-            store.create_session(
-                &NewSession {
+        let (id, user, refresh_hash) = (session_id.clone(), user_id.to_string(), refresh.hash());
+        let client = client_record(client);
+        self.inner
+            .store
+            .write(move |tx| {
+                tx.create_session(&NewSession {
                     id: &id,
                     user_id: &user,
                     now,
                     expires_at,
                     absolute_expires_at,
-                    ip: ip.as_deref(),
-                    user_agent: agent.as_deref(),
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
                     claims_json: &claims_json,
-                },
-                &hash,
-                refresh_expires_at,
-            )
-        })
-        .await?;
+                    refresh_hash,
+                })
+            })
+            .await?;
         self.issue(
             user_id.to_string(),
             session_id,
@@ -246,147 +272,96 @@ impl Sessions {
             now,
             now,
             expires_at,
-            (refresh, refresh_expires_at),
+            refresh,
         )
     }
 
     /// Exchanges a refresh token for a new pair, rotating it: the presented token
     /// is spent and its successor returned.
     ///
-    /// Presenting a token that was already rotated is reuse (RFC 9700 §4.14.2):
-    /// the whole session is revoked, its newest refresh token and its access tokens
-    /// included. Within `reuse_grace` seconds of the rotation the old token is
-    /// accepted again instead (two tabs refreshing at once), issuing a second pair.
+    /// A session has one live branch of refresh tokens. Presenting an earlier
+    /// token of the session is reuse (RFC 9700 §4.14.2): the whole session is
+    /// revoked, its newest refresh token and its access tokens included. Within
+    /// `reuse_grace` seconds of a rotation, the token it replaced gets the same
+    /// successor again instead (two tabs refreshing at once), never a second
+    /// branch. A token this server did not issue is refused without a store
+    /// lookup.
     ///
     /// # Errors
-    /// [`Error::InvalidToken`] for a token that is unknown, expired, rotated
-    /// (reuse), or whose session is revoked or past its idle or absolute timeout;
-    /// [`Error::Store`] when the store fails.
+    /// [`Error::InvalidToken`] for a token that is malformed, not issued by this
+    /// server, expired, spent (reuse), or whose session is revoked or past its
+    /// idle or absolute timeout; [`Error::Store`] when the store fails.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
-        let ip_scope = crate::throttle::ip_scope(client);
-        let result = self.rotate(presented, client, ip_scope).await;
-        if let (Err(Error::InvalidToken), Some(scope)) = (&result, ip_scope) {
-            self.record_failure(vec![scope]).await?;
+        let refused = |reason: &dyn fmt::Display| {
+            log::debug!("rocket_sqlite_sessions: refresh refused: {reason}");
+            Err(Error::InvalidToken)
+        };
+        let Some(token) = RefreshToken::parse(presented) else {
+            return refused(&Rejection::Malformed);
+        };
+        let keys = &self.inner.refresh_keys;
+        if !keys.issued(&token) {
+            return refused(&"not a refresh token of this server");
         }
-        result
-    }
-
-    /// [`refresh`](Self::refresh) without counting failures; `ip_scope` is the
-    /// client's throttling scope.
-    async fn rotate(
-        &self,
-        presented: &str,
-        client: &ClientInfo,
-        ip_scope: Option<[u8; 32]>,
-    ) -> Result<TokenPair, Error> {
-        let Some(hash) = RefreshToken::hash_presented(presented) else {
-            log::debug!("rocket_sqlite_sessions: refresh refused: {}", Rejection::Malformed);
-            return Err(Error::InvalidToken);
+        let Some(successors) = keys.successors(&token) else {
+            return refused(&"the last generation");
+        };
+        let session_id = token.session_id();
+        let presented = Presented {
+            // Below i64::MAX: its successor's generation is (successors()).
+            generation: token.generation() as i64,
+            hash: token.hash(),
+            successor_hashes: successors.iter().map(RefreshToken::hash).collect(),
+        };
+        let settings = &self.inner.settings;
+        let policy = RotationPolicy {
+            reuse_grace: settings.reuse_grace,
+            idle_timeout: settings.idle_timeout,
+            refresh_ttl: settings.refresh_ttl,
         };
         let now = self.now();
-        let successor = RefreshToken::generate();
-        let new_hash = successor.hash();
-        let (ip, agent) = (client.ip.map(|ip| ip.to_string()), client.user_agent.clone());
-        let this = self.clone();
+        let (id, client) = (session_id.clone(), client_record(client));
         let outcome = self
             .inner
             .store
-            .batched(move |connection| {
-                if let Some(scope) = ip_scope {
-                    if let Some(retry_after) = this.ip_retry_after(connection, &scope, now)? {
-                        return Ok(Err(retry_after));
-                    }
-                }
-                let settings = &this.inner.settings;
-                let client = ClientRecord {
-                    ip: ip.as_deref(),
-                    user_agent: agent.as_deref(),
-                };
-                crate::store::refresh_in(connection, &hash, now, &client, |found| {
-                    if found.session_revoked || now >= found.session_expires_at {
-                        return RefreshDecision::Reject;
-                    }
-                    let within_grace =
-                        |rotated_at: i64| settings.reuse_grace > 0 && now <= rotated_at + settings.reuse_grace;
-                    match found.rotated_at {
-                        Some(rotated_at) if !within_grace(rotated_at) => {
-                            // Revoke in memory first: the session's access tokens
-                            // fail from this instant, not from the commit.
-                            this.inner
-                                .revocations
-                                .revoke_session(found.session_id.clone(), this.session_revocation_until(now));
-                            RefreshDecision::RevokeSession
-                        }
-                        _ if now >= found.token_expires_at => RefreshDecision::Reject,
-                        _ => {
-                            let token_expires_at = (now + settings.refresh_ttl).min(found.absolute_expires_at);
-                            RefreshDecision::Rotate {
-                                new_hash,
-                                token_expires_at,
-                                // Nothing can extend the session past its newest token.
-                                session_expires_at: (now + settings.idle_timeout).min(token_expires_at),
-                            }
-                        }
-                    }
-                })
-                .map(Ok)
-            })
+            .write(move |tx| tx.refresh(&id, &presented, now, &policy, &client))
             .await?;
-
-        let outcome = outcome.map_err(|retry_after| Error::Throttled { retry_after })?;
-        match outcome {
-            None => {
-                log::debug!("rocket_sqlite_sessions: refresh refused: unknown refresh token");
-                Err(Error::InvalidToken)
+        let Some((state, decision)) = outcome else {
+            return refused(&"no such session");
+        };
+        let (key, session_expires_at) = match decision {
+            Decision::Refuse(reason) => {
+                return refused(&format_args!("session {session_id}: {reason}"));
             }
-            Some((found, RefreshDecision::Reject)) => {
-                log::debug!(
-                    "rocket_sqlite_sessions: refresh refused for session {}: expired or revoked",
-                    found.session_id
-                );
-                Err(Error::InvalidToken)
-            }
-            Some((found, RefreshDecision::RevokeSession)) => {
+            Decision::Revoke => {
+                self.revoked_in_store(None, [session_id.clone()], now);
                 log::warn!(
-                    "rocket_sqlite_sessions: a rotated refresh token of session {} (user {}) was presented again; \
-                     the session is revoked",
-                    found.session_id,
-                    found.user_id
+                    "rocket_sqlite_sessions: a rotated refresh token of session {session_id} (user {}) was \
+                     presented again; the session is revoked",
+                    state.user_id
                 );
-                Err(Error::InvalidToken)
+                return Err(Error::InvalidToken);
             }
-            Some((
-                found,
-                RefreshDecision::Rotate {
-                    session_expires_at,
-                    token_expires_at,
-                    ..
-                },
-            )) => {
-                let app = match serde_json::from_str::<Value>(&found.claims_json) {
-                    Ok(Value::Object(map)) => map,
-                    _ => {
-                        return Err(Error::Internal(format!(
-                            "session {} has corrupt claims",
-                            found.session_id
-                        )))
-                    }
-                };
-                self.issue(
-                    found.user_id,
-                    found.session_id,
-                    app,
-                    found.session_created_at,
-                    now,
-                    session_expires_at,
-                    (successor, token_expires_at),
-                )
-            }
-        }
+            Decision::Rotate { expires_at } => (0, expires_at),
+            Decision::Replay { key } => (key, state.expires_at),
+        };
+        let app = match serde_json::from_str::<Value>(&state.claims_json) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
+        };
+        let successor = successors.into_iter().nth(key).expect("one successor per key");
+        self.issue(
+            state.user_id,
+            session_id,
+            app,
+            state.created_at,
+            now,
+            session_expires_at,
+            successor,
+        )
     }
 
-    /// Signs an access token for a session and pairs it with `refresh` (and the
-    /// time it expires).
+    /// Signs an access token for a session and pairs it with `refresh`.
     #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
@@ -396,18 +371,27 @@ impl Sessions {
         logged_in_at: i64,
         now: i64,
         session_expires_at: i64,
-        (refresh, refresh_expires_at): (RefreshToken, i64),
+        refresh: RefreshToken,
     ) -> Result<TokenPair, Error> {
         let codec = &self.inner.codec;
+        let settings = &self.inner.settings;
         // An access token never outlives its session.
-        let exp = (now + self.inner.settings.access_ttl).min(session_expires_at);
+        let exp = now.saturating_add(settings.access_ttl).min(session_expires_at);
+        // A login later than now (this process started with a clock behind the
+        // one that logged the user in) has an unknown age: say it is old enough
+        // for FreshAuthUser to ask for a new one, and keep auth_time <= iat.
+        let auth_time = if logged_in_at <= now {
+            logged_in_at
+        } else {
+            now.saturating_sub(settings.fresh_age.saturating_add(1))
+        };
         let claims = AccessClaims {
             sub: user_id,
             sid: session_id.clone(),
             jti: random_id(),
             iat: now,
             exp,
-            auth_time: logged_in_at,
+            auth_time,
             nbf: None,
             iss: codec.issuer().map(str::to_string),
             aud: codec.audience().map(str::to_string),
@@ -420,26 +404,30 @@ impl Sessions {
             access_token,
             token_type: "Bearer",
             expires_in: exp - now,
-            refresh_token: refresh.into_string(),
-            refresh_expires_in: refresh_expires_at - now,
+            refresh_token: refresh.encode(),
+            refresh_expires_in: session_expires_at - now,
             session_id,
         })
     }
 
     /// Ends the session `user` authenticated with: its access token's `jti` is
-    /// blocklisted until its `exp`, the session and all its refresh tokens revoked.
+    /// blocklisted until its `exp`, the session and its refresh tokens revoked.
+    ///
+    /// The revocation is stored first and then applied in memory, so the two
+    /// never disagree: when this fails nothing was revoked anywhere and the
+    /// call can be repeated.
     ///
     /// # Errors
-    /// [`Error::Store`] when the revocation cannot be stored. The token is refused
-    /// in this process from the start of the call either way.
+    /// [`Error::Store`] when the revocation cannot be stored; then nothing was
+    /// revoked.
     pub async fn logout(&self, user: &AuthUser) -> Result<(), Error> {
         let now = self.now();
-        let revocations = &self.inner.revocations;
-        revocations.revoke_jti(user.jti.clone(), user.expires_at + self.inner.settings.leeway);
-        revocations.revoke_session(user.session_id.clone(), self.session_revocation_until(now));
         let (session_id, jti, exp) = (user.session_id.clone(), user.jti.clone(), user.expires_at);
-        self.blocking(move |store| store.revoke_session(&session_id, now, "logout", Some((&jti, exp))))
+        self.inner
+            .store
+            .write(move |tx| tx.revoke_session(&session_id, now, "logout", Some((&jti, exp))))
             .await?;
+        self.revoked_in_store(Some((&user.jti, user.expires_at)), [user.session_id.clone()], now);
         Ok(())
     }
 
@@ -449,7 +437,14 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_all(&self, user_id: &str) -> Result<usize, Error> {
-        self.revoke_sessions_of(user_id, None, "logout everywhere").await
+        self.revoke_sessions_of(user_id, None, None, "logout everywhere").await
+    }
+
+    /// [`logout_all`](Self::logout_all) for `user`, blocklisting its access
+    /// token too, in one write: when it fails nothing was revoked.
+    pub(crate) async fn logout_everywhere(&self, user: &AuthUser) -> Result<usize, Error> {
+        self.revoke_sessions_of(&user.id, None, Some(user), "logout everywhere")
+            .await
     }
 
     /// Ends every session of `user` except the one it authenticated with: after a
@@ -459,38 +454,47 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_others(&self, user: &AuthUser) -> Result<usize, Error> {
-        self.revoke_sessions_of(&user.id, Some(&user.session_id), "other sessions ended")
+        self.revoke_sessions_of(&user.id, Some(&user.session_id), None, "other sessions ended")
             .await
     }
 
-    /// Revokes every live session of `user_id` but `keep`, in the store and then
-    /// in memory; returns how many there were.
+    /// Revokes every live session of `user_id` but `keep` (and blocklists
+    /// `token`'s `jti`), in the store and then in memory; returns how many
+    /// sessions there were.
     async fn revoke_sessions_of(
         &self,
         user_id: &str,
         keep: Option<&str>,
+        token: Option<&AuthUser>,
         reason: &'static str,
     ) -> Result<usize, Error> {
         let now = self.now();
         let (user, keep) = (user_id.to_string(), keep.map(str::to_string));
+        let blocklist = token.map(|token| (token.jti.clone(), token.expires_at));
         let revoked = self
-            .blocking(move |store| store.revoke_user_sessions(&user, keep.as_deref(), now, reason))
+            .inner
+            .store
+            .write(move |tx| {
+                let blocklist = blocklist.as_ref().map(|(jti, exp)| (jti.as_str(), *exp));
+                tx.revoke_user_sessions(&user, keep.as_deref(), now, reason, blocklist)
+            })
             .await?;
-        let until = self.session_revocation_until(now);
-        for session_id in &revoked {
-            self.inner.revocations.revoke_session(session_id.clone(), until);
-        }
-        Ok(revoked.len())
+        let count = revoked.len();
+        self.revoked_in_store(token.map(|token| (token.jti.as_str(), token.expires_at)), revoked, now);
+        Ok(count)
     }
 
     /// `Ok` when `user` logged in no more than `fresh_age` seconds ago, else
     /// `Err(fresh_age)`.
     pub(crate) fn check_fresh(&self, user: &AuthUser) -> Result<(), i64> {
-        let fresh_age = self.inner.settings.fresh_age;
-        if self.now() - user.authenticated_at <= fresh_age {
+        let settings = &self.inner.settings;
+        // A login in the future (beyond the clock skew allowed) has an unknown
+        // age: not fresh.
+        let age = self.now().checked_sub(user.authenticated_at);
+        if age.is_some_and(|age| (-settings.leeway..=settings.fresh_age).contains(&age)) {
             Ok(())
         } else {
-            Err(fresh_age)
+            Err(settings.fresh_age)
         }
     }
 
@@ -501,7 +505,11 @@ impl Sessions {
     pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
         let now = self.now();
         let user = user_id.to_string();
-        let records = self.blocking(move |store| store.active_sessions(&user, now)).await?;
+        let records = self
+            .inner
+            .store
+            .read(move |reader| reader.active_sessions(&user, now))
+            .await?;
         Ok(records
             .into_iter()
             .map(|record| SessionInfo {
@@ -528,14 +536,14 @@ impl Sessions {
         let now = self.now();
         let (user, id) = (user_id.to_string(), session_id.to_string());
         let revoked = self
-            .blocking(move |store| store.revoke_own_session(&user, &id, now))
+            .inner
+            .store
+            .write(move |tx| tx.revoke_own_session(&user, &id, now))
             .await?;
         if !revoked {
             return Err(Error::SessionNotFound);
         }
-        self.inner
-            .revocations
-            .revoke_session(session_id.to_string(), self.session_revocation_until(now));
+        self.revoked_in_store(None, [session_id.to_string()], now);
         Ok(())
     }
 
@@ -595,19 +603,6 @@ impl Sessions {
             claims: claims.app,
         })
     }
-
-    /// Runs blocking store work on Tokio's blocking pool.
-    pub(crate) async fn blocking<T, F>(&self, work: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.inner.store.clone();
-        rocket::tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| Error::Internal(format!("a blocking store task failed: {e}")))?
-            .map_err(Error::from)
-    }
 }
 
 fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, Error> {
@@ -623,6 +618,14 @@ fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, Error> {
         )));
     }
     Ok(map)
+}
+
+/// What the store records of a client.
+fn client_record(client: &ClientInfo) -> ClientRecord {
+    ClientRecord {
+        ip: client.ip.map(|ip| ip.to_string()),
+        user_agent: client.user_agent.clone(),
+    }
 }
 
 fn timestamp(unix_seconds: i64) -> DateTime<Utc> {

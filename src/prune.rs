@@ -1,18 +1,20 @@
 //! The scheduled job that deletes expired rows, in small batches.
 //!
 //! A pass deletes, in this order: sessions that can no longer be used (past their
-//! expiry, or revoked longer ago than any access token lives) together with their
-//! refresh tokens; then blocklisted `jti`s whose token has expired; then failed
-//! attempts older than the throttling window; then the same from the in-memory
-//! revocation state. Each batch is its own short transaction
-//! that ends at `prune_batch` rows or after about 2 ms of work, whichever comes
-//! first; batches queue fairly with requests for the write lock, so a request
-//! waits for at most one short batch; and after each batch the pass pauses for as
-//! long as the batch took, leaving the CPU to requests.
+//! expiry, or revoked longer ago than any access token lives), found by walking
+//! the table; then blocklisted `jti`s whose token has expired; then failure
+//! counters whose window has ended; then the same from the in-memory revocation
+//! state. Each batch is one write of the group-committing writer that ends at
+//! `prune_batch` rows or after about 0.5 ms of work, whichever comes first, so
+//! the requests' writes committed with it wait for at most one short batch;
+//! and after each batch the pass pauses for as long as the batch took, leaving
+//! the CPU to requests.
 //!
-//! Nothing still needed goes: a live session keeps its whole refresh-token
-//! lineage (reuse detection needs the rotated tokens), and a blocklisted `jti`
-//! stays until its token's `exp` plus `leeway`.
+//! Nothing still needed goes: a blocklisted `jti` stays until its token's `exp`
+//! plus `leeway`, a revoked session until every access token issued before the
+//! revocation has expired. The cut-offs come from
+//! [`Clock::surely_passed`](crate::Clock): a wall clock stepped forward (and
+//! back again) never makes a pass delete a revocation early.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -34,13 +36,12 @@ enum Kind {
 /// What one prune pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
-    /// Sessions deleted (expired, or revoked with no live access token left).
+    /// Sessions deleted (expired, or revoked with no live access token left),
+    /// with their refresh state.
     pub sessions: usize,
-    /// Refresh tokens deleted with those sessions.
-    pub refresh_tokens: usize,
     /// Blocklist rows (`jti`s) deleted after their token's `exp`.
     pub revoked_tokens: usize,
-    /// Failed login or refresh attempts older than `login_failure_window`.
+    /// Failure counters whose `login_failure_window` has ended.
     pub auth_failures: usize,
     /// In-memory revocation entries dropped for the same reason.
     pub revocations_forgotten: usize,
@@ -67,37 +68,40 @@ impl Sessions {
     async fn prune_pass(&self) -> Result<PruneReport, Error> {
         let started = Instant::now();
         let settings = &self.inner.settings;
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.surely_passed();
         let cutoffs = PruneCutoffs {
-            expired_at_or_before: now - settings.leeway,
-            revoked_at_or_before: now - settings.access_ttl - settings.leeway,
-            blocklist_expired_at_or_before: now - settings.leeway,
-            failures_at_or_before: now - settings.login_failure_window,
+            expired_at_or_before: now.saturating_sub(settings.leeway),
+            revoked_at_or_before: now.saturating_sub(settings.access_ttl).saturating_sub(settings.leeway),
+            blocklist_expired_at_or_before: now.saturating_sub(settings.leeway),
+            window_started_at_or_before: now.saturating_sub(settings.login_failure_window),
         };
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
         for kind in [Kind::Sessions, Kind::Blocklist, Kind::AuthFailures] {
+            let mut after = i64::MIN;
             loop {
                 if self.stopping() {
                     return Ok(self.finish(report, started, false));
                 }
                 let batch_started = Instant::now();
                 let pruned = self
-                    .blocking(move |store| match kind {
-                        Kind::Sessions => store.prune_sessions(cutoffs, batch),
-                        Kind::Blocklist => store.prune_blocklist(cutoffs, batch),
-                        Kind::AuthFailures => store.prune_auth_failures(cutoffs, batch),
+                    .inner
+                    .store
+                    .write(move |tx| match kind {
+                        Kind::Sessions => tx.prune_sessions(cutoffs, after, batch),
+                        Kind::Blocklist => tx.prune_blocklist(cutoffs, batch),
+                        Kind::AuthFailures => tx.prune_failures(cutoffs, batch),
                     })
                     .await?;
                 yield_to_requests(batch_started.elapsed()).await;
                 report.batches += 1;
                 report.sessions += pruned.sessions;
-                report.refresh_tokens += pruned.refresh_tokens;
                 report.revoked_tokens += pruned.revoked_tokens;
                 report.auth_failures += pruned.auth_failures;
-                if pruned.exhausted {
-                    break;
+                match pruned.resume_after {
+                    Some(resume_after) => after = resume_after,
+                    None => break,
                 }
             }
         }
@@ -123,11 +127,10 @@ impl Sessions {
         };
         match self.prune_pass().await {
             Ok(report) => log::info!(
-                "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} refresh tokens, {} blocklisted \
-                 tokens, {} failed attempts ({} revocations forgotten) in {} batches, {:.1} ms",
+                "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} blocklisted tokens, \
+                 {} failure counters ({} revocations forgotten) in {} batches, {:.1} ms",
                 if report.completed { "" } else { " (stopped by shutdown)" },
                 report.sessions,
-                report.refresh_tokens,
                 report.revoked_tokens,
                 report.auth_failures,
                 report.revocations_forgotten,

@@ -88,8 +88,7 @@ async fn logout(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Er
 
 #[post("/logout-all")]
 async fn logout_all(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Error> {
-    sessions.logout(&user).await?;
-    sessions.logout_all(&user.id).await?;
+    sessions.logout_everywhere(&user).await?;
     Ok(Status::NoContent)
 }
 

@@ -40,7 +40,9 @@ impl Sessions {
         let now = self.inner.clock.now();
         let id = session_id.to_string();
         let data = self
-            .blocking(move |store| store.session_data(&id, now))
+            .inner
+            .store
+            .read(move |reader| reader.session_data(&id, now))
             .await?
             .ok_or(Error::SessionNotFound)?;
         match parse(&data).remove(key) {
@@ -76,8 +78,10 @@ impl Sessions {
         let now = self.inner.clock.now();
         let id = session_id.to_string();
         let outcome = self
-            .blocking(move |store| {
-                store.update_session_data(&id, now, |current| {
+            .inner
+            .store
+            .write(move |tx| {
+                tx.update_session_data(&id, now, |current| {
                     let mut map = parse(current);
                     match value {
                         Some(value) => map.insert(key.clone(), value),

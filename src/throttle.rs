@@ -1,34 +1,55 @@
-//! Throttling of failed logins (and invalid refresh tokens), counted in SQLite.
+//! Throttling of failed logins, counted in SQLite.
 //!
-//! Per username: past `login_max_failures` failures within `login_failure_window`
-//! seconds, every attempt on that username gets 429 with `Retry-After` until the
-//! window has passed, right password or not. Per client IP the bar is higher
-//! (`ip_max_failures`) and counts failed logins and invalid refresh tokens
-//! together. Throttled attempts are not counted, so a lockout ends on time.
+//! Per username: past `login_max_failures` failures within a window of
+//! `login_failure_window` seconds (from the first failure), every attempt on
+//! that username gets 429 with `Retry-After` until the window ends, right
+//! password or not. Per client network (an IPv4 address, an IPv6 /64; an
+//! IPv4-mapped IPv6 address counts as IPv4) the bar is higher
+//! (`ip_max_failures`). Throttled attempts are not counted, so a lockout ends
+//! on time.
+//!
+//! An attempt is counted when its check starts, in the same write that checks
+//! the limit: concurrent guesses are counted one after the other, so no more
+//! than the limit reach the password check. A check that passes takes its
+//! count back.
+//!
+//! Refresh tokens are not throttled: a forged one fails its tag without a
+//! store lookup, and guessing a genuine one is hopeless (256 random bits).
+//!
+//! Scopes are an HMAC of the username or network under a key derived from the
+//! signing key: the store never holds a name or an address, and a stolen
+//! database does not reveal them by hashing guesses. At most
+//! `max_failure_scopes` counters are kept.
 
-use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::error::Error;
 use crate::manager::{ClientInfo, Sessions};
+use crate::store::{FailureScope, ThrottledUntil};
 
-/// A throttling scope: the SHA-256 of its kind and key, so the store never holds
-/// a username or an address.
-fn scope(kind: &str, key: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(kind.as_bytes())
-        .chain_update([0])
-        .chain_update(key.as_bytes())
-        .finalize()
-        .into()
-}
-
-pub(crate) fn ip_scope(client: &ClientInfo) -> Option<[u8; 32]> {
-    client.ip.map(|ip| scope("ip", &ip.to_string()))
+/// The network an address is counted in: an IPv4 address alone, an IPv6 one by
+/// its /64 (one host usually holds a whole /64).
+fn network_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// A credential check under way, returned by [`Sessions::credential_check`]
-/// once the username and client are not throttled. Report its result with
-/// [`passed`](Self::passed) or [`failed`](Self::failed).
+/// once the username and client are not throttled. The attempt is already
+/// counted as a failure; report a success with [`passed`](Self::passed), which
+/// takes it back. [`failed`](Self::failed), or dropping the check, leaves it
+/// counted.
 ///
 /// ```no_run
 /// # use rocket_sqlite_sessions::{ClientInfo, Error, Sessions, TokenPair};
@@ -53,85 +74,105 @@ pub(crate) fn ip_scope(client: &ClientInfo) -> Option<[u8; 32]> {
 pub struct CredentialCheck {
     sessions: Sessions,
     user: [u8; 32],
-    ip: Option<[u8; 32]>,
+    network: Option<[u8; 32]>,
 }
 
 impl Sessions {
+    /// The throttling scope of `kind` and `value`.
+    fn failure_scope(&self, kind: &str, value: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.inner.throttle_key).expect("HMAC takes any key length");
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Starts a credential check for `username` from `client`: call it before
     /// checking a password, so a throttled attempt costs no password hashing.
+    /// The attempt counts as a failure from here until
+    /// [`CredentialCheck::passed`].
     ///
     /// Pass the username as the app looks it up (normalised the same way).
     ///
     /// # Errors
     /// [`Error::Throttled`] (429, `Retry-After`) when the username or the client's
-    /// IP address has too many recent failures; [`Error::Store`] when the store
+    /// network has too many recent failures; [`Error::Store`] when the store
     /// fails.
     pub async fn credential_check(&self, username: &str, client: &ClientInfo) -> Result<CredentialCheck, Error> {
+        let settings = &self.inner.settings;
         let check = CredentialCheck {
             sessions: self.clone(),
-            user: scope("user", username),
-            ip: ip_scope(client),
+            user: self.failure_scope("user", username),
+            network: client.ip.map(|ip| self.failure_scope("network", &network_of(ip))),
         };
-        let settings = &self.inner.settings;
-        let (now, window) = (self.inner.clock.now(), settings.login_failure_window);
-        let (user, ip) = (check.user, check.ip);
-        let (user_limit, ip_limit) = (settings.login_max_failures, settings.ip_max_failures);
-        let until = self
-            .blocking(move |store| {
-                let by_user = store.throttled_until(&user, now - window, user_limit, window)?;
-                let by_ip = match ip {
-                    Some(ip) => store.throttled_until(&ip, now - window, ip_limit, window)?,
-                    None => None,
-                };
-                Ok(by_user.max(by_ip))
-            })
-            .await?;
-        match until {
-            Some(until) if until > now => Err(Error::Throttled {
-                retry_after: (until - now) as u64,
-            }),
-            _ => Ok(check),
-        }
-    }
-
-    /// Whether `client`'s IP address is throttled for refreshes: the seconds
-    /// to wait, if so. Runs inside the refresh's write transaction.
-    pub(crate) fn ip_retry_after(
-        &self,
-        connection: &rusqlite::Connection,
-        ip: &[u8; 32],
-        now: i64,
-    ) -> Result<Option<u64>, crate::store::StoreError> {
-        let settings = &self.inner.settings;
-        let window = settings.login_failure_window;
-        let until = crate::store::throttled_until_in(connection, ip, now - window, settings.ip_max_failures, window)?;
-        Ok(until.filter(|until| *until > now).map(|until| (until - now) as u64))
-    }
-
-    /// Counts a failed attempt in each of `scopes`.
-    pub(crate) async fn record_failure(&self, scopes: Vec<[u8; 32]>) -> Result<(), Error> {
+        let mut scopes = vec![FailureScope {
+            key: check.user,
+            limit: settings.login_max_failures,
+        }];
+        scopes.extend(check.network.map(|key| FailureScope {
+            key,
+            limit: settings.ip_max_failures,
+        }));
         let now = self.inner.clock.now();
-        self.blocking(move |store| store.record_failure(&scopes, now)).await
+        let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
+        let counted = self
+            .inner
+            .store
+            .write(move |tx| tx.count_attempt(&scopes, now, window, capacity))
+            .await?;
+        match counted {
+            Ok(()) => Ok(check),
+            Err(ThrottledUntil(until)) => Err(Error::Throttled {
+                retry_after: until.saturating_sub(now).max(1) as u64,
+            }),
+        }
     }
 }
 
 impl CredentialCheck {
-    /// The credentials were right: the username's failures are forgotten.
+    /// The credentials were right: the username's failures are forgotten and
+    /// this attempt no longer counts against the client's network.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails.
     pub async fn passed(self) -> Result<(), Error> {
-        let user = self.user;
-        self.sessions.blocking(move |store| store.clear_failures(&user)).await
+        let (user, network) = (self.user, self.network);
+        let now = self.sessions.inner.clock.now();
+        let window = self.sessions.inner.settings.login_failure_window;
+        self.sessions
+            .inner
+            .store
+            .write(move |tx| {
+                tx.forget_failures(&user)?;
+                match network {
+                    Some(network) => tx.uncount_attempt(&network, now, window),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+        Ok(())
     }
 
-    /// The credentials were wrong: one failure is counted for the username and
-    /// for the client's IP address.
+    /// The credentials were wrong: the attempt stays counted for the username
+    /// and the client's network (it was counted when the check started).
     ///
     /// # Errors
-    /// [`Error::Store`] when the store fails.
+    /// None today; the signature leaves room for a store write.
     pub async fn failed(self) -> Result<(), Error> {
-        let scopes = std::iter::once(self.user).chain(self.ip).collect();
-        self.sessions.record_failure(scopes).await
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let net = |ip: &str| network_of(ip.parse().unwrap());
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:192.0.2.7"), net("192.0.2.7"));
+        assert_ne!(net("192.0.2.7"), net("192.0.2.8"));
     }
 }

@@ -13,6 +13,13 @@ use serde_json::{json, Value};
 
 /// The demo with one signed-in user; returns a genuine access token.
 fn demo() -> (TestHarness, Client, String) {
+    let (harness, client, tokens) = demo_tokens();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    (harness, client, access)
+}
+
+/// The demo with one signed-in user; returns its token response.
+fn demo_tokens() -> (TestHarness, Client, Value) {
     let harness = TestHarness::new();
     let client = Client::tracked(demo::app(harness.rocket())).unwrap();
     let credentials = json!({ "username": "alice", "password": "password one" }).to_string();
@@ -28,8 +35,7 @@ fn demo() -> (TestHarness, Client, String) {
         .dispatch()
         .into_json()
         .unwrap();
-    let access = tokens["access_token"].as_str().unwrap().to_string();
-    (harness, client, access)
+    (harness, client, tokens)
 }
 
 /// Asserts a guarded route's answer to hostile input: never 2xx, never 5xx.
@@ -101,12 +107,40 @@ fn random_refresh_bodies_never_issue_tokens() {
     let body = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..2000),
         "\\{\"refresh_token\": \"[A-Za-z0-9_-]{0,100}\"\\}".prop_map(String::into_bytes),
+        // The length of a genuine token: past the format check, to the tag.
+        "\\{\"refresh_token\": \"[A-Za-z0-9_-]{96}\"\\}".prop_map(String::into_bytes),
         any::<String>().prop_map(|token| json!({ "refresh_token": token }).to_string().into_bytes()),
     ];
     proptest!(config(), |(body in body)| {
         let status = client.post("/auth/refresh").header(ContentType::JSON).body(body).dispatch().status();
         refused(status, "refresh")?;
     });
+}
+
+#[test]
+fn any_change_to_a_genuine_refresh_token_is_refused_and_harms_nothing() {
+    let (_harness, client, tokens) = demo_tokens();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let present = |token: &str| {
+        client
+            .post("/auth/refresh")
+            .header(ContentType::JSON)
+            .body(json!({ "refresh_token": token }).to_string())
+            .dispatch()
+            .status()
+    };
+    let len = refresh.len();
+    proptest!(config(), |(position in 0..len, replacement in "[A-Za-z0-9_-]")| {
+        let mut changed = refresh.clone();
+        changed.replace_range(position..position + 1, &replacement);
+        prop_assume!(changed != refresh);
+        prop_assert_eq!(present(&changed), Status::Unauthorized, "changed at {}", position);
+    });
+    assert_eq!(
+        present(&refresh),
+        Status::Ok,
+        "the genuine token still works: nothing was revoked"
+    );
 }
 
 #[test]

@@ -121,7 +121,7 @@ async fn throttled_app(configure: impl FnOnce(Figment) -> Figment) -> App {
 }
 
 fn from(ip: &str) -> SocketAddr {
-    format!("{ip}:40000").parse().unwrap()
+    SocketAddr::new(ip.parse().unwrap(), 40000)
 }
 
 async fn attempt<'c>(app: &'c App, username: &str, password: &str, ip: &str) -> LocalResponse<'c> {
@@ -209,51 +209,104 @@ async fn a_successful_login_forgets_the_usernames_failures() {
 }
 
 #[rocket::async_test]
-async fn failures_from_one_ip_over_many_usernames_and_refreshes_throttle_that_ip() {
+async fn failed_logins_from_one_network_throttle_its_logins_but_never_a_genuine_refresh() {
     let app = throttled_app(|f| {
         f.merge(("sessions.ip_max_failures", 4))
             .merge(("sessions.login_max_failures", 100))
     })
     .await;
     let honest = app.login("carol").await;
-    attempt(&app, "u1", "wrong", "198.51.100.7").await;
-    attempt(&app, "u2", "wrong", "198.51.100.7").await;
-    for _ in 0..2 {
-        let response = refresh_from(&app, "198.51.100.7", &"A".repeat(43)).await;
-        assert_eq!(response.status(), Status::Unauthorized);
+    for _ in 0..10 {
+        let response = refresh_from(&app, "198.51.100.7", &"A".repeat(96)).await;
+        assert_eq!(
+            response.status(),
+            Status::Unauthorized,
+            "junk refreshes are refused, not counted"
+        );
     }
-    let login = attempt(&app, "u3", "right", "198.51.100.7").await;
+    for user in ["u1", "u2", "u3", "u4"] {
+        assert_eq!(
+            attempt(&app, user, "wrong", "198.51.100.7").await.status(),
+            Status::Unauthorized
+        );
+    }
+    let login = attempt(&app, "u5", "right", "198.51.100.7").await;
     assert_eq!(login.status(), Status::TooManyRequests);
+    assert!(retry_after(&login) > 0);
     let refresh = refresh_from(&app, "198.51.100.7", &honest.refresh).await;
     assert_eq!(
         refresh.status(),
-        Status::TooManyRequests,
-        "refreshes from the IP are throttled"
+        Status::Ok,
+        "a genuine refresh token is never refused by the network's throttle"
     );
-    assert!(retry_after(&refresh) > 0);
 
     assert_eq!(
-        attempt(&app, "u3", "right", "203.0.113.9").await.status(),
+        attempt(&app, "u5", "right", "203.0.113.9").await.status(),
         Status::Ok,
-        "other IPs are not"
+        "other networks are not throttled"
     );
     app.harness.clock().advance(900);
-    let refresh = refresh_from(&app, "198.51.100.7", &honest.refresh).await;
     assert_eq!(
-        refresh.status(),
+        attempt(&app, "u5", "right", "198.51.100.7").await.status(),
         Status::Ok,
-        "the untouched refresh token works after the window"
+        "the window passed"
     );
 }
 
 #[rocket::async_test]
-async fn failed_attempts_are_stored_without_usernames_and_pruned_after_the_window() {
+async fn an_ipv6_64_counts_as_one_network_and_a_mapped_ipv4_as_its_ipv4() {
+    let app = throttled_app(|f| {
+        f.merge(("sessions.ip_max_failures", 3))
+            .merge(("sessions.login_max_failures", 100))
+    })
+    .await;
+    for (user, ip) in [
+        ("u1", "2001:db8:1:2::1"),
+        ("u2", "2001:db8:1:2::ff"),
+        ("u3", "2001:db8:1:2:abcd::3"),
+    ] {
+        assert_eq!(attempt(&app, user, "wrong", ip).await.status(), Status::Unauthorized);
+    }
+    assert_eq!(
+        attempt(&app, "u4", "right", "2001:db8:1:2::9").await.status(),
+        Status::TooManyRequests,
+        "one /64, one counter"
+    );
+    assert_eq!(
+        attempt(&app, "u4", "right", "2001:db8:1:3::9").await.status(),
+        Status::Ok,
+        "the next /64 is another network"
+    );
+    for (user, ip) in [("v1", "192.0.2.7"), ("v2", "::ffff:192.0.2.7"), ("v3", "192.0.2.7")] {
+        assert_eq!(attempt(&app, user, "wrong", ip).await.status(), Status::Unauthorized);
+    }
+    assert_eq!(
+        attempt(&app, "v4", "right", "::ffff:192.0.2.7").await.status(),
+        Status::TooManyRequests,
+        "an IPv4-mapped address counts as the IPv4 address"
+    );
+}
+
+/// The failure counters' scopes stored in `harness`'s database.
+fn stored_scopes(harness: &TestHarness) -> Vec<Vec<u8>> {
+    rusqlite::Connection::open(harness.database())
+        .unwrap()
+        .prepare("SELECT scope FROM auth_failures ORDER BY scope")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn failure_counters_hold_keyed_hashes_only_and_go_after_the_window() {
     let app = throttled_app(|f| f.merge(("sessions.auto_prune", false))).await;
     attempt(&app, "alice-secret-name", "wrong", "192.0.2.1").await;
     assert_eq!(
         common::count_rows(&app.harness, "auth_failures"),
         2,
-        "one for the username, one for the IP"
+        "one counter for the username, one for the network"
     );
     let bytes = std::fs::read(app.harness.database()).unwrap_or_default();
     let wal = std::fs::read(format!("{}-wal", app.harness.database().display())).unwrap_or_default();
@@ -263,10 +316,22 @@ async fn failed_attempts_are_stored_without_usernames_and_pruned_after_the_windo
             "no username on disk"
         );
     }
+    // Keyed: another server (another secret) counts the same name and address
+    // under other scopes, so a stolen file cannot be matched against guesses.
+    let other = throttled_app(|f| f).await;
+    attempt(&other, "alice-secret-name", "wrong", "192.0.2.1").await;
+    let (ours, theirs) = (stored_scopes(&app.harness), stored_scopes(&other.harness));
+    assert_eq!((ours.len(), theirs.len()), (2, 2));
+    assert!(
+        ours.iter().all(|scope| !theirs.contains(scope)),
+        "scopes depend on the key"
+    );
+
     let sessions = app.client.rocket().state::<Sessions>().unwrap();
     assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 0);
     app.harness.clock().advance(900);
     assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 2);
+    assert_eq!(common::count_rows(&app.harness, "auth_failures"), 0);
 }
 
 // ---- fresh logins -----------------------------------------------------------

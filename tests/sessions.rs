@@ -38,17 +38,23 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
 }
 
 #[rocket::async_test]
-async fn reuse_within_the_grace_window_keeps_the_session() {
+async fn reuse_within_the_grace_window_gets_the_same_successor_and_keeps_the_session() {
     let app = App::start().await;
     let first = app.login("alice").await;
     let tab_one = app.rotate(&first.refresh).await;
     app.harness.clock().advance(5);
     let tab_two = app.rotate(&first.refresh).await;
-    assert_ne!(tab_two.refresh, tab_one.refresh);
+    assert_eq!(tab_two.refresh, tab_one.refresh, "the same successor: one live branch");
+    assert_ne!(tab_two.access, tab_one.access, "each request gets its own access token");
     assert_eq!(app.whoami_status(&tab_one.access).await, Status::Ok);
     assert_eq!(app.whoami_status(&tab_two.access).await, Status::Ok);
-    assert_eq!(app.refresh_status(&tab_one.refresh).await, Status::Ok);
-    assert_eq!(app.refresh_status(&tab_two.refresh).await, Status::Ok);
+    let next = app.rotate(&tab_one.refresh).await;
+    assert_eq!(
+        app.rotate(&tab_two.refresh).await.refresh,
+        next.refresh,
+        "the other tab, moments later, gets the same successor again"
+    );
+    assert_eq!(app.refresh_status(&next.refresh).await, Status::Ok);
 }
 
 #[rocket::async_test]

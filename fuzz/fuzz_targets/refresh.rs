@@ -1,5 +1,5 @@
 //! Arbitrary bytes as the body of `POST /auth/refresh`, raw and as the
-//! `refresh_token` string: body parsing, token format checks, the store lookup.
+//! `refresh_token` string: body parsing, the token format and tag checks.
 #![no_main]
 
 mod common;

@@ -227,3 +227,15 @@ pub mod logs {
         LINES.lock().unwrap().iter().any(|line| line.contains(needle))
     }
 }
+
+/// The `sid` claim of an access token (read without verifying it).
+pub fn session_id_of(access: &str) -> String {
+    let payload = access.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url claims"),
+    )
+    .expect("JSON claims");
+    claims["sid"].as_str().expect("a sid claim").to_string()
+}

@@ -1,0 +1,236 @@
+//! What a presented refresh token does to its session: a pure function of the
+//! stored state, the token and the time, which the store applies inside the
+//! transaction that read the state (so two refreshes of one token are
+//! serialised and at most one rotates it).
+//!
+//! A session has one live branch of refresh tokens. It stores a generation
+//! counter, the hash of its current token and of the one rotated last, and when
+//! that rotation happened: a constant number of columns whatever the number of
+//! refreshes.
+//!
+//! | presented token | answer |
+//! |---|---|
+//! | the current one | rotate: the successor becomes current, generation + 1 |
+//! | the previous one, within `reuse_grace` of its rotation | the same successor again (two tabs refreshing at once); nothing written |
+//! | the previous one after the grace window, or any earlier one | reuse (RFC 9700 §4.14.2): the session is revoked |
+//! | any token of a revoked or expired session | refused |
+//! | a generation the session has not reached | refused (a database restored from an older backup) |
+
+/// A presented refresh token, as the decision needs it. Its tag has been
+/// checked: the server issued it.
+#[derive(Debug, Clone)]
+pub(crate) struct Presented {
+    pub generation: i64,
+    pub hash: [u8; 32],
+    /// The hash of its successor under each key, the current key's first.
+    pub successor_hashes: Vec<[u8; 32]>,
+}
+
+/// What the store holds of a session for a refresh.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshState {
+    pub user_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked: bool,
+    pub generation: i64,
+    pub current_hash: Option<[u8; 32]>,
+    pub previous_hash: Option<[u8; 32]>,
+    /// When the previous token was rotated (the current one issued).
+    pub rotated_at: Option<i64>,
+    pub claims_json: String,
+}
+
+/// The settings the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RotationPolicy {
+    pub reuse_grace: i64,
+    pub idle_timeout: i64,
+    pub refresh_ttl: i64,
+}
+
+/// Why a refresh was refused without touching the session: for a debug log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Revoked,
+    Expired,
+    /// A generation the session has not reached, or a hash that does not match
+    /// its generation's.
+    NotInLineage,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Revoked => "the session is revoked",
+            Refusal::Expired => "the session has expired",
+            Refusal::NotInLineage => "the token is not in its session's lineage",
+        })
+    }
+}
+
+/// What to do with a presented refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Refuse it; change nothing.
+    Refuse(Refusal),
+    /// It is an earlier token presented again: revoke the whole session.
+    Revoke,
+    /// Make its successor (under the current key) the session's current token,
+    /// the session then expiring at `expires_at`.
+    Rotate { expires_at: i64 },
+    /// It was rotated moments ago: answer with the successor already issued
+    /// (under key `key`), writing nothing.
+    Replay { key: usize },
+}
+
+/// The decision for `presented` against `state` at `now`.
+pub(crate) fn decide(presented: &Presented, state: &RefreshState, now: i64, policy: &RotationPolicy) -> Decision {
+    if state.revoked {
+        return Decision::Refuse(Refusal::Revoked);
+    }
+    if now >= state.expires_at {
+        return Decision::Refuse(Refusal::Expired);
+    }
+    let current = state.generation;
+    if presented.generation == current {
+        return if state.current_hash == Some(presented.hash) {
+            let expires_at = now
+                .saturating_add(policy.idle_timeout)
+                .min(now.saturating_add(policy.refresh_ttl))
+                .min(state.absolute_expires_at);
+            Decision::Rotate { expires_at }
+        } else {
+            Decision::Refuse(Refusal::NotInLineage)
+        };
+    }
+    if presented.generation > current {
+        return Decision::Refuse(Refusal::NotInLineage);
+    }
+    if presented.generation + 1 == current && state.previous_hash == Some(presented.hash) {
+        // The window is measured both ways from the rotation: a clock that
+        // stepped back a long way is no reason to hand out the current token.
+        let within_grace = policy.reuse_grace > 0
+            && state
+                .rotated_at
+                .is_some_and(|rotated_at| now.abs_diff(rotated_at) <= policy.reuse_grace.unsigned_abs());
+        if within_grace {
+            let issued = presented
+                .successor_hashes
+                .iter()
+                .position(|successor| Some(*successor) == state.current_hash);
+            // No key derives the current token again (the key it was made with
+            // was retired meanwhile): refuse rather than fork the session.
+            return issued.map_or(Decision::Refuse(Refusal::NotInLineage), |key| Decision::Replay { key });
+        }
+    }
+    // An earlier token of this session, genuine (its tag was checked), and
+    // spent: whoever presents it is not the only holder of the session.
+    Decision::Revoke
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RotationPolicy = RotationPolicy {
+        reuse_grace: 10,
+        idle_timeout: 600,
+        refresh_ttl: 1000,
+    };
+
+    fn state(generation: i64) -> RefreshState {
+        RefreshState {
+            user_id: "u".into(),
+            created_at: 0,
+            expires_at: 10_000,
+            absolute_expires_at: 5_000,
+            revoked: false,
+            generation,
+            current_hash: Some([generation as u8; 32]),
+            previous_hash: generation.checked_sub(1).map(|g| [g as u8; 32]),
+            rotated_at: (generation > 0).then_some(100),
+            claims_json: "{}".into(),
+        }
+    }
+
+    fn presented(generation: i64) -> Presented {
+        Presented {
+            generation,
+            hash: [generation as u8; 32],
+            successor_hashes: vec![[generation as u8 + 1; 32]],
+        }
+    }
+
+    #[test]
+    fn the_current_token_rotates_within_every_timeout() {
+        assert_eq!(
+            decide(&presented(3), &state(3), 200, &POLICY),
+            Decision::Rotate { expires_at: 800 }
+        );
+        assert_eq!(
+            decide(&presented(3), &state(3), 4_900, &POLICY),
+            Decision::Rotate { expires_at: 5_000 },
+            "never past the absolute timeout"
+        );
+    }
+
+    #[test]
+    fn the_previous_token_replays_within_the_grace_window_only() {
+        assert_eq!(
+            decide(&presented(2), &state(3), 110, &POLICY),
+            Decision::Replay { key: 0 }
+        );
+        assert_eq!(decide(&presented(2), &state(3), 111, &POLICY), Decision::Revoke);
+        assert_eq!(
+            decide(&presented(2), &state(3), 50, &POLICY),
+            Decision::Revoke,
+            "a clock far behind the rotation is not within the window"
+        );
+        let no_grace = RotationPolicy {
+            reuse_grace: 0,
+            ..POLICY
+        };
+        assert_eq!(decide(&presented(2), &state(3), 100, &no_grace), Decision::Revoke);
+    }
+
+    #[test]
+    fn any_earlier_token_is_reuse() {
+        assert_eq!(decide(&presented(0), &state(3), 101, &POLICY), Decision::Revoke);
+        assert_eq!(decide(&presented(1), &state(3), 101, &POLICY), Decision::Revoke);
+    }
+
+    #[test]
+    fn dead_sessions_and_foreign_lineages_are_refused() {
+        let revoked = RefreshState {
+            revoked: true,
+            ..state(3)
+        };
+        assert_eq!(
+            decide(&presented(0), &revoked, 101, &POLICY),
+            Decision::Refuse(Refusal::Revoked)
+        );
+        assert_eq!(
+            decide(&presented(3), &state(3), 10_000, &POLICY),
+            Decision::Refuse(Refusal::Expired)
+        );
+        assert_eq!(
+            decide(&presented(4), &state(3), 101, &POLICY),
+            Decision::Refuse(Refusal::NotInLineage),
+            "a generation not reached yet"
+        );
+        let mut other = presented(3);
+        other.hash = [99; 32];
+        assert_eq!(
+            decide(&other, &state(3), 101, &POLICY),
+            Decision::Refuse(Refusal::NotInLineage)
+        );
+        let mut retired_key = presented(2);
+        retired_key.successor_hashes = vec![[77; 32]];
+        assert_eq!(
+            decide(&retired_key, &state(3), 105, &POLICY),
+            Decision::Refuse(Refusal::NotInLineage)
+        );
+    }
+}

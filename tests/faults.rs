@@ -1,0 +1,356 @@
+//! The store under faults: failed writes that change nothing, a read-only or
+//! vanished file, clock steps, racing guesses.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{assert_invalid_token, App};
+use rocket::futures::future::join_all;
+use rocket::http::Status;
+use rocket::{post, routes, State};
+use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::{ClientInfo, Error, Sessions};
+
+/// How many password checks ran.
+#[derive(Default)]
+struct Checks(AtomicUsize);
+
+#[post("/counted-login/<username>")]
+async fn counted_login(
+    sessions: &State<Sessions>,
+    checks: &State<Checks>,
+    client: ClientInfo,
+    username: &str,
+) -> Result<Status, Error> {
+    let check = sessions.credential_check(username, &client).await?;
+    checks.0.fetch_add(1, Ordering::SeqCst);
+    rocket::tokio::task::yield_now().await; // a password hash takes a while
+    check.failed().await?;
+    Ok(Status::Unauthorized)
+}
+
+#[rocket::async_test]
+async fn fifty_concurrent_wrong_passwords_get_at_most_the_limit_of_checks() {
+    let harness = TestHarness::new();
+    let rocket = common::rocket_on(&harness, |f| f.merge(("sessions.login_max_failures", 10)))
+        .manage(Checks::default())
+        .mount("/", routes![counted_login]);
+    let client = rocket::local::asynchronous::Client::tracked(rocket).await.unwrap();
+    let statuses: Vec<Status> =
+        join_all((0..50).map(|_| async { client.post("/counted-login/alice").dispatch().await.status() })).await;
+    let checked = client.rocket().state::<Checks>().unwrap().0.load(Ordering::SeqCst);
+    assert_eq!(checked, 10, "only login_max_failures guesses reach the password check");
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Unauthorized).count(), 10);
+    assert_eq!(statuses.iter().filter(|s| **s == Status::TooManyRequests).count(), 40);
+}
+
+/// Makes every write to `sessions` fail, as a full or read-only disk does.
+fn break_session_writes(harness: &TestHarness) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(harness.database()).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TRIGGER simulated_disk_failure BEFORE UPDATE ON sessions
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    connection
+}
+
+#[rocket::async_test]
+async fn a_logout_that_cannot_be_stored_changes_nothing_and_its_retry_works() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let side = break_session_writes(&app.harness);
+
+    assert_eq!(
+        app.post_bearer("/auth/logout", &tokens.access).await,
+        Status::ServiceUnavailable
+    );
+    // Memory and disk agree: the logout did not happen, so it can be retried.
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+
+    side.execute_batch("DROP TRIGGER simulated_disk_failure").unwrap();
+    assert_eq!(app.post_bearer("/auth/logout", &tokens.access).await, Status::NoContent);
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+    assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+
+    let app = App::start_with(app.stop().await, |figment| figment).await;
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+    assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+}
+
+#[rocket::async_test]
+async fn a_logged_out_token_stays_refused_when_the_clock_steps_forward_then_back() {
+    let app = App::configured(|f| f.merge(("sessions.auto_prune", false))).await;
+    let tokens = app.login("alice").await;
+    assert_eq!(app.post_bearer("/auth/logout", &tokens.access).await, Status::NoContent);
+
+    let sessions = app.client.rocket().state::<Sessions>().unwrap();
+    app.harness.clock().step(20 * 60); // the wall clock jumps 20 minutes ahead
+    sessions.prune_now().await.unwrap();
+    app.harness.clock().step(-20 * 60); // and is set right
+    assert_eq!(
+        common::count_rows(&app.harness, "revoked_tokens"),
+        1,
+        "the pass kept the blocklist row"
+    );
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+    let app = App::start_with(app.stop().await, |figment| figment).await;
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+}
+
+#[rocket::async_test]
+async fn a_refresh_after_the_clock_steps_back_issues_a_token_this_server_accepts() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    app.harness.clock().step(-3600);
+    let refreshed = app.rotate(&tokens.refresh).await;
+    assert_eq!(app.whoami_status(&refreshed.access).await, Status::Ok);
+}
+
+#[cfg(unix)]
+#[rocket::async_test]
+async fn database_files_are_created_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = App::start().await;
+    app.login("alice").await;
+    let database = app.harness.database();
+    for file in [
+        database.clone(),
+        database.with_extension("db-wal"),
+        database.with_extension("db-shm"),
+    ] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
+}
+
+#[rocket::async_test]
+async fn a_deleted_database_file_is_noticed_and_writes_answer_503() {
+    use common::logs::{capture_logs, lines};
+    capture_logs();
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let database = app.harness.database();
+    for file in [
+        database.clone(),
+        database.with_extension("db-wal"),
+        database.with_extension("db-shm"),
+    ] {
+        let _ = std::fs::remove_file(file);
+    }
+    for _ in 0..5 {
+        let response = app.client.post("/login/bob").dispatch().await;
+        assert_eq!(
+            response.status(),
+            Status::ServiceUnavailable,
+            "no write is silently lost"
+        );
+    }
+    assert_eq!(app.refresh_status(&tokens.refresh).await, Status::ServiceUnavailable);
+    // The background check runs every 200 ms: give it a few turns.
+    rocket::tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let reported = format!(
+        "ERROR rocket_sqlite_sessions: the database file `{}` was deleted or replaced",
+        database.display()
+    );
+    let logged = lines().iter().filter(|line| line.starts_with(&reported)).count();
+    assert_eq!(logged, 1, "the loss is logged once, not once per request");
+    let failures = lines()
+        .iter()
+        .filter(|line| line.contains("session store failure"))
+        .count();
+    assert!(failures <= 1, "503s are logged at most once a minute: {failures}");
+}
+
+/// Makes `path` unwritable even for root (`chattr +i`), or with `chmod` for
+/// anyone else. When neither works here the test is skipped (`false`), except
+/// in CI (`.ci/run` sets `CI`), where it fails.
+#[cfg(unix)]
+fn make_read_only(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let writable = || std::fs::OpenOptions::new().append(true).open(path).is_ok();
+    if writable() {
+        let _ = std::process::Command::new("chattr").arg("+i").arg(path).status();
+    }
+    if writable() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to make a file read-only (chattr +i as root)"
+        );
+        eprintln!("skipped: cannot make a file read-only on this machine");
+        return false;
+    }
+    true
+}
+
+#[cfg(unix)]
+fn make_writable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::process::Command::new("chattr").arg("-i").arg(path).status();
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(unix)]
+#[rocket::async_test]
+async fn a_database_that_cannot_be_written_fails_launch_naming_its_path() {
+    use common::logs::{capture_logs, logged};
+    capture_logs();
+    let harness = App::start().await.stop().await;
+    let database = harness.database();
+    if !make_read_only(&database) {
+        return;
+    }
+    let launched = rocket::local::asynchronous::Client::tracked(common::rocket_on(&harness, |f| f)).await;
+    make_writable(&database);
+    match launched {
+        Ok(_) => panic!("a read-only database must not launch"),
+        Err(error) => assert!(
+            matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+            "{error}"
+        ),
+    }
+    assert!(
+        logged(&format!("cannot write `{}`", database.display())),
+        "the log names the path"
+    );
+}
+
+#[rocket::async_test]
+async fn a_database_file_replaced_under_the_app_is_noticed() {
+    let app = App::start().await;
+    app.login("alice").await;
+    let database = app.harness.database();
+    let copy = database.with_extension("copy");
+    std::fs::copy(&database, &copy).unwrap();
+    std::fs::rename(&copy, &database).unwrap(); // a restore from a backup, say
+    let response = app.client.post("/login/bob").dispatch().await;
+    assert_eq!(
+        response.status(),
+        Status::ServiceUnavailable,
+        "writes to a file nobody opens again are refused"
+    );
+}
+
+#[cfg(unix)]
+#[rocket::async_test]
+async fn a_checkpoint_failing_again_and_again_logs_one_warning_a_minute() {
+    use common::logs::{capture_logs, lines};
+    capture_logs();
+    let app = App::start().await;
+    let database = app.harness.database();
+    app.login("alice").await; // frames in the WAL for the checkpointer to copy
+    if !make_read_only(&database) {
+        return;
+    }
+    // Writes still reach the WAL; every checkpoint (one each 200 ms) fails.
+    for n in 0..10 {
+        app.login(&format!("user-{n}")).await;
+        rocket::tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    make_writable(&database);
+    let warnings = lines()
+        .iter()
+        .filter(|line| line.contains("WAL checkpoint failed"))
+        .count();
+    assert_eq!(warnings, 1, "1.5 s of failing checkpoints, one warning");
+}
+
+/// One HTTP/1.1 request to `port` over a fresh connection: the status and the
+/// body.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
+    (status, body)
+}
+
+fn json_field(body: &str, field: &str) -> String {
+    let start = body.find('{').expect("a JSON body");
+    let value: serde_json::Value = serde_json::from_str(&body[start..=body.rfind('}').unwrap()]).unwrap();
+    value[field].as_str().expect(field).to_string()
+}
+
+#[rocket::async_test]
+async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
+    // The demo, built by `cargo test` beside this binary, as its own process.
+    let demo = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/demo");
+    assert!(demo.exists(), "{} is built by cargo test", demo.display());
+    let harness = TestHarness::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(demo)
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_LOG_LEVEL", "off")
+        .env(
+            "ROCKET_SESSIONS",
+            format!(
+                "{{database=\"{}\",secret=\"{}\"}}",
+                harness.database().display(),
+                harness.secret()
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 30, "the demo did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let json = [("Content-Type", "application/json")];
+    let credentials = r#"{"username":"alice","password":"correct horse"}"#;
+    assert_eq!(http(port, "POST", "/auth/register", &json, credentials).0, 201);
+    let (_, kept) = http(port, "POST", "/auth/login", &json, credentials);
+    let (_, ended) = http(port, "POST", "/auth/login", &json, credentials);
+    let mut refresh = json_field(&kept, "refresh_token");
+    for _ in 0..50 {
+        let (status, body) = http(
+            port,
+            "POST",
+            "/auth/refresh",
+            &json,
+            &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+        );
+        assert_eq!(status, 200);
+        refresh = json_field(&body, "refresh_token");
+    }
+    let ended_access = json_field(&ended, "access_token");
+    let bearer = format!("Bearer {ended_access}");
+    assert_eq!(
+        http(port, "POST", "/auth/logout", &[("Authorization", &bearer)], "").0,
+        204
+    );
+    child.kill().unwrap(); // SIGKILL: no shutdown, no last checkpoint
+    child.wait().unwrap();
+
+    harness.clock().set(chrono::Utc::now().timestamp());
+    let app = App::start_with(harness, |figment| figment).await;
+    assert_eq!(
+        app.refresh_status(&refresh).await,
+        Status::Ok,
+        "the 50th rotation survived"
+    );
+    assert_invalid_token(app.whoami(&ended_access).await).await;
+    assert_invalid_token(app.refresh(&json_field(&ended, "refresh_token")).await).await;
+}
