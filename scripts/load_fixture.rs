@@ -11,9 +11,8 @@
 //! many blocklisted access tokens and revoked sessions.
 //!
 //! `rows` writes `rows` rows straight into the file, as a long-lived app would
-//! have accumulated them: 40 % sessions (a quarter of them revoked a minute
-//! ago), 50 % refresh tokens (each session's current one, and an older, rotated
-//! one for the first quarter of the sessions), 10 % blocklisted `jti`s.
+//! have accumulated them: 90 % sessions (each with its refresh state; one in
+//! nine revoked a minute ago), 10 % blocklisted `jti`s.
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -83,20 +82,22 @@ fn fill_rows(database: &str, rows: usize) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let (sessions, jtis) = (rows * 4 / 10, rows / 10);
-    let tokens = rows - sessions - jtis;
+    let jtis = rows / 10;
+    let sessions = rows - jtis;
     let mut connection = rusqlite::Connection::open(database).expect("open the database");
     let tx = connection.transaction().unwrap();
     {
         let mut session = tx
             .prepare(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, absolute_expires_at,
-                                       revoked_at, ip, user_agent)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, '192.0.2.1', 'load_fixture/1.0')",
+                                       revoked_at, ip, user_agent, refresh_generation, refresh_hash,
+                                       previous_refresh_hash, refresh_rotated_at)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, '192.0.2.1', 'load_fixture/1.0', 1, ?7, ?8, ?3)",
             )
             .unwrap();
         for n in 0..sessions {
-            let revoked_at = (n % 4 == 0).then_some(now - 60);
+            let revoked_at = (n % 9 == 0).then_some(now - 60);
+            let hash = |generation: u8| Sha256::digest(format!("fixture-token-{n}-{generation}")).to_vec();
             session
                 .execute(rusqlite::params![
                     format!("fixture-session-{n:08}"),
@@ -104,27 +105,9 @@ fn fill_rows(database: &str, rows: usize) {
                     now - 3_600,
                     now + 86_400,
                     now + 30 * 86_400,
-                    revoked_at
-                ])
-                .unwrap();
-        }
-        let mut token = tx
-            .prepare(
-                "INSERT INTO refresh_tokens (hash, session_id, issued_at, expires_at, rotated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .unwrap();
-        for n in 0..tokens {
-            // Each session's current token, then older, rotated ones.
-            let (session, rotated) = (n % sessions, (n >= sessions).then_some(now - 1_800));
-            let hash = Sha256::digest(format!("fixture-token-{n}")).to_vec();
-            token
-                .execute(rusqlite::params![
-                    hash,
-                    format!("fixture-session-{session:08}"),
-                    now - 3_600,
-                    now + 86_400,
-                    rotated
+                    revoked_at,
+                    hash(1),
+                    hash(0)
                 ])
                 .unwrap();
         }
@@ -139,9 +122,9 @@ fn fill_rows(database: &str, rows: usize) {
     tx.commit().unwrap();
     connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
     eprintln!(
-        "load_fixture: {rows} rows ({sessions} sessions, {} of them revoked; {tokens} refresh tokens; \
+        "load_fixture: {rows} rows ({sessions} sessions with their refresh state, {} of them revoked; \
          {jtis} blocklisted jtis) in {:.1} s",
-        sessions.div_ceil(4),
+        sessions.div_ceil(9),
         started.elapsed().as_secs_f64()
     );
 }
