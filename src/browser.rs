@@ -7,12 +7,23 @@
 //! the same successor within the refresh token's grace window, so none of them
 //! logs the user out).
 //!
+//! The guard does not write its cookie changes (a rotation, or clearing dead
+//! cookies) to the request's cookie jar: Rocket drops the jar's changes when a
+//! catcher answers (a 401, a 403, a 404), and a rotation the browser never
+//! hears of turns into reuse a few seconds later. The fairing's response hook
+//! writes them instead, whatever answered, unless the handler set those
+//! cookies itself (a login or a logout); and any response that sets them gets
+//! `Cache-Control: no-store` and `Vary: Cookie`.
+//!
 //! Unsafe requests (anything but GET, HEAD, OPTIONS, TRACE) authenticated by
 //! cookie must come from the app's own origin (`Sec-Fetch-Site` not
-//! `cross-site`, `Origin` the app's own when sent) and carry the session's CSRF
-//! token in the `X-CSRF-Token` header or a `csrf_token` form field, which must be
-//! the form's first field. The token is an HMAC of the session id under a key
-//! derived from the signing key; it is not the JWT key. Failures answer 403.
+//! `cross-site`, `Origin` the app's own, scheme and port included, when sent)
+//! and carry the session's CSRF token in the `X-CSRF-Token` header or a
+//! `csrf_token` field among the complete fields in the first 512 bytes of a
+//! url-encoded form (percent-decoded). The field of a multipart form is not
+//! read: such forms need the header. The token is an HMAC of the session id
+//! under a key derived from the signing key; it is not the JWT key. It is
+//! checked before any silent refresh. Failures answer 403.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -28,7 +39,8 @@ use crate::token::random_bytes;
 
 /// The header that may carry a CSRF token.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
-/// The form field that may carry a CSRF token: it must be the form's first field.
+/// The form field that may carry a CSRF token, in a url-encoded form: among the
+/// complete fields of the first 512 bytes of the body (first is safest).
 pub const CSRF_FIELD: &str = "csrf_token";
 /// How much of a form body is looked at for the CSRF field.
 pub(crate) const CSRF_PEEK_BYTES: usize = 512;
@@ -91,7 +103,7 @@ pub(crate) fn is_unsafe(method: Method) -> bool {
 }
 
 /// The `csrf_token` value among the complete fields at the start of a
-/// url-encoded form body.
+/// url-encoded form body, percent-decoded.
 pub(crate) fn csrf_field_of(form_prefix: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(form_prefix).ok().or_else(|| {
         // The peek may cut a multi-byte character: keep the valid start.
@@ -102,11 +114,79 @@ pub(crate) fn csrf_field_of(form_prefix: &[u8]) -> Option<String> {
     if form_prefix.len() >= CSRF_PEEK_BYTES {
         fields.pop(); // possibly cut short
     }
+    let decode = |text: &str| {
+        rocket::http::RawStr::new(text)
+            .url_decode()
+            .ok()
+            .map(|text| text.into_owned())
+    };
     fields
         .into_iter()
         .filter_map(|field| field.split_once('='))
-        .find(|(name, _)| *name == CSRF_FIELD)
-        .map(|(_, value)| value.to_string())
+        .find(|(name, _)| decode(name).as_deref() == Some(CSRF_FIELD))
+        .and_then(|(_, value)| decode(value))
+}
+
+/// The cookie changes the guard decided for a request, written by the
+/// fairing's response hook.
+pub(crate) struct SessionCookies(pub(crate) Option<CookieChange>);
+
+/// A change to the session cookies.
+pub(crate) enum CookieChange {
+    /// A silent refresh: the new pair.
+    Set(TokenPair),
+    /// The session is over: stop the browser sending dead cookies.
+    Clear,
+}
+
+/// An origin, normalised: scheme and host in lower case, the port explicit.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// `host[:port]` (IPv6 hosts in brackets), the port `default` when absent.
+fn host_and_port(authority: &str, default: u16) -> Option<(String, u16)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default,
+    };
+    (!host.is_empty() && !host.contains(['/', '?', '#', '@', ' '])).then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// Whether `text` is an origin `allowed_origins` can hold:
+/// `http(s)://host[:port]`.
+pub(crate) fn is_origin(text: &str) -> bool {
+    parse_origin(text).is_some()
+}
+
+/// An `Origin` header's value (or an `allowed_origins` entry) read; `None`
+/// for `null` and anything else that is not `http(s)://host[:port]`.
+fn parse_origin(text: &str) -> Option<Origin> {
+    let (scheme, authority) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let (host, port) = host_and_port(authority, default_port(&scheme)?)?;
+    Some(Origin { scheme, host, port })
 }
 
 impl Sessions {
@@ -128,21 +208,57 @@ impl Sessions {
     /// }
     /// ```
     pub fn set_cookies(&self, jar: &CookieJar<'_>, pair: &TokenPair) {
-        let settings = &self.inner.settings;
-        jar.add(self.session_cookie(&settings.access_cookie, pair.access_token.clone(), pair.expires_in));
-        jar.add(self.session_cookie(
-            &settings.refresh_cookie,
-            pair.refresh_token.clone(),
-            pair.refresh_expires_in,
-        ));
+        for cookie in self.cookies_for(&CookieChange::Set(pair.clone())) {
+            jar.add(cookie);
+        }
     }
 
     /// Expires both session cookies (same name, path and attributes, `Max-Age=0`),
     /// for logout in the browser.
     pub fn clear_cookies(&self, jar: &CookieJar<'_>) {
+        for cookie in self.cookies_for(&CookieChange::Clear) {
+            jar.add(cookie);
+        }
+    }
+
+    /// The two session cookies for `change`.
+    fn cookies_for(&self, change: &CookieChange) -> [Cookie<'static>; 2] {
         let settings = &self.inner.settings;
-        for name in [&settings.access_cookie, &settings.refresh_cookie] {
-            jar.add(self.session_cookie(name, String::new(), 0));
+        let (access, refresh) = (&settings.access_cookie, &settings.refresh_cookie);
+        match change {
+            CookieChange::Set(pair) => [
+                self.session_cookie(access, pair.access_token.clone(), pair.expires_in),
+                self.session_cookie(refresh, pair.refresh_token.clone(), pair.refresh_expires_in),
+            ],
+            CookieChange::Clear => [
+                self.session_cookie(access, String::new(), 0),
+                self.session_cookie(refresh, String::new(), 0),
+            ],
+        }
+    }
+
+    /// Writes the guard's cookie change for `request` into `response` (see the
+    /// module docs), and keeps any response that sets the session cookies out
+    /// of caches.
+    pub(crate) fn finish_cookies<'r>(&self, request: &'r Request<'_>, response: &mut rocket::Response<'r>) {
+        let settings = &self.inner.settings;
+        let sets_ours = |response: &rocket::Response<'_>| {
+            response.headers().get("Set-Cookie").any(|header| {
+                Cookie::parse(header).is_ok_and(|cookie| {
+                    cookie.name() == settings.access_cookie || cookie.name() == settings.refresh_cookie
+                })
+            })
+        };
+        if !sets_ours(response) {
+            if let Some(change) = &request.local_cache(|| SessionCookies(None)).0 {
+                for cookie in self.cookies_for(change) {
+                    response.adjoin_header(cookie);
+                }
+            }
+        }
+        if sets_ours(response) {
+            response.set_raw_header("Cache-Control", "no-store");
+            response.adjoin_raw_header("Vary", "Cookie");
         }
     }
 
@@ -186,6 +302,10 @@ impl Sessions {
     }
 
     /// The same-origin part of CSRF protection: `Sec-Fetch-Site` and `Origin`.
+    /// Without `allowed_origins`, the origin must be the request's own: the
+    /// `Host` (its port, or the scheme's default) and the scheme, when known
+    /// (Rocket's TLS, or a trusted proxy's word); when nothing says which
+    /// scheme the client used, `http` and `https` both pass.
     pub(crate) fn check_origin(&self, request: &Request<'_>) -> Result<(), CsrfRefusal> {
         let headers = request.headers();
         if headers.get_one("Sec-Fetch-Site") == Some("cross-site") {
@@ -194,14 +314,23 @@ impl Sessions {
         let Some(origin) = headers.get_one("Origin") else {
             return Ok(());
         };
+        let Some(origin) = parse_origin(origin) else {
+            return Err(CsrfRefusal::ForeignOrigin);
+        };
         let allowed = &self.inner.settings.allowed_origins;
         let own = if allowed.is_empty() {
-            let host = headers.get_one("Host");
-            origin
-                .split_once("://")
-                .is_some_and(|(_, authority)| host.is_some_and(|host| authority.eq_ignore_ascii_case(host)))
+            let scheme_is_ours = crate::client::request_scheme(request).is_none_or(|scheme| scheme == origin.scheme);
+            let default = default_port(&origin.scheme).unwrap_or(0);
+            scheme_is_ours
+                && headers
+                    .get_one("Host")
+                    .and_then(|host| host_and_port(host, default))
+                    .is_some_and(|(host, port)| host == origin.host && port == origin.port)
         } else {
-            allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            allowed
+                .iter()
+                .filter_map(|allowed| parse_origin(allowed))
+                .any(|allowed| allowed == origin)
         };
         if own {
             Ok(())
@@ -346,8 +475,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn origins_are_compared_with_scheme_and_port() {
+        let origin = |text| parse_origin(text);
+        assert_eq!(origin("HTTPS://App.Example"), origin("https://app.example:443"));
+        assert_ne!(origin("http://app.example"), origin("https://app.example"));
+        assert_ne!(origin("https://app.example:8443"), origin("https://app.example"));
+        assert_eq!(origin("http://[::1]:8000").map(|o| o.host), Some("::1".into()));
+        for bad in [
+            "null",
+            "ftp://app.example",
+            "https://",
+            "https://a/b",
+            "https://a:port",
+            "app.example",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn the_csrf_field_is_found_only_among_complete_leading_fields() {
         assert_eq!(csrf_field_of(b"csrf_token=abc&username=x").as_deref(), Some("abc"));
+        assert_eq!(
+            csrf_field_of(b"a=1&csrf%5Ftoken=%41bc").as_deref(),
+            Some("Abc"),
+            "percent-decoded"
+        );
         assert_eq!(csrf_field_of(b"username=x&csrf_token=abc").as_deref(), Some("abc"));
         assert_eq!(csrf_field_of(b"username=x").as_deref(), None);
         let mut long = b"username=".to_vec();

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
+
 use base64::Engine as _;
 use rocket::figment::Figment;
 use serde::Deserialize;
@@ -88,9 +90,15 @@ pub struct SessionsConfig {
     /// Seconds after login during which [`FreshAuthUser`](crate::FreshAuthUser)
     /// admits the session: sensitive actions need a recent login. Default 300.
     pub fresh_age: u64,
-    /// Failed logins for one username within `login_failure_window` after which
-    /// further attempts on it get 429 until the window passes. Default 10.
+    /// Failed logins for one username from one client network within
+    /// `login_failure_window` after which further attempts on it from there
+    /// get 429 until the window passes. Default 10.
     pub login_max_failures: u32,
+    /// Failed logins for one username from all networks together after which
+    /// attempts on it get 429, except from a network where that user signed in
+    /// within `absolute_timeout`: strangers cannot lock a user out of a network
+    /// they use. Default 100.
+    pub login_max_failures_global: u32,
     /// The window, in seconds, over which failures are counted. Default 900.
     pub login_failure_window: u64,
     /// Failed logins from one client network (an IPv4 address, an IPv6 /64)
@@ -114,8 +122,13 @@ pub struct SessionsConfig {
     pub same_site: SameSitePolicy,
     /// Origins (`scheme://host[:port]`) allowed in the `Origin` header of
     /// cookie-authenticated unsafe requests. Empty (the default): the request's
-    /// own `Host`.
+    /// own `Host`, with the request's scheme and port.
     pub allowed_origins: Vec<String>,
+    /// The reverse proxies (addresses or CIDR ranges, e.g. `"10.0.0.0/8"`)
+    /// whose `Forwarded`, `X-Forwarded-For`, `X-Real-IP` and
+    /// `X-Forwarded-Proto` headers are believed. Empty (the default): the
+    /// client is the socket's peer, and no forwarding header is read.
+    pub trusted_proxies: Vec<String>,
     /// The `iss` claim to set and require, when given.
     pub issuer: Option<String>,
     /// The `aud` claim to set and require, when given.
@@ -139,6 +152,7 @@ impl Default for SessionsConfig {
             auto_prune: true,
             fresh_age: 300,
             login_max_failures: 10,
+            login_max_failures_global: 100,
             login_failure_window: 900,
             ip_max_failures: 100,
             max_failure_scopes: 100_000,
@@ -147,6 +161,7 @@ impl Default for SessionsConfig {
             csrf_cookie: "__Host-csrf".into(),
             same_site: SameSitePolicy::Lax,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             issuer: None,
             audience: None,
         }
@@ -204,6 +219,7 @@ impl fmt::Debug for SessionsConfig {
             .field("auto_prune", &self.auto_prune)
             .field("fresh_age", &self.fresh_age)
             .field("login_max_failures", &self.login_max_failures)
+            .field("login_max_failures_global", &self.login_max_failures_global)
             .field("login_failure_window", &self.login_failure_window)
             .field("ip_max_failures", &self.ip_max_failures)
             .field("max_failure_scopes", &self.max_failure_scopes)
@@ -212,6 +228,7 @@ impl fmt::Debug for SessionsConfig {
             .field("csrf_cookie", &self.csrf_cookie)
             .field("same_site", &self.same_site)
             .field("allowed_origins", &self.allowed_origins)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -261,6 +278,7 @@ pub(crate) struct Settings {
     pub auto_prune: bool,
     pub fresh_age: i64,
     pub login_max_failures: u32,
+    pub login_max_failures_global: u32,
     pub login_failure_window: i64,
     pub ip_max_failures: u32,
     pub max_failure_scopes: u64,
@@ -269,6 +287,7 @@ pub(crate) struct Settings {
     pub csrf_cookie: String,
     pub same_site: SameSitePolicy,
     pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
@@ -326,6 +345,7 @@ impl SessionsConfig {
         let login_failure_window = duration("login_failure_window", self.login_failure_window, false)?;
         for (key, value) in [
             ("login_max_failures", self.login_max_failures),
+            ("login_max_failures_global", self.login_max_failures_global),
             ("ip_max_failures", self.ip_max_failures),
         ] {
             if value == 0 {
@@ -360,19 +380,30 @@ impl SessionsConfig {
             cookie_names.push(name);
         }
         for origin in &self.allowed_origins {
-            let well_formed = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin.ends_with('/')
-                && origin
-                    .split("://")
-                    .nth(1)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
-            if !well_formed {
+            if !crate::browser::is_origin(origin) {
                 return Err(ConfigError::invalid(
                     "allowed_origins",
                     format!("{origin:?} is not an origin like \"https://app.example\" (scheme and host, no path)"),
                 ));
             }
         }
+
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|range| {
+                range
+                    .parse::<IpNet>()
+                    .or_else(|_| range.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "trusted_proxies",
+                            format!("{range:?} is not an address or a CIDR range like \"10.0.0.0/8\""),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         validate_cron(&self.prune_schedule).map_err(|m| ConfigError::invalid("prune_schedule", m))?;
         if !(1..=MAX_PRUNE_BATCH).contains(&self.prune_batch) {
@@ -409,6 +440,7 @@ impl SessionsConfig {
             auto_prune: self.auto_prune,
             fresh_age,
             login_max_failures: self.login_max_failures,
+            login_max_failures_global: self.login_max_failures_global,
             login_failure_window,
             ip_max_failures: self.ip_max_failures,
             max_failure_scopes: self.max_failure_scopes,
@@ -417,6 +449,7 @@ impl SessionsConfig {
             csrf_cookie: self.csrf_cookie.clone(),
             same_site: self.same_site,
             allowed_origins: self.allowed_origins.clone(),
+            trusted_proxies,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
         })

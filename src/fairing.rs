@@ -66,6 +66,14 @@ impl Fairing for SessionsFairing {
                 return Err(rocket);
             }
         };
+        let log_level = rocket.figment().extract_inner::<rocket::config::LogLevel>("log_level");
+        if matches!(log_level, Ok(rocket::config::LogLevel::Debug)) {
+            log::warn!(
+                "rocket_sqlite_sessions: Rocket's `log_level = \"debug\"` logs every request and response \
+                 with its headers: `Authorization`, `Cookie` and `Set-Cookie`, tokens included. Use \
+                 \"normal\" or lower anywhere but on a developer's machine."
+            );
+        }
         if settings.secret_was_generated {
             log::warn!(
                 "rocket_sqlite_sessions: `sessions.secret` is not set; a random key is used for this run, \
@@ -114,6 +122,9 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if let Some(sessions) = request.rocket().state::<Sessions>() {
+            sessions.finish_cookies(request, response);
+        }
         match response.status() {
             Status::Unauthorized => {
                 if guard::token_refused(request) {

@@ -5,7 +5,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::browser::{is_unsafe, CsrfBinding, CsrfRefusal};
+use crate::browser::{is_unsafe, CookieChange, CsrfBinding, CsrfRefusal, SessionCookies};
 use crate::error::Error;
 use crate::manager::{ClientInfo, Sessions};
 use crate::token::Rejection;
@@ -138,6 +138,8 @@ fn decide_bearer(request: &Request<'_>, sessions: &Sessions) -> Verdict {
 }
 
 /// The verdict on a request without an `Authorization` header: its cookies.
+/// Cookie changes (a rotation, clearing dead cookies) are left for the
+/// fairing's response hook, which writes them whatever answers the request.
 async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     let settings = &sessions.inner.settings;
     let jar = request.cookies();
@@ -146,41 +148,62 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     if access.is_none() && refresh.is_none() {
         return Verdict::Rejected(Rejection::Missing);
     }
-    let unsafe_method = is_unsafe(request.method());
-    if unsafe_method {
-        // Before anything else, and before any rotation: a forged request stops here.
+    let change = |change: CookieChange| {
+        request.local_cache(|| SessionCookies(Some(change)));
+    };
+    // For unsafe methods, before anything else and before any rotation: a
+    // forged request stops here.
+    let csrf = if is_unsafe(request.method()) {
         if let Err(refusal) = sessions.check_origin(request) {
             return Verdict::Csrf(refusal);
         }
-        if Sessions::presented_csrf_token(request).is_none() {
-            return Verdict::Csrf(CsrfRefusal::MissingToken);
+        match Sessions::presented_csrf_token(request) {
+            Some(presented) => Some(presented),
+            None => return Verdict::Csrf(CsrfRefusal::MissingToken),
         }
-    }
+    } else {
+        None
+    };
     let by_access = access.as_deref().map(|token| sessions.authenticate(token));
     let user = match (by_access, refresh) {
         (Some(Ok(user)), _) => user,
-        (by_access, None) => return Verdict::Rejected(by_access.map_or(Rejection::Missing, |r| r.unwrap_err())),
-        (_, Some(refresh)) => match sessions.refresh(&refresh, &ClientInfo::of(request)).await {
-            Ok(pair) => {
-                sessions.set_cookies(jar, &pair);
-                match sessions.authenticate(&pair.access_token) {
-                    Ok(user) => user,
-                    Err(rejection) => return Verdict::Rejected(rejection),
+        (by_access, None) => {
+            change(CookieChange::Clear);
+            return Verdict::Rejected(by_access.map_or(Rejection::Missing, |r| r.unwrap_err()));
+        }
+        (_, Some(refresh)) => {
+            // The refresh token names its session: a wrong CSRF token is
+            // refused before the rotation, which would otherwise be lost.
+            if let Some(presented) = csrf {
+                match sessions.refresh_token_session(&refresh) {
+                    Some(session_id) if sessions.csrf_token_matches(CsrfBinding::Session(&session_id), presented) => {}
+                    Some(_) => return Verdict::Csrf(CsrfRefusal::WrongToken),
+                    None => {
+                        change(CookieChange::Clear);
+                        return Verdict::Rejected(Rejection::Refresh);
+                    }
                 }
             }
-            Err(Error::Store(cause)) => {
-                crate::error::log_store_failure(format_args!("silent refresh"), &cause);
-                return Verdict::Unavailable;
+            match sessions.refresh(&refresh, &ClientInfo::of(request)).await {
+                Ok(pair) => match sessions.authenticate(&pair.access_token) {
+                    Ok(user) => {
+                        change(CookieChange::Set(pair));
+                        user
+                    }
+                    Err(rejection) => return Verdict::Rejected(rejection),
+                },
+                Err(Error::Store(cause)) => {
+                    crate::error::log_store_failure(format_args!("silent refresh"), &cause);
+                    return Verdict::Unavailable;
+                }
+                Err(_) => {
+                    change(CookieChange::Clear);
+                    return Verdict::Rejected(Rejection::Refresh);
+                }
             }
-            Err(_) => {
-                // The session is over: stop the browser sending dead cookies.
-                sessions.clear_cookies(jar);
-                return Verdict::Rejected(Rejection::Refresh);
-            }
-        },
+        }
     };
-    if unsafe_method {
-        let presented = Sessions::presented_csrf_token(request).unwrap_or_default();
+    if let Some(presented) = csrf {
         if !sessions.csrf_token_matches(CsrfBinding::Session(&user.session_id), presented) {
             return Verdict::Csrf(CsrfRefusal::WrongToken);
         }

@@ -69,7 +69,7 @@
 //! | [`Sessions::set_cookies`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection |
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
-//! | [`ClientInfo`] | request guard: IP and user agent recorded on the session |
+//! | [`ClientInfo`] | request guard: the client's address (the peer, or from `trusted_proxies`) and user agent |
 //! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
 //! | [`Error`] | every failure, answering 401, 404, 503 or 500 with a JSON body |
@@ -92,12 +92,15 @@
 //! is the same 401.
 //!
 //! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
-//! the guard refreshes them silently and requires a same-origin request with the
-//! session's CSRF token for unsafe methods.
+//! the guard refreshes them silently (the new cookies reach the browser
+//! whatever answers, catchers included) and requires a same-origin request with
+//! the session's CSRF token for unsafe methods.
 //!
-//! Failed logins are throttled per username and per client network, counted in
-//! SQLite under keyed hashes. The repository's `SECURITY.md` lists every threat,
-//! its defence and its test.
+//! Failed logins are throttled per username and network, per username overall
+//! (never from a network the user signed in from) and per network, counted in
+//! SQLite under keyed hashes. The client's address is the socket's peer unless
+//! a configured trusted proxy forwarded the request. The repository's
+//! `SECURITY.md` lists every threat, its defence and its test.
 //!
 //! # Storage
 //!
@@ -114,8 +117,9 @@
 //! and pruning trusts no forward step of the wall clock.
 //!
 //! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
-//! `revoked_tokens`, `auth_failures` and `auth_failure_scopes`; an app may keep
-//! its own tables in the same file.
+//! `revoked_tokens`, `auth_failures`, `auth_failure_scopes`,
+//! `auth_known_networks` and `auth_known_network_count`; an app may keep its
+//! own tables in the same file.
 //!
 //! [Rocket]: https://rocket.rs
 
@@ -123,6 +127,7 @@
 #![forbid(unsafe_code)]
 
 mod browser;
+mod client;
 mod clock;
 mod config;
 mod error;
@@ -141,12 +146,13 @@ mod throttle;
 mod token;
 
 pub use browser::{CsrfProtected, CsrfToken, CSRF_FIELD, CSRF_HEADER};
+pub use client::ClientInfo;
 pub use clock::{Clock, ManualClock};
 pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
 pub use guard::{AuthUser, FreshAuthUser};
-pub use manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
+pub use manager::{SessionInfo, Sessions, TokenPair};
 pub use prune::PruneReport;
 pub use routes::routes;
 pub use session_data::MAX_SESSION_DATA_BYTES;

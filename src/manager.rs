@@ -1,15 +1,14 @@
 //! [`Sessions`]: the managed state that logs in, refreshes, lists and revokes.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rocket::request::{FromRequest, Outcome, Request};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::client::ClientInfo;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::Error;
@@ -20,9 +19,6 @@ use crate::store::{ClientRecord, NewSession, Store};
 use crate::token::{
     derive_key, random_id, AccessClaims, RefreshKeys, RefreshToken, Rejection, TokenCodec, RESERVED_CLAIMS,
 };
-
-/// User agents longer than this are cut before they are stored.
-const MAX_USER_AGENT_LEN: usize = 256;
 
 /// Session management for one Rocket app: managed state put in place by
 /// [`Sessions::fairing()`], reachable from handlers as `&State<Sessions>`.
@@ -86,42 +82,6 @@ impl fmt::Debug for TokenPair {
             .field("refresh_token", &"<redacted>")
             .field("session_id", &self.session_id)
             .finish()
-    }
-}
-
-/// Where a request came from: recorded on the session at login and refresh, shown
-/// in the user's list of devices. A request guard that never fails.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    /// The client's IP address, as Rocket sees it (see Rocket's `ip_header`).
-    pub ip: Option<IpAddr>,
-    /// The `User-Agent` header, cut to 256 bytes.
-    pub user_agent: Option<String>,
-}
-
-impl ClientInfo {
-    /// The client of `request`.
-    pub fn of(request: &Request<'_>) -> Self {
-        let user_agent = request.headers().get_one("User-Agent").map(|agent| {
-            let mut end = agent.len().min(MAX_USER_AGENT_LEN);
-            while !agent.is_char_boundary(end) {
-                end -= 1;
-            }
-            agent[..end].to_string()
-        });
-        ClientInfo {
-            ip: request.client_ip(),
-            user_agent,
-        }
-    }
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for ClientInfo {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(ClientInfo::of(request))
     }
 }
 
@@ -359,6 +319,14 @@ impl Sessions {
             session_expires_at,
             successor,
         )
+    }
+
+    /// The session a refresh token of this server belongs to, read from the
+    /// token alone (its tag checked); `None` for anything else.
+    pub(crate) fn refresh_token_session(&self, presented: &str) -> Option<String> {
+        RefreshToken::parse(presented)
+            .filter(|token| self.inner.refresh_keys.issued(token))
+            .map(|token| token.session_id())
     }
 
     /// Signs an access token for a session and pairs it with `refresh`.

@@ -3,7 +3,8 @@
 //! A pass deletes, in this order: sessions that can no longer be used (past their
 //! expiry, or revoked longer ago than any access token lives), found by walking
 //! the table; then blocklisted `jti`s whose token has expired; then failure
-//! counters whose window has ended; then the same from the in-memory revocation
+//! counters whose window has ended; then networks users have not signed in
+//! from for `absolute_timeout`; then the same from the in-memory revocation
 //! state. Each batch is one write of the group-committing writer that ends at
 //! `prune_batch` rows or after about 0.5 ms of work, whichever comes first, so
 //! the requests' writes committed with it wait for at most one short batch;
@@ -23,7 +24,7 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::error::Error;
 use crate::manager::Sessions;
-use crate::store::PruneCutoffs;
+use crate::store::{Expiring, PruneCutoffs};
 
 /// The kinds of rows a pass deletes, in order.
 #[derive(Clone, Copy)]
@@ -31,6 +32,7 @@ enum Kind {
     Sessions,
     Blocklist,
     AuthFailures,
+    KnownNetworks,
 }
 
 /// What one prune pass deleted.
@@ -43,6 +45,9 @@ pub struct PruneReport {
     pub revoked_tokens: usize,
     /// Failure counters whose `login_failure_window` has ended.
     pub auth_failures: usize,
+    /// Networks users signed in from, forgotten `absolute_timeout` after the
+    /// last sign-in from there.
+    pub known_networks: usize,
     /// In-memory revocation entries dropped for the same reason.
     pub revocations_forgotten: usize,
     /// Transactions the pass used.
@@ -74,11 +79,12 @@ impl Sessions {
             revoked_at_or_before: now.saturating_sub(settings.access_ttl).saturating_sub(settings.leeway),
             blocklist_expired_at_or_before: now.saturating_sub(settings.leeway),
             window_started_at_or_before: now.saturating_sub(settings.login_failure_window),
+            known_network_used_at_or_before: now.saturating_sub(settings.absolute_timeout),
         };
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
-        for kind in [Kind::Sessions, Kind::Blocklist, Kind::AuthFailures] {
+        for kind in [Kind::Sessions, Kind::Blocklist, Kind::AuthFailures, Kind::KnownNetworks] {
             let mut after = i64::MIN;
             loop {
                 if self.stopping() {
@@ -90,8 +96,9 @@ impl Sessions {
                     .store
                     .write(move |tx| match kind {
                         Kind::Sessions => tx.prune_sessions(cutoffs, after, batch),
-                        Kind::Blocklist => tx.prune_blocklist(cutoffs, batch),
-                        Kind::AuthFailures => tx.prune_failures(cutoffs, batch),
+                        Kind::Blocklist => tx.prune_expired(Expiring::Blocklist, cutoffs, batch),
+                        Kind::AuthFailures => tx.prune_expired(Expiring::FailureCounters, cutoffs, batch),
+                        Kind::KnownNetworks => tx.prune_expired(Expiring::KnownNetworks, cutoffs, batch),
                     })
                     .await?;
                 yield_to_requests(batch_started.elapsed()).await;
@@ -99,6 +106,7 @@ impl Sessions {
                 report.sessions += pruned.sessions;
                 report.revoked_tokens += pruned.revoked_tokens;
                 report.auth_failures += pruned.auth_failures;
+                report.known_networks += pruned.known_networks;
                 match pruned.resume_after {
                     Some(resume_after) => after = resume_after,
                     None => break,
@@ -128,11 +136,12 @@ impl Sessions {
         match self.prune_pass().await {
             Ok(report) => log::info!(
                 "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} blocklisted tokens, \
-                 {} failure counters ({} revocations forgotten) in {} batches, {:.1} ms",
+                 {} failure counters, {} known networks ({} revocations forgotten) in {} batches, {:.1} ms",
                 if report.completed { "" } else { " (stopped by shutdown)" },
                 report.sessions,
                 report.revoked_tokens,
                 report.auth_failures,
+                report.known_networks,
                 report.revocations_forgotten,
                 report.batches,
                 report.duration.as_secs_f64() * 1000.0

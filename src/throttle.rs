@@ -1,12 +1,22 @@
 //! Throttling of failed logins, counted in SQLite.
 //!
-//! Per username: past `login_max_failures` failures within a window of
-//! `login_failure_window` seconds (from the first failure), every attempt on
-//! that username gets 429 with `Retry-After` until the window ends, right
-//! password or not. Per client network (an IPv4 address, an IPv6 /64; an
-//! IPv4-mapped IPv6 address counts as IPv4) the bar is higher
-//! (`ip_max_failures`). Throttled attempts are not counted, so a lockout ends
-//! on time.
+//! Three counters, each over a window of `login_failure_window` seconds from
+//! its first failure; past its limit, attempts get 429 with `Retry-After`
+//! until the window ends, right password or not:
+//!
+//! - a username from one client network (an IPv4 address, an IPv6 /64; an
+//!   IPv4-mapped IPv6 address counts as IPv4): `login_max_failures`;
+//! - a username from all networks together: `login_max_failures_global`,
+//!   except from a network where that user signed in within
+//!   `absolute_timeout`. Strangers guessing from elsewhere never lock a user
+//!   out of a network they use, yet a spread-out attack on one account gets at
+//!   most this many guesses a window;
+//! - a client network over all usernames: `ip_max_failures`.
+//!
+//! Throttled attempts are not counted, so a lockout ends on time. The limits
+//! of the policy: someone sharing the user's network (one NAT address, one
+//! /64) can lock the user out of it for a window; a user on a new network
+//! during a spread-out attack waits for the window to end.
 //!
 //! An attempt is counted when its check starts, in the same write that checks
 //! the limit: concurrent guesses are counted one after the other, so no more
@@ -73,17 +83,26 @@ fn network_of(ip: IpAddr) -> String {
 #[must_use = "report the result with passed() or failed()"]
 pub struct CredentialCheck {
     sessions: Sessions,
-    user: [u8; 32],
+    /// The username from this network.
+    user_here: [u8; 32],
+    /// The username from anywhere.
+    user_anywhere: [u8; 32],
+    /// That the user signed in from this network.
+    known_network: [u8; 32],
+    /// The network over all usernames.
     network: Option<[u8; 32]>,
 }
 
 impl Sessions {
-    /// The throttling scope of `kind` and `value`.
-    fn failure_scope(&self, kind: &str, value: &str) -> [u8; 32] {
+    /// The throttling scope of `kind` and `parts` (each length-prefixed, so no
+    /// two lists of parts give the same input).
+    fn failure_scope(&self, kind: &str, parts: &[&str]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.inner.throttle_key).expect("HMAC takes any key length");
         mac.update(kind.as_bytes());
-        mac.update(&[0]);
-        mac.update(value.as_bytes());
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
         mac.finalize().into_bytes().into()
     }
 
@@ -100,25 +119,39 @@ impl Sessions {
     /// fails.
     pub async fn credential_check(&self, username: &str, client: &ClientInfo) -> Result<CredentialCheck, Error> {
         let settings = &self.inner.settings;
+        let network = client.ip.map(network_of);
+        let here = network.as_deref().unwrap_or("unknown");
         let check = CredentialCheck {
             sessions: self.clone(),
-            user: self.failure_scope("user", username),
-            network: client.ip.map(|ip| self.failure_scope("network", &network_of(ip))),
+            user_here: self.failure_scope("user from network", &[username, here]),
+            user_anywhere: self.failure_scope("user", &[username]),
+            known_network: self.failure_scope("known network", &[username, here]),
+            network: network.map(|network| self.failure_scope("network", &[&network])),
         };
-        let mut scopes = vec![FailureScope {
-            key: check.user,
-            limit: settings.login_max_failures,
-        }];
+        let mut scopes = vec![
+            FailureScope {
+                key: check.user_here,
+                limit: settings.login_max_failures,
+                waived_by: None,
+            },
+            FailureScope {
+                key: check.user_anywhere,
+                limit: settings.login_max_failures_global,
+                waived_by: Some(check.known_network),
+            },
+        ];
         scopes.extend(check.network.map(|key| FailureScope {
             key,
             limit: settings.ip_max_failures,
+            waived_by: None,
         }));
         let now = self.inner.clock.now();
         let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
+        let known_since = now.saturating_sub(settings.absolute_timeout);
         let counted = self
             .inner
             .store
-            .write(move |tx| tx.count_attempt(&scopes, now, window, capacity))
+            .write(move |tx| tx.count_attempt(&scopes, now, window, known_since, capacity))
             .await?;
         match counted {
             Ok(()) => Ok(check),
@@ -130,24 +163,33 @@ impl Sessions {
 }
 
 impl CredentialCheck {
-    /// The credentials were right: the username's failures are forgotten and
-    /// this attempt no longer counts against the client's network.
+    /// The credentials were right: the username's failures from this network
+    /// are forgotten, this attempt no longer counts elsewhere, and the network
+    /// is remembered as one the user signs in from.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails.
     pub async fn passed(self) -> Result<(), Error> {
-        let (user, network) = (self.user, self.network);
+        let settings = &self.sessions.inner.settings;
+        let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
         let now = self.sessions.inner.clock.now();
-        let window = self.sessions.inner.settings.login_failure_window;
+        let CredentialCheck {
+            user_here,
+            user_anywhere,
+            known_network,
+            network,
+            ..
+        } = self;
         self.sessions
             .inner
             .store
             .write(move |tx| {
-                tx.forget_failures(&user)?;
-                match network {
-                    Some(network) => tx.uncount_attempt(&network, now, window),
-                    None => Ok(()),
+                tx.forget_failures(&user_here)?;
+                tx.uncount_attempt(&user_anywhere, now, window)?;
+                if let Some(network) = network {
+                    tx.uncount_attempt(&network, now, window)?;
                 }
+                tx.remember_network(&known_network, now, capacity)
             })
             .await?;
         Ok(())

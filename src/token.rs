@@ -21,6 +21,9 @@ const ALGORITHM_NAME: &str = "HS256";
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
 /// any other JWT signed with the same key.
 const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// The latest time a claim may hold, 9999-12-31T23:59:59Z: claims outside
+/// 0..=this are refused, so no arithmetic on them can overflow.
+const LATEST_TIME: i64 = 253_402_300_799;
 /// Longer tokens are refused before any decoding.
 pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 /// The bytes of a refresh token: session id, generation, secret, tag.
@@ -456,6 +459,15 @@ impl TokenCodec {
         let payload_json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
         let claims: AccessClaims = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Claims)?;
 
+        // Every time within 1970..=9999: what follows cannot overflow.
+        let times = [Some(claims.iat), Some(claims.exp), Some(claims.auth_time), claims.nbf];
+        if !times
+            .into_iter()
+            .flatten()
+            .all(|time| (0..=LATEST_TIME).contains(&time))
+        {
+            return Err(Rejection::Claims);
+        }
         if now >= claims.exp.saturating_add(self.leeway) {
             return Err(Rejection::Expired);
         }
@@ -466,7 +478,12 @@ impl TokenCodec {
         {
             return Err(Rejection::NotYetValid);
         }
-        if claims.exp <= claims.iat || claims.exp - claims.iat > self.access_ttl {
+        if claims.exp <= claims.iat
+            || claims
+                .exp
+                .checked_sub(claims.iat)
+                .is_none_or(|life| life > self.access_ttl)
+        {
             return Err(Rejection::Lifetime);
         }
         if self.issuer.is_some() && claims.iss != self.issuer {

@@ -105,7 +105,7 @@ async fn failure_counters_never_pass_max_failure_scopes() {
     assert_eq!(common::count_rows(&app.harness, "auth_failures"), 50);
     // The newest counters are the ones kept: the last username still counts.
     let last = rocket_sqlite_sessions::ClientInfo::default();
-    for _ in 0..9 {
+    for _ in 0..10 {
         let check = sessions.credential_check("user-299", &last).await.unwrap();
         check.failed().await.unwrap();
     }

@@ -26,7 +26,13 @@ struct Demo {
 impl Demo {
     async fn start() -> Demo {
         let harness = TestHarness::new();
-        let client = Client::untracked(demo::app(harness.rocket())).await.unwrap();
+        let rocket = demo::app(harness.rocket());
+        Demo::on(harness, rocket).await
+    }
+
+    /// The demo on `rocket`, built on `harness`, with alice registered.
+    async fn on(harness: TestHarness, rocket: rocket::Rocket<rocket::Build>) -> Demo {
+        let client = Client::untracked(rocket).await.unwrap();
         let demo = Demo { harness, client };
         let registered = demo
             .client
@@ -156,16 +162,7 @@ async fn strict_same_site_is_configurable() {
     let harness = TestHarness::new();
     let rocket =
         demo::app(rocket::custom(harness.figment().merge(("sessions.same_site", "strict"))).attach(harness.fairing()));
-    let demo = Demo {
-        client: Client::untracked(rocket).await.unwrap(),
-        harness,
-    };
-    demo.client
-        .post("/auth/register")
-        .header(ContentType::JSON)
-        .body(json!({ "username": "alice", "password": "password one" }).to_string())
-        .dispatch()
-        .await;
+    let demo = Demo::on(harness, rocket).await;
     let browser = Browser::new("B");
     let response = browser.sign_in(&demo).await;
     assert_eq!(
@@ -589,4 +586,243 @@ async fn session_data_round_trips_and_dies_with_the_session() {
         })
         .unwrap();
     assert_eq!(rows, 0, "the data is gone with the session");
+}
+
+// ---- cookies that survive catchers ---------------------------------------------
+
+/// A guarded route that ends in a 404 from the catcher.
+#[rocket::get("/gone")]
+fn gone(_user: rocket_sqlite_sessions::AuthUser) -> Option<String> {
+    None
+}
+
+impl Demo {
+    /// The demo with [`gone`] mounted.
+    async fn with_gone() -> Demo {
+        let harness = TestHarness::new();
+        let rocket = demo::app(harness.rocket()).mount("/", rocket::routes![gone]);
+        Demo::on(harness, rocket).await
+    }
+}
+
+/// After 11 s more (past the grace window), whether the browser is still
+/// signed in: a lost rotation would now be reuse, and revoke the session.
+async fn still_signed_in(demo: &Demo, browser: &Browser) -> bool {
+    demo.harness.clock().advance(11);
+    let (status, html) = browser.page(demo, "/").await;
+    status == Status::Ok && html.contains("Signed in as alice")
+}
+
+/// Asserts that the browser holds a refresh cookie other than `before` (the
+/// rotation reached it) and stays signed in past the grace window.
+async fn assert_rotation_delivered(demo: &Demo, browser: &Browser, before: &str) {
+    assert_ne!(
+        browser.cookie(REFRESH).unwrap(),
+        before,
+        "the rotated cookies reached the browser"
+    );
+    assert!(still_signed_in(demo, browser).await, "and nothing was revoked");
+}
+
+#[rocket::async_test]
+async fn a_silent_refresh_survives_a_404_from_a_catcher() {
+    let demo = Demo::with_gone().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    let refresh = browser.cookie(REFRESH).unwrap();
+    demo.harness.clock().advance(901);
+    let response = browser.send(demo.client.get("/gone")).await;
+    assert_eq!(response.status(), Status::NotFound);
+    drop(response);
+    assert_rotation_delivered(&demo, &browser, &refresh).await;
+}
+
+#[rocket::async_test]
+async fn a_silent_refresh_survives_a_step_up_401() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    let csrf = browser.csrf(&demo, "/").await;
+    let refresh = browser.cookie(REFRESH).unwrap();
+    demo.harness.clock().advance(901); // the access token expired, the login is no longer fresh
+    let response = browser
+        .send(
+            demo.client
+                .post("/auth/password")
+                .header(ContentType::JSON)
+                .header(Header::new("X-CSRF-Token", csrf))
+                .body(json!({ "current_password": "password one", "new_password": "password two" }).to_string()),
+        )
+        .await;
+    assert_eq!(response.status(), Status::Unauthorized, "a step-up answer");
+    drop(response);
+    assert_rotation_delivered(&demo, &browser, &refresh).await;
+}
+
+#[rocket::async_test]
+async fn a_stale_form_with_a_wrong_csrf_token_rotates_nothing() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    let (access, refresh) = (browser.cookie(ACCESS).unwrap(), browser.cookie(REFRESH).unwrap());
+    demo.harness.clock().advance(901);
+    let response = browser
+        .send(
+            demo.client
+                .post("/logout")
+                .header(ContentType::Form)
+                .body("csrf_token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        )
+        .await;
+    assert_eq!(response.status(), Status::Forbidden);
+    assert!(response.headers().get_one("Set-Cookie").is_none(), "no rotation");
+    drop(response);
+    assert_eq!(
+        (browser.cookie(ACCESS).unwrap(), browser.cookie(REFRESH).unwrap()),
+        (access, refresh)
+    );
+    assert!(still_signed_in(&demo, &browser).await);
+}
+
+#[rocket::async_test]
+async fn dead_cookies_are_cleared_on_401() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    // The session ends elsewhere (its access token logs out over the API).
+    let access = browser.cookie(ACCESS).unwrap();
+    let logout = demo
+        .client
+        .post("/auth/logout")
+        .header(Header::new("Authorization", format!("Bearer {access}")))
+        .dispatch()
+        .await;
+    assert_eq!(logout.status(), Status::NoContent);
+    let response = browser.send(demo.client.get("/me")).await;
+    assert_eq!(response.status(), Status::Unauthorized);
+    for name in [ACCESS, REFRESH] {
+        assert_eq!(
+            attributes(&response, name).max_age().map(|age| age.whole_seconds()),
+            Some(0),
+            "{name} is cleared"
+        );
+    }
+    drop(response);
+    assert!(browser.cookie(ACCESS).is_none() && browser.cookie(REFRESH).is_none());
+}
+
+#[rocket::async_test]
+async fn a_response_that_sets_tokens_is_never_cached() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    demo.harness.clock().advance(901);
+    let response = browser.send(demo.client.get("/")).await;
+    assert_eq!(response.status(), Status::Ok);
+    assert!(response.headers().get_one("Set-Cookie").is_some(), "a silent refresh");
+    assert_eq!(response.headers().get_one("Cache-Control"), Some("no-store"));
+    assert_eq!(response.headers().get_one("Vary"), Some("Cookie"));
+}
+
+// ---- the CSRF field and the origin, to the letter --------------------------------
+
+#[rocket::async_test]
+async fn csrf_a_percent_encoded_field_in_any_complete_leading_position_passes() {
+    let demo = Demo::start().await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let encoded: String = csrf.bytes().map(|b| format!("%{b:02X}")).collect();
+    let request = demo
+        .client
+        .post("/logout")
+        .header(ContentType::Form)
+        .body(format!("a=1&b=2&csrf_token={encoded}"));
+    assert_eq!(logout_with(&demo, &browser, request).await, Status::SeeOther);
+}
+
+#[rocket::async_test]
+async fn csrf_a_multipart_form_needs_the_header() {
+    let demo = Demo::start().await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let body = format!("--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{csrf}\r\n--XyZ--\r\n");
+    let multipart = || {
+        demo.client
+            .post("/logout")
+            .header(ContentType::new("multipart", "form-data").with_params(("boundary", "XyZ")))
+            .body(body.clone())
+    };
+    assert_eq!(
+        logout_with(&demo, &browser, multipart()).await,
+        Status::Forbidden,
+        "the field of a multipart body is not read"
+    );
+    let with_header = multipart().header(Header::new("X-CSRF-Token", csrf.clone()));
+    assert_eq!(logout_with(&demo, &browser, with_header).await, Status::SeeOther);
+}
+
+#[rocket::async_test]
+async fn csrf_the_origin_must_match_in_scheme_and_port() {
+    let harness = TestHarness::new();
+    let rocket = demo::app(
+        rocket::custom(harness.figment().merge(("sessions.trusted_proxies", ["127.0.0.1"]))).attach(harness.fairing()),
+    );
+    let demo = Demo::on(harness, rocket).await;
+    let (browser, csrf) = signed_in(&demo).await;
+    let from = |origin: &'static str| {
+        demo.client
+            .post("/logout")
+            .remote("127.0.0.1:40000".parse().unwrap()) // the trusted proxy
+            .header(Header::new("Host", "app.example"))
+            .header(Header::new("X-Forwarded-Proto", "https"))
+            .header(Header::new("Origin", origin))
+            .header(Header::new("X-CSRF-Token", csrf.clone()))
+    };
+    for foreign in ["http://app.example", "https://app.example:8443", "null"] {
+        assert_eq!(
+            logout_with(&demo, &browser, from(foreign)).await,
+            Status::Forbidden,
+            "{foreign}"
+        );
+    }
+    assert_eq!(
+        logout_with(&demo, &browser, from("https://app.example:443")).await,
+        Status::SeeOther,
+        "the app's own origin, default port spelled out"
+    );
+}
+
+#[rocket::async_test]
+async fn a_browser_user_registers_from_the_sign_in_page() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("B");
+    assert_eq!(browser.page(&demo, "/").await, (Status::SeeOther, "/login".into()));
+    let (_, login) = browser.page(&demo, "/login").await;
+    assert!(
+        login.contains(r#"href="/register""#),
+        "the sign-in page links to registration"
+    );
+    let csrf = browser.csrf(&demo, "/register").await;
+    let taken = browser
+        .send(
+            demo.client
+                .post("/register")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=alice&password=another+password")),
+        )
+        .await;
+    assert_eq!(taken.status(), Status::Conflict);
+    assert!(taken.into_string().await.unwrap().contains("taken"));
+    let response = browser
+        .send(
+            demo.client
+                .post("/register")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=bob&password=correct+horse")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+    assert_eq!(response.headers().get_one("Location"), Some("/"));
+    drop(response);
+    let (status, html) = browser.page(&demo, "/").await;
+    assert_eq!(status, Status::Ok);
+    assert!(html.contains("Signed in as bob"), "registered and signed in: {html}");
 }

@@ -303,3 +303,26 @@ async fn repeated_wrong_passwords_throttle_the_username() {
     harness.clock().advance(900);
     login(&client, "alice", "right password").await;
 }
+
+#[rocket::async_test]
+async fn concurrent_password_hashing_is_capped_at_the_cores() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    let credentials = json!({ "username": "alice", "password": "correct horse battery" });
+    assert_eq!(
+        post_json(&client, "/auth/register", credentials.clone()).await.status(),
+        Status::Created
+    );
+    // Eight at once (more than the cores; fewer than login_max_failures, as an
+    // attempt counts until it passes).
+    let logins = (0..8).map(|_| post_json(&client, "/auth/login", credentials.clone()));
+    for response in rocket::futures::future::join_all(logins).await {
+        assert_eq!(response.status(), Status::Ok, "every login is answered");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let peak = demo::peak_concurrent_hashes(client.rocket());
+    assert!(
+        (1..=cores).contains(&peak),
+        "at most one password hash per core at a time: {peak} on {cores} cores"
+    );
+}

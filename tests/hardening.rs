@@ -351,3 +351,18 @@ async fn every_token_failure_has_the_same_body() {
     bodies.push((refresh.status(), www, refresh.into_string().await));
     assert!(bodies.windows(2).all(|pair| pair[0] == pair[1]), "{bodies:#?}");
 }
+
+#[rocket::async_test]
+async fn extreme_times_never_overflow_into_acceptance() {
+    let forge = Forge::new().await;
+    let mut claims = forge.claims.clone();
+    claims.insert("exp".into(), json!(i64::MAX));
+    claims.insert("iat".into(), json!(i64::MIN));
+    claims.insert("auth_time".into(), json!(i64::MIN));
+    forge
+        .refused(&forge.token_with(&Value::Object(forge.header.clone()), &Value::Object(claims)))
+        .await;
+    for (claim, value) in [("nbf", i64::MIN), ("exp", 253_402_300_800), ("auth_time", -1)] {
+        forge.refused(&forge.with_claim(claim, json!(value))).await;
+    }
+}

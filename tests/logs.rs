@@ -106,3 +106,17 @@ async fn a_full_session_lifecycle_logs_no_token() {
     assert!(!logged.iter().any(|line| line.contains(&tampered)));
     assert!(!logged.iter().any(|line| line.contains("password one")));
 }
+
+#[rocket::async_test]
+async fn a_log_level_that_prints_credentials_gets_a_launch_warning() {
+    capture_logs();
+    let harness = TestHarness::new();
+    let rocket = rocket::custom(harness.figment().merge(("log_level", "debug"))).attach(harness.fairing());
+    let _client = Client::tracked(rocket).await.unwrap();
+    assert!(
+        lines()
+            .iter()
+            .any(|line| line.starts_with("WARN") && line.contains(r#"log_level = "debug""#)),
+        "a warning names the setting"
+    );
+}

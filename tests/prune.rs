@@ -95,8 +95,9 @@ async fn small_batches_delete_everything_in_several_transactions() {
     assert_eq!(deleted(&report), (5, 5));
     assert_eq!(
         report.batches,
-        3 + 3 + 1,
-        "three batches of at most two rows for sessions and for the blocklist, one for failed attempts"
+        3 + 3 + 1 + 1,
+        "three batches of at most two rows for sessions and for the blocklist, one each for failure \
+         counters and known networks"
     );
 }
 

@@ -96,6 +96,16 @@ async fn path(client: &Client) -> String {
 
 async fn sign_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/login")).await.unwrap();
+    fill_in_and_submit(client).await;
+    client
+        .wait()
+        .for_url(&format!("{base}/").parse().unwrap())
+        .await
+        .unwrap();
+}
+
+/// Types alice's name and password into the page's form and submits it.
+async fn fill_in_and_submit(client: &Client) {
     client
         .find(Locator::Css("input[name=username]"))
         .await
@@ -115,11 +125,6 @@ async fn sign_in(client: &Client, base: &str) {
         .await
         .unwrap()
         .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_url(&format!("{base}/").parse().unwrap())
         .await
         .unwrap();
 }
@@ -174,12 +179,21 @@ async fn the_demo_in_headless_chromium() {
     );
     wait_for_port(driver_port).await;
 
-    let register = register_over_http(app_port).await;
-    assert_eq!(register, 201);
-
+    // A newcomer starts from the front page: to sign-in, to registration.
     let first = browser(driver_port, &harness.directory().join("profile-1")).await;
-    sign_in(&first, &base).await;
-    assert!(text(&first).await.contains("Signed in as alice"));
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&first).await, "/login");
+    click_to(&first, Locator::LinkText("Register"), &format!("{base}/register")).await;
+    fill_in_and_submit(&first).await;
+    first
+        .wait()
+        .for_url(&format!("{base}/").parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        text(&first).await.contains("Signed in as alice"),
+        "registered and signed in"
+    );
 
     // The cookies, as the browser stored them.
     for (name, ttl) in [("__Host-access_token", 900), ("__Host-refresh_token", 1_209_600)] {
@@ -275,19 +289,74 @@ async fn the_demo_in_headless_chromium() {
     first.refresh().await.unwrap();
     assert!(text(&first).await.contains("Signed in as alice"));
 
-    // Logout clears the cookies.
+    // A stale form (its CSRF token from an earlier session) submitted after
+    // the access token expired is refused, and rotates nothing: 11 s later,
+    // past the grace window, the user is still signed in, nothing revoked.
+    harness.clock().advance(901);
     first
-        .find(Locator::Css("form[action='/logout'] button"))
+        .execute(
+            "const field = document.querySelector('form[action=\"/logout\"] input[name=csrf_token]');
+             field.value = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+             field.form.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for_text(&first, "csrf_failed").await;
+    harness.clock().advance(11);
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        text(&first).await.contains("Signed in as alice"),
+        "a stale form leaves the user signed in"
+    );
+
+    // A step-up answer (401 from FreshAuthUser, through a catcher) after the
+    // access token expired still delivers the rotated cookies.
+    harness.clock().advance(901);
+    let csrf = first
+        .find(Locator::Css("input[name=csrf_token]"))
         .await
         .unwrap()
-        .click()
+        .attr("value")
         .await
+        .unwrap()
         .unwrap();
-    first
-        .wait()
-        .for_url(&format!("{base}/login").parse().unwrap())
+    let before = cookie(&first, "__Host-refresh_token")
         .await
-        .unwrap();
+        .unwrap()
+        .value()
+        .to_string();
+    let status = run(
+        &first,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             fetch('/auth/password', {{method: 'POST', headers: {{'Content-Type': 'application/json',
+                 'X-CSRF-Token': '{csrf}'}}, body: JSON.stringify({{current_password: 'password one',
+                 new_password: 'password two'}})}}).then(r => done(r.status));"
+        ),
+    )
+    .await;
+    assert_eq!(status, json!(401), "the login is no longer fresh");
+    let after = cookie(&first, "__Host-refresh_token")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    assert_ne!(before, after, "the browser holds the rotated refresh token");
+    harness.clock().advance(11);
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        text(&first).await.contains("Signed in as alice"),
+        "still signed in, nothing revoked as reuse"
+    );
+
+    // Logout clears the cookies.
+    click_to(
+        &first,
+        Locator::Css("form[action='/logout'] button"),
+        &format!("{base}/login"),
+    )
+    .await;
     assert!(cookie(&first, "__Host-access_token").await.is_none());
     assert!(cookie(&first, "__Host-refresh_token").await.is_none());
 
@@ -297,20 +366,21 @@ async fn the_demo_in_headless_chromium() {
     attacker_shutdown.notify();
 }
 
-/// Registers alice over plain HTTP/1.1 on loopback, without an HTTP client crate.
-async fn register_over_http(port: u16) -> u16 {
-    use rocket::tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = json!({ "username": "alice", "password": "password one" }).to_string();
-    let mut stream = rocket::tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request = format!(
-        "POST /auth/register HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response.split(' ').nth(1).unwrap().parse().unwrap()
+/// Clicks what `locator` finds and waits for the browser to reach `url`.
+async fn click_to(client: &Client, locator: Locator<'_>, url: &str) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+    client.wait().for_url(&url.parse().unwrap()).await.unwrap();
+}
+
+/// Waits (real time, bounded) until the page's text contains `needle`.
+async fn wait_for_text(client: &Client, needle: &str) {
+    for _ in 0..100 {
+        if let Ok(body) = client.find(Locator::Css("body")).await {
+            if body.text().await.is_ok_and(|text| text.contains(needle)) {
+                return;
+            }
+        }
+        rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never showed {needle:?}: {}", text(client).await);
 }

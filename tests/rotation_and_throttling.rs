@@ -305,8 +305,8 @@ async fn failure_counters_hold_keyed_hashes_only_and_go_after_the_window() {
     attempt(&app, "alice-secret-name", "wrong", "192.0.2.1").await;
     assert_eq!(
         common::count_rows(&app.harness, "auth_failures"),
-        2,
-        "one counter for the username, one for the network"
+        3,
+        "a counter for the username from this network, for the username, for the network"
     );
     let bytes = std::fs::read(app.harness.database()).unwrap_or_default();
     let wal = std::fs::read(format!("{}-wal", app.harness.database().display())).unwrap_or_default();
@@ -321,7 +321,7 @@ async fn failure_counters_hold_keyed_hashes_only_and_go_after_the_window() {
     let other = throttled_app(|f| f).await;
     attempt(&other, "alice-secret-name", "wrong", "192.0.2.1").await;
     let (ours, theirs) = (stored_scopes(&app.harness), stored_scopes(&other.harness));
-    assert_eq!((ours.len(), theirs.len()), (2, 2));
+    assert_eq!((ours.len(), theirs.len()), (3, 3));
     assert!(
         ours.iter().all(|scope| !theirs.contains(scope)),
         "scopes depend on the key"
@@ -330,7 +330,7 @@ async fn failure_counters_hold_keyed_hashes_only_and_go_after_the_window() {
     let sessions = app.client.rocket().state::<Sessions>().unwrap();
     assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 0);
     app.harness.clock().advance(900);
-    assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 2);
+    assert_eq!(sessions.prune_now().await.unwrap().auth_failures, 3);
     assert_eq!(common::count_rows(&app.harness, "auth_failures"), 0);
 }
 
@@ -378,4 +378,36 @@ async fn a_sensitive_action_needs_a_recent_login_even_after_refreshes() {
         .await;
     assert_eq!(again.status(), Status::Ok);
     assert_invalid_token(app.client.post("/sensitive").header(bearer("garbage")).dispatch().await).await;
+}
+
+#[rocket::async_test]
+async fn strangers_cannot_lock_a_user_out_of_a_network_they_signed_in_from() {
+    let app = throttled_app(|f| {
+        f.merge(("sessions.login_max_failures", 10))
+            .merge(("sessions.login_max_failures_global", 30))
+    })
+    .await;
+    assert_eq!(
+        attempt(&app, "alice", "right", "192.0.2.1").await.status(),
+        Status::Ok,
+        "alice signs in from home"
+    );
+    // Ten strangers' networks, ten wrong passwords each.
+    for network in 0..10 {
+        for _ in 0..10 {
+            attempt(&app, "alice", "wrong", &format!("203.0.113.{network}")).await;
+        }
+    }
+    let stranger = attempt(&app, "alice", "wrong", "203.0.113.0").await;
+    assert_eq!(stranger.status(), Status::TooManyRequests);
+    assert_eq!(
+        attempt(&app, "alice", "right", "192.0.2.1").await.status(),
+        Status::Ok,
+        "home, where alice signed in before, is not locked by strangers"
+    );
+    assert_eq!(
+        attempt(&app, "alice", "right", "198.51.100.1").await.status(),
+        Status::TooManyRequests,
+        "a new network meets the cap for all networks together"
+    );
 }

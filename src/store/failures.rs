@@ -1,5 +1,6 @@
-//! Failed-attempt counters for throttling: one row per scope and window, at
-//! most a configured number of rows.
+//! Failed-attempt counters for throttling, one row per scope and window, and
+//! the networks each user signed in from; each table holds at most a
+//! configured number of rows.
 
 use rusqlite::{params, OptionalExtension};
 
@@ -8,30 +9,59 @@ use super::{StoreError, Tx};
 /// A throttling scope and its limit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FailureScope {
-    /// An HMAC of the username or the client network: never the name itself.
+    /// An HMAC of the username, the network, or both: never a name itself.
     pub key: [u8; 32],
     /// Failures in one window after which attempts are refused.
     pub limit: u32,
+    /// A known network (see [`Tx::remember_network`]) under which this
+    /// scope's limit does not apply; its attempts still count.
+    pub waived_by: Option<[u8; 32]>,
 }
 
 /// A refused attempt: when the window that refused it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThrottledUntil(pub i64);
 
+/// A table whose rows are capped, and how to find its oldest.
+struct Capped {
+    count: &'static str,
+    evict_oldest: &'static str,
+}
+
+/// The most scopes one attempt touches, spared by the eviction it causes.
+const SPARED: usize = 3;
+
+const FAILURES: Capped = Capped {
+    count: "SELECT count FROM auth_failure_scopes",
+    evict_oldest: "DELETE FROM auth_failures WHERE scope IN
+                       (SELECT scope FROM auth_failures WHERE scope NOT IN (?2, ?3, ?4)
+                        ORDER BY window_start LIMIT ?1)",
+};
+
+const KNOWN_NETWORKS: Capped = Capped {
+    count: "SELECT count FROM auth_known_network_count",
+    evict_oldest: "DELETE FROM auth_known_networks WHERE scope IN
+                       (SELECT scope FROM auth_known_networks WHERE scope NOT IN (?2, ?3, ?4)
+                        ORDER BY last_success LIMIT ?1)",
+};
+
 impl Tx<'_> {
     /// Counts one attempt in every scope, or in none when one of them has
-    /// reached its limit within its window: then the latest end of such a
-    /// window. The check and the count are one write, so concurrent attempts
-    /// are counted one after the other and no more than `limit` get through.
+    /// reached its limit within its window (and is not waived): then the
+    /// latest end of such a window. The check and the count are one write, so
+    /// concurrent attempts are counted one after the other and no more than
+    /// `limit` get through.
     ///
     /// A scope's window starts at its first counted attempt and lasts `window`
-    /// seconds. At most `capacity` scopes are kept: a new one takes the place of
-    /// those whose window started first.
+    /// seconds. A waiver holds for a network remembered after `known_since`. At
+    /// most `capacity` scopes are kept: new ones take the place of those whose
+    /// window started first.
     pub(crate) fn count_attempt(
         &self,
         scopes: &[FailureScope],
         now: i64,
         window: i64,
+        known_since: i64,
         capacity: u64,
     ) -> Result<Result<(), ThrottledUntil>, StoreError> {
         let mut stored = Vec::with_capacity(scopes.len());
@@ -44,7 +74,7 @@ impl Tx<'_> {
                 .optional()?;
             let live = row.filter(|(start, _)| now < start.saturating_add(window));
             if let Some((start, failures)) = live {
-                if failures >= i64::from(scope.limit) {
+                if failures >= i64::from(scope.limit) && !self.is_known(scope.waived_by, known_since)? {
                     throttled_until = throttled_until.max(Some(start.saturating_add(window)));
                 }
             }
@@ -53,45 +83,57 @@ impl Tx<'_> {
         if let Some(until) = throttled_until {
             return Ok(Err(ThrottledUntil(until)));
         }
-        // Room for every new scope at once, so that one cannot push out another.
+        // Room for every new scope at once, sparing this attempt's own.
         let new_scopes = stored.iter().filter(|(exists, _)| !exists).count();
-        if new_scopes > 0 {
-            self.make_room(capacity, new_scopes as i64)?;
-        }
+        let keys: Vec<[u8; 32]> = scopes.iter().map(|scope| scope.key).collect();
+        self.make_room(&FAILURES, capacity, new_scopes as i64, &keys)?;
         for (scope, (_, live)) in scopes.iter().zip(stored) {
+            let statement = if live {
+                "UPDATE auth_failures SET failures = failures + 1 WHERE scope = ?1"
+            } else {
+                "INSERT INTO auth_failures (scope, window_start, failures) VALUES (?1, ?2, 1)
+                 ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, failures = 1"
+            };
+            let mut statement = self.0.prepare_cached(statement)?;
             if live {
-                self.0
-                    .prepare_cached("UPDATE auth_failures SET failures = failures + 1 WHERE scope = ?1")?
-                    .execute([scope.key])?;
-                continue;
+                statement.execute([scope.key])?;
+            } else {
+                statement.execute(params![scope.key, now])?;
             }
-            self.0
-                .prepare_cached(
-                    "INSERT INTO auth_failures (scope, window_start, failures) VALUES (?1, ?2, 1)
-                     ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, failures = 1",
-                )?
-                .execute(params![scope.key, now])?;
         }
         Ok(Ok(()))
     }
 
-    /// Deletes the scopes whose window started first until `new` more fit
-    /// within `capacity`.
-    fn make_room(&self, capacity: u64, new: i64) -> Result<(), StoreError> {
-        let count: i64 = self
+    /// Whether `network` was remembered after `since`.
+    fn is_known(&self, network: Option<[u8; 32]>, since: i64) -> Result<bool, StoreError> {
+        let Some(network) = network else {
+            return Ok(false);
+        };
+        Ok(self
             .0
-            .prepare_cached("SELECT count FROM auth_failure_scopes")?
-            .query_row([], |row| row.get(0))?;
+            .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = ?1 AND last_success > ?2")?
+            .exists(params![network, since])?)
+    }
+
+    /// Deletes the oldest rows of `table`, but `spared` (at most three), until
+    /// `new` more fit within `capacity`.
+    fn make_room(&self, table: &Capped, capacity: u64, new: i64, spared: &[[u8; 32]]) -> Result<(), StoreError> {
+        if new == 0 {
+            return Ok(());
+        }
+        assert!(
+            (1..=SPARED).contains(&spared.len()),
+            "one to {SPARED} scopes are spared"
+        );
+        let spared = |n: usize| spared[n.min(spared.len() - 1)];
+        let count: i64 = self.0.prepare_cached(table.count)?.query_row([], |row| row.get(0))?;
         let excess = count
             .saturating_add(new)
             .saturating_sub(i64::try_from(capacity).unwrap_or(i64::MAX));
         if excess > 0 {
             self.0
-                .prepare_cached(
-                    "DELETE FROM auth_failures WHERE scope IN
-                         (SELECT scope FROM auth_failures ORDER BY window_start LIMIT ?1)",
-                )?
-                .execute([excess])?;
+                .prepare_cached(table.evict_oldest)?
+                .execute(params![excess, spared(0), spared(1), spared(2)])?;
         }
         Ok(())
     }
@@ -114,5 +156,73 @@ impl Tx<'_> {
             .prepare_cached("DELETE FROM auth_failures WHERE scope = ?1")?
             .execute([scope])?;
         Ok(())
+    }
+
+    /// Remembers that a user signed in from a network (an HMAC of both) at
+    /// `now`; at most `capacity` are kept, the least recently used going first.
+    pub(crate) fn remember_network(&self, network: &[u8; 32], now: i64, capacity: u64) -> Result<(), StoreError> {
+        let known = self
+            .0
+            .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = ?1")?
+            .exists([network])?;
+        if !known {
+            self.make_room(&KNOWN_NETWORKS, capacity, 1, &[*network])?;
+        }
+        self.0
+            .prepare_cached(
+                "INSERT INTO auth_known_networks (scope, last_success) VALUES (?1, ?2)
+                 ON CONFLICT (scope) DO UPDATE SET last_success = excluded.last_success",
+            )?
+            .execute(params![network, now])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[rocket::async_test]
+    async fn making_room_never_evicts_the_scopes_of_the_attempt_counting() {
+        let directory = std::env::temp_dir().join(format!("rss-failures-{}", crate::token::random_id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let store = Store::open(&directory.join("sessions.db")).unwrap();
+        let scope = |byte: u8| FailureScope {
+            key: [byte; 32],
+            limit: 100,
+            waived_by: None,
+        };
+        // A full table of ten counters, all of one window: the smallest key
+        // would go first.
+        for byte in 0..10 {
+            let counted = store
+                .write(move |tx| tx.count_attempt(&[scope(byte)], 1000, 900, 0, 10))
+                .await
+                .unwrap();
+            assert_eq!(counted, Ok(()));
+        }
+        // An attempt counting the smallest key and a new one.
+        store
+            .write(move |tx| tx.count_attempt(&[scope(0), scope(200)], 1000, 900, 0, 10))
+            .await
+            .unwrap()
+            .unwrap();
+        let kept: Vec<(Vec<u8>, i64)> = store
+            .read(|reader| {
+                Ok(reader
+                    .0
+                    .prepare("SELECT scope, failures FROM auth_failures ORDER BY scope")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 10, "still ten");
+        assert_eq!(kept[0], (vec![0; 32], 2), "the counter in use kept its count");
+        assert_eq!(kept[1].0, vec![2; 32], "the oldest other one went");
+        assert_eq!(kept[9].0, vec![200; 32]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(directory);
     }
 }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../sql/0001_init.sql"),
     include_str!("../../sql/0002_auth_failures.sql"),
     include_str!("../../sql/0003_bounded_rows.sql"),
+    include_str!("../../sql/0004_known_networks.sql"),
 ];
 
 /// The schema version this build writes.

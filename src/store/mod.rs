@@ -46,7 +46,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use crate::log_limit::LogLimit;
 
 pub(crate) use failures::{FailureScope, ThrottledUntil};
-pub(crate) use prune::PruneCutoffs;
+pub(crate) use prune::{Expiring, PruneCutoffs};
 pub(crate) use sessions::{ClientRecord, NewSession};
 
 /// How long a connection waits for SQLite's write lock (held by another

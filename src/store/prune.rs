@@ -28,6 +28,16 @@ pub(crate) struct PruneCutoffs {
     pub blocklist_expired_at_or_before: i64,
     /// Failure counters whose window started at or before this have ended.
     pub window_started_at_or_before: i64,
+    /// Networks a user last signed in from at or before this are forgotten.
+    pub known_network_used_at_or_before: i64,
+}
+
+/// The tables whose rows expire one by one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expiring {
+    Blocklist,
+    FailureCounters,
+    KnownNetworks,
 }
 
 /// What one prune batch deleted.
@@ -36,6 +46,7 @@ pub(crate) struct PrunedBatch {
     pub sessions: usize,
     pub revoked_tokens: usize,
     pub auth_failures: usize,
+    pub known_networks: usize,
     /// Where a walk of the sessions goes on (the last rowid looked at); `None`
     /// when nothing more of this kind is left.
     pub resume_after: Option<i64>,
@@ -93,36 +104,43 @@ impl Tx<'_> {
         }
     }
 
-    /// Deletes blocklist rows whose token has expired: at most `batch` rows or
-    /// [`PRUNE_BATCH_BUDGET`] of work.
-    pub(crate) fn prune_blocklist(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
-        let (revoked_tokens, exhausted) = self.prune_in_chunks(
-            "DELETE FROM revoked_tokens WHERE jti IN
-                 (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
-            cutoffs.blocklist_expired_at_or_before,
-            batch,
-        )?;
-        Ok(PrunedBatch {
-            revoked_tokens,
+    /// Deletes the rows of `table` past their time (blocklisted `jti`s whose
+    /// token expired, failure counters whose window ended, networks not used
+    /// for long): at most `batch` rows or [`PRUNE_BATCH_BUDGET`] of work.
+    pub(crate) fn prune_expired(
+        &self,
+        table: Expiring,
+        cutoffs: PruneCutoffs,
+        batch: u32,
+    ) -> Result<PrunedBatch, StoreError> {
+        let (delete, cutoff) = match table {
+            Expiring::Blocklist => (
+                "DELETE FROM revoked_tokens WHERE jti IN
+                     (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+                cutoffs.blocklist_expired_at_or_before,
+            ),
+            Expiring::FailureCounters => (
+                "DELETE FROM auth_failures WHERE scope IN
+                     (SELECT scope FROM auth_failures WHERE window_start <= ?1 LIMIT ?2)",
+                cutoffs.window_started_at_or_before,
+            ),
+            Expiring::KnownNetworks => (
+                "DELETE FROM auth_known_networks WHERE scope IN
+                     (SELECT scope FROM auth_known_networks WHERE last_success <= ?1 LIMIT ?2)",
+                cutoffs.known_network_used_at_or_before,
+            ),
+        };
+        let (deleted, exhausted) = self.prune_in_chunks(delete, cutoff, batch)?;
+        let mut pruned = PrunedBatch {
             resume_after: (!exhausted).then_some(0),
             ..PrunedBatch::default()
-        })
-    }
-
-    /// Deletes failure counters whose window has ended, like
-    /// [`prune_blocklist`](Self::prune_blocklist).
-    pub(crate) fn prune_failures(&self, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
-        let (auth_failures, exhausted) = self.prune_in_chunks(
-            "DELETE FROM auth_failures WHERE scope IN
-                 (SELECT scope FROM auth_failures WHERE window_start <= ?1 LIMIT ?2)",
-            cutoffs.window_started_at_or_before,
-            batch,
-        )?;
-        Ok(PrunedBatch {
-            auth_failures,
-            resume_after: (!exhausted).then_some(0),
-            ..PrunedBatch::default()
-        })
+        };
+        *match table {
+            Expiring::Blocklist => &mut pruned.revoked_tokens,
+            Expiring::FailureCounters => &mut pruned.auth_failures,
+            Expiring::KnownNetworks => &mut pruned.known_networks,
+        } = deleted;
+        Ok(pruned)
     }
 
     /// Runs `delete` (cutoff ?1, limit ?2) in chunks until `batch` rows, the
