@@ -292,6 +292,17 @@ impl Store {
 impl Shared {
     /// Runs batches until no write is waiting.
     fn run_batches(&self) {
+        // Should this thread unwind, the next write starts another runner
+        // (the writes it held are dropped, which answers them with an error).
+        struct Runner<'a>(&'a Shared);
+        impl Drop for Runner<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    lock(&self.0.queue).running = false;
+                }
+            }
+        }
+        let _runner = Runner(self);
         loop {
             let writes = {
                 let mut queue = lock(&self.queue);

@@ -103,14 +103,15 @@ impl Tx<'_> {
         let Some(state) = state else {
             return Ok(None);
         };
-        let decision = rotation::decide(presented, &state, now, policy);
+        let mut decision = rotation::decide(presented, &state, now, policy);
         match decision {
             Decision::Refuse(_) | Decision::Replay { .. } => {}
             Decision::Revoke => {
                 self.revoke_session(session_id, now, "refresh token reuse", None)?;
             }
             Decision::Rotate { expires_at } => {
-                self.0
+                let rotated = self
+                    .0
                     .prepare_cached(
                         "UPDATE sessions
                          SET refresh_generation = ?2, refresh_hash = ?3, previous_refresh_hash = ?4,
@@ -129,6 +130,11 @@ impl Tx<'_> {
                         client.user_agent,
                         state.generation,
                     ])?;
+                // The row moved on since it was read (another writer): the
+                // successor would name a lineage the store does not hold.
+                if rotated == 0 {
+                    decision = Decision::Refuse(rotation::Refusal::NotInLineage);
+                }
             }
         }
         Ok(Some((state, decision)))
