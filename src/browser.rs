@@ -249,14 +249,16 @@ impl Sessions {
                 })
             })
         };
-        if !sets_ours(response) {
+        let mut sets_them = sets_ours(response);
+        if !sets_them {
             if let Some(change) = &request.local_cache(|| SessionCookies(None)).0 {
                 for cookie in self.cookies_for(change) {
                     response.adjoin_header(cookie);
                 }
+                sets_them = true;
             }
         }
-        if sets_ours(response) {
+        if sets_them {
             response.set_raw_header("Cache-Control", "no-store");
             response.adjoin_raw_header("Vary", "Cookie");
         }

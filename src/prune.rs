@@ -26,13 +26,12 @@ use crate::error::Error;
 use crate::manager::Sessions;
 use crate::store::{Expiring, PruneCutoffs};
 
-/// The kinds of rows a pass deletes, in order.
+/// The kinds of rows a pass deletes, in order: sessions (found by a walk of
+/// the table), then the rows that expire one by one.
 #[derive(Clone, Copy)]
 enum Kind {
     Sessions,
-    Blocklist,
-    AuthFailures,
-    KnownNetworks,
+    Expired(Expiring),
 }
 
 /// What one prune pass deleted.
@@ -84,7 +83,12 @@ impl Sessions {
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
-        for kind in [Kind::Sessions, Kind::Blocklist, Kind::AuthFailures, Kind::KnownNetworks] {
+        for kind in [
+            Kind::Sessions,
+            Kind::Expired(Expiring::Blocklist),
+            Kind::Expired(Expiring::FailureCounters),
+            Kind::Expired(Expiring::KnownNetworks),
+        ] {
             let mut after = i64::MIN;
             loop {
                 if self.stopping() {
@@ -96,9 +100,7 @@ impl Sessions {
                     .store
                     .write(move |tx| match kind {
                         Kind::Sessions => tx.prune_sessions(cutoffs, after, batch),
-                        Kind::Blocklist => tx.prune_expired(Expiring::Blocklist, cutoffs, batch),
-                        Kind::AuthFailures => tx.prune_expired(Expiring::FailureCounters, cutoffs, batch),
-                        Kind::KnownNetworks => tx.prune_expired(Expiring::KnownNetworks, cutoffs, batch),
+                        Kind::Expired(table) => tx.prune_expired(table, cutoffs, batch),
                     })
                     .await?;
                 yield_to_requests(batch_started.elapsed()).await;

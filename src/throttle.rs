@@ -33,6 +33,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::Ipv6Net;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -43,15 +45,9 @@ use crate::store::{FailureScope, ThrottledUntil};
 /// The network an address is counted in: an IPv4 address alone, an IPv6 one by
 /// its /64 (one host usually holds a whole /64).
 fn network_of(ip: IpAddr) -> String {
-    match ip {
+    match crate::client::canonical(ip) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+        IpAddr::V6(v6) => Ipv6Net::new(v6, 64).expect("64 is a prefix length").trunc().to_string(),
     }
 }
 
