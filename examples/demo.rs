@@ -819,15 +819,26 @@ fn json_error(status: Status, _: &Request<'_>) -> (Status, Json<Value>) {
     api_error(status, &code, status.reason_lossy())
 }
 
-/// Opens the demo's users table in the sessions file.
+/// Opens the demo's users table: in the sessions file, or in the SQLite file
+/// `demo_users` names (needed when the sessions are in PostgreSQL).
 fn users_fairing() -> AdHoc {
     AdHoc::try_on_ignite("demo users", |rocket| async {
-        let database = match SessionsConfig::from_figment(rocket.figment()) {
-            Ok(config) => config.database,
-            Err(e) => {
-                log::error!("demo: {e}");
-                return Err(rocket);
-            }
+        let database = match rocket.figment().extract_inner::<std::path::PathBuf>("demo_users") {
+            Ok(path) => path,
+            Err(_) => match SessionsConfig::from_figment(rocket.figment()) {
+                Ok(config) if config.database.to_string_lossy().starts_with("postgres") => {
+                    log::error!(
+                        "demo: the sessions are in PostgreSQL; name a SQLite file for the demo's users: \
+                         `demo_users = \"users.db\"` in Rocket.toml or ROCKET_DEMO_USERS=users.db"
+                    );
+                    return Err(rocket);
+                }
+                Ok(config) => config.database,
+                Err(e) => {
+                    log::error!("demo: {e}");
+                    return Err(rocket);
+                }
+            },
         };
         let manager = SqliteConnectionManager::file(&database).with_init(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;

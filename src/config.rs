@@ -40,7 +40,11 @@ pub const MIN_SECRET_BYTES: usize = 32;
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
-    /// Path of the SQLite file. Default `"sessions.db"`.
+    /// Path of the SQLite file (default `"sessions.db"`), or, with the
+    /// `postgres` cargo feature, a PostgreSQL URL:
+    /// `"postgres://user:password@host/dbname"` (or `postgresql://…`; the
+    /// parameters of libpq URLs such as `?host=/run/postgresql` for a unix
+    /// socket are understood).
     pub database: PathBuf,
     /// Base64 (standard alphabet) of at least 32 random bytes: the HMAC key that
     /// signs access tokens. When missing in the `debug` profile a random key is
@@ -260,10 +264,83 @@ impl ConfigError {
     }
 }
 
+/// Where the sessions are kept: the backend `database` names.
+#[derive(Clone)]
+pub(crate) enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl Database {
+    fn parse(database: &std::path::Path) -> Result<Database, ConfigError> {
+        let text = database.to_string_lossy();
+        if text.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "database",
+                "must be a file path or a postgres:// URL",
+            ));
+        }
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Ok(Database::Sqlite(database.to_path_buf()));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Database::Postgres(text.into_owned()))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(ConfigError::invalid(
+                "database",
+                "is a PostgreSQL URL, but rocket_sqlite_sessions was built without its `postgres` feature; \
+                 enable it in Cargo.toml: rocket_sqlite_sessions = { version = \"…\", features = [\"postgres\"] }",
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `url` with the password of its user part, if any, replaced by `***`.
+#[cfg(feature = "postgres")]
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let redacted = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.find("password=") {
+        Some(at) => {
+            let end = tail[at..].find('&').map_or(tail.len(), |n| at + n);
+            format!("{}password=***{}", &tail[..at], &tail[end..])
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{redacted}{tail}")
+}
+
 /// The configuration after validation: what the rest of the crate uses.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub database: PathBuf,
+    pub database: Database,
     /// The first key signs; all verify.
     pub keys: Vec<SigningKey>,
     pub secret_was_generated: bool,
@@ -421,12 +498,10 @@ impl SessionsConfig {
                 ));
             }
         }
-        if self.database.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("database", "must be a file path"));
-        }
+        let database = Database::parse(&self.database)?;
 
         Ok(Settings {
-            database: self.database.clone(),
+            database,
             keys,
             secret_was_generated,
             access_ttl,

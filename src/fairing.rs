@@ -98,7 +98,7 @@ impl Fairing for SessionsFairing {
                 let message = match error {
                     // The store's message names the path and what to check.
                     Error::Store(cause) => cause.to_string(),
-                    other => format!("cannot open `{}`: {other}", database.display()),
+                    other => format!("cannot open `{database}`: {other}"),
                 };
                 let error = ConfigError::Invalid {
                     key: "database",

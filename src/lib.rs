@@ -132,6 +132,7 @@ mod clock;
 mod config;
 mod error;
 mod fairing;
+mod feed;
 mod guard;
 mod log_limit;
 mod manager;

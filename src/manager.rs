@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::guard::AuthUser;
 use crate::revocation::Revocations;
 use crate::rotation::{Decision, Presented, RotationPolicy};
-use crate::store::{ClientRecord, NewSession, Store};
+use crate::store::{self, ClientRecord, NewSession, RefreshRequest, Revocation, Revoked, SessionStore};
 use crate::token::{
     derive_key, random_id, AccessClaims, RefreshKeys, RefreshToken, Rejection, TokenCodec, RESERVED_CLAIMS,
 };
@@ -31,7 +31,7 @@ pub struct Sessions {
 }
 
 pub(crate) struct Inner {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) codec: TokenCodec,
     /// Derive and tag refresh tokens.
     pub(crate) refresh_keys: RefreshKeys,
@@ -45,8 +45,11 @@ pub(crate) struct Inner {
     pub(crate) csrf_keys: Vec<[u8; 32]>,
     /// Held for the length of a prune pass, so passes never overlap.
     pub(crate) prune_lock: rocket::tokio::sync::Mutex<()>,
-    /// Set at shutdown: a prune pass stops before its next batch.
+    /// Set at shutdown: a prune pass stops before its next batch, the feed
+    /// follower at its next wake-up.
     pub(crate) stopping: AtomicBool,
+    /// Wakes the feed follower at shutdown.
+    pub(crate) feed_stop: rocket::tokio::sync::Notify,
 }
 
 /// A freshly issued access token and refresh token: the token response of
@@ -103,12 +106,10 @@ pub struct SessionInfo {
 }
 
 impl Sessions {
-    /// Opens the store, loads what is revoked into memory.
+    /// Opens the store, loads what is revoked into memory and starts following
+    /// the revocation feed.
     pub(crate) async fn open(settings: Settings, clock: Clock) -> Result<Sessions, Error> {
-        let path = settings.database.clone();
-        let store = rocket::tokio::task::spawn_blocking(move || Store::open(&path))
-            .await
-            .map_err(|e| Error::Internal(format!("opening the store failed: {e}")))??;
+        let store = store::open(&settings.database).await?;
         let secrets = || settings.keys.iter().map(|key| key.secret.as_slice());
         let sessions = Sessions {
             inner: Arc::new(Inner {
@@ -122,32 +123,31 @@ impl Sessions {
                 settings,
                 prune_lock: rocket::tokio::sync::Mutex::new(()),
                 stopping: AtomicBool::new(false),
+                feed_stop: rocket::tokio::sync::Notify::new(),
             }),
         };
-        sessions.reload_revocations().await?;
+        let cursor = sessions.load_revocations().await?;
+        crate::feed::follow(&sessions, cursor);
         Ok(sessions)
     }
 
     /// Rebuilds the in-memory revocation state from the store: every revocation
-    /// stored, whatever the clock says (pruning decides what is over).
-    async fn reload_revocations(&self) -> Result<(), Error> {
-        let stored = self.inner.store.read(|reader| reader.revocations()).await?;
+    /// stored, whatever the clock says (pruning decides what is over). Gives
+    /// the feed's position in the same snapshot.
+    async fn load_revocations(&self) -> Result<i64, Error> {
+        let snapshot = self.inner.store.load_revocations().await?;
         let leeway = self.inner.settings.leeway;
-        self.inner.revocations.load(
-            stored
-                .jtis
-                .into_iter()
-                .map(|(jti, exp)| (jti, exp.saturating_add(leeway)))
-                .collect(),
-            stored
-                .sessions
-                .into_iter()
-                .map(|(id, revoked_at)| (id, self.session_revocation_until(revoked_at)))
-                .collect(),
-        );
+        let (mut jtis, mut sessions) = (Vec::new(), Vec::new());
+        for revoked in snapshot.revoked {
+            match revoked {
+                Revoked::Token { jti, expires_at } => jtis.push((jti, expires_at.saturating_add(leeway))),
+                Revoked::Session { id, revoked_at } => sessions.push((id, self.session_revocation_until(revoked_at))),
+            }
+        }
+        self.inner.revocations.load(jtis, sessions);
         let (jtis, sessions) = self.inner.revocations.len();
         log::info!("rocket_sqlite_sessions: {jtis} blocklisted tokens and {sessions} revoked sessions loaded");
-        Ok(())
+        Ok(snapshot.cursor)
     }
 
     fn now(&self) -> i64 {
@@ -160,6 +160,19 @@ impl Sessions {
         revoked_at
             .saturating_add(settings.access_ttl)
             .saturating_add(settings.leeway)
+    }
+
+    /// Puts a revocation read from the feed into memory.
+    pub(crate) fn apply_revoked(&self, revoked: Revoked) {
+        let revocations = &self.inner.revocations;
+        match revoked {
+            Revoked::Token { jti, expires_at } => {
+                revocations.revoke_jti(jti, expires_at.saturating_add(self.inner.settings.leeway))
+            }
+            Revoked::Session { id, revoked_at } => {
+                revocations.revoke_session(id, self.session_revocation_until(revoked_at))
+            }
+        }
     }
 
     /// Puts revocations the store has committed into memory: the blocklisted
@@ -207,22 +220,17 @@ impl Sessions {
             .min(absolute_expires_at);
         let claims_json = Value::Object(app_claims.clone()).to_string();
 
-        let (id, user, refresh_hash) = (session_id.clone(), user_id.to_string(), refresh.hash());
-        let client = client_record(client);
         self.inner
             .store
-            .write(move |tx| {
-                tx.create_session(&NewSession {
-                    id: &id,
-                    user_id: &user,
-                    now,
-                    expires_at,
-                    absolute_expires_at,
-                    ip: client.ip.as_deref(),
-                    user_agent: client.user_agent.as_deref(),
-                    claims_json: &claims_json,
-                    refresh_hash,
-                })
+            .create_session(NewSession {
+                id: session_id.clone(),
+                user_id: user_id.to_string(),
+                now,
+                expires_at,
+                absolute_expires_at,
+                client: client_record(client),
+                claims_json,
+                refresh_hash: refresh.hash(),
             })
             .await?;
         self.issue(
@@ -280,11 +288,16 @@ impl Sessions {
             refresh_ttl: settings.refresh_ttl,
         };
         let now = self.now();
-        let (id, client) = (session_id.clone(), client_record(client));
         let outcome = self
             .inner
             .store
-            .write(move |tx| tx.refresh(&id, &presented, now, &policy, &client))
+            .refresh(RefreshRequest {
+                session_id: session_id.clone(),
+                presented,
+                now,
+                policy,
+                client: client_record(client),
+            })
             .await?;
         let Some((state, decision)) = outcome else {
             return refused(&"no such session");
@@ -390,11 +403,12 @@ impl Sessions {
     /// revoked.
     pub async fn logout(&self, user: &AuthUser) -> Result<(), Error> {
         let now = self.now();
-        let (session_id, jti, exp) = (user.session_id.clone(), user.jti.clone(), user.expires_at);
-        self.inner
-            .store
-            .write(move |tx| tx.revoke_session(&session_id, now, "logout", Some((&jti, exp))))
-            .await?;
+        let revocation = Revocation::Session {
+            session_id: user.session_id.clone(),
+            reason: "logout",
+            blocklist: Some((user.jti.clone(), user.expires_at)),
+        };
+        self.inner.store.revoke(revocation, now).await?;
         self.revoked_in_store(Some((&user.jti, user.expires_at)), [user.session_id.clone()], now);
         Ok(())
     }
@@ -437,16 +451,13 @@ impl Sessions {
         reason: &'static str,
     ) -> Result<usize, Error> {
         let now = self.now();
-        let (user, keep) = (user_id.to_string(), keep.map(str::to_string));
-        let blocklist = token.map(|token| (token.jti.clone(), token.expires_at));
-        let revoked = self
-            .inner
-            .store
-            .write(move |tx| {
-                let blocklist = blocklist.as_ref().map(|(jti, exp)| (jti.as_str(), *exp));
-                tx.revoke_user_sessions(&user, keep.as_deref(), now, reason, blocklist)
-            })
-            .await?;
+        let revocation = Revocation::UserSessions {
+            user_id: user_id.to_string(),
+            keep: keep.map(str::to_string),
+            reason,
+            blocklist: token.map(|token| (token.jti.clone(), token.expires_at)),
+        };
+        let revoked = self.inner.store.revoke(revocation, now).await?;
         let count = revoked.len();
         self.revoked_in_store(token.map(|token| (token.jti.as_str(), token.expires_at)), revoked, now);
         Ok(count)
@@ -472,12 +483,7 @@ impl Sessions {
     /// [`Error::Store`] when the store fails.
     pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
         let now = self.now();
-        let user = user_id.to_string();
-        let records = self
-            .inner
-            .store
-            .read(move |reader| reader.active_sessions(&user, now))
-            .await?;
+        let records = self.inner.store.active_sessions(user_id.to_string(), now).await?;
         Ok(records
             .into_iter()
             .map(|record| SessionInfo {
@@ -502,13 +508,12 @@ impl Sessions {
             return Err(Error::SessionNotFound);
         }
         let now = self.now();
-        let (user, id) = (user_id.to_string(), session_id.to_string());
-        let revoked = self
-            .inner
-            .store
-            .write(move |tx| tx.revoke_own_session(&user, &id, now))
-            .await?;
-        if !revoked {
+        let revocation = Revocation::OwnSession {
+            user_id: user_id.to_string(),
+            session_id: session_id.to_string(),
+        };
+        let revoked = self.inner.store.revoke(revocation, now).await?;
+        if revoked.is_empty() {
             return Err(Error::SessionNotFound);
         }
         self.revoked_in_store(None, [session_id.to_string()], now);

@@ -2,7 +2,8 @@
 //!
 //! A pass deletes, in this order: sessions that can no longer be used (past their
 //! expiry, or revoked longer ago than any access token lives), found by walking
-//! the table; then blocklisted `jti`s whose token has expired; then failure
+//! the table; then blocklisted `jti`s whose token has expired; then the
+//! revocation feed's entries for both; then failure
 //! counters whose window has ended; then networks users have not signed in
 //! from for `absolute_timeout`; then the same from the in-memory revocation
 //! state. Each batch is one write of the group-committing writer that ends at
@@ -24,15 +25,7 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::error::Error;
 use crate::manager::Sessions;
-use crate::store::{Expiring, PruneCutoffs};
-
-/// The kinds of rows a pass deletes, in order: sessions (found by a walk of
-/// the table), then the rows that expire one by one.
-#[derive(Clone, Copy)]
-enum Kind {
-    Sessions,
-    Expired(Expiring),
-}
+use crate::store::{PruneCutoffs, PruneKind};
 
 /// What one prune pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +35,9 @@ pub struct PruneReport {
     pub sessions: usize,
     /// Blocklist rows (`jti`s) deleted after their token's `exp`.
     pub revoked_tokens: usize,
+    /// Revocation feed entries deleted: those of blocklist rows and sessions
+    /// deleted, which no process needs any more.
+    pub feed_entries: usize,
     /// Failure counters whose `login_failure_window` has ended.
     pub auth_failures: usize,
     /// Networks users signed in from, forgotten `absolute_timeout` after the
@@ -53,7 +49,9 @@ pub struct PruneReport {
     pub batches: usize,
     /// How long the pass took.
     pub duration: Duration,
-    /// `false` when shutdown stopped the pass between two batches.
+    /// `false` when shutdown stopped the pass between two batches, or when
+    /// another process was pruning the same database (PostgreSQL) and this
+    /// pass left it to that one.
     pub completed: bool,
 }
 
@@ -83,32 +81,27 @@ impl Sessions {
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
-        for kind in [
-            Kind::Sessions,
-            Kind::Expired(Expiring::Blocklist),
-            Kind::Expired(Expiring::FailureCounters),
-            Kind::Expired(Expiring::KnownNetworks),
-        ] {
+        let Some(_turn) = self.inner.store.prune_turn().await? else {
+            log::info!("rocket_sqlite_sessions: prune pass skipped: another process is pruning");
+            return Ok(self.finish(report, started, false));
+        };
+        for kind in PruneKind::ALL {
             let mut after = i64::MIN;
             loop {
                 if self.stopping() {
                     return Ok(self.finish(report, started, false));
                 }
                 let batch_started = Instant::now();
-                let pruned = self
-                    .inner
-                    .store
-                    .write(move |tx| match kind {
-                        Kind::Sessions => tx.prune_sessions(cutoffs, after, batch),
-                        Kind::Expired(table) => tx.prune_expired(table, cutoffs, batch),
-                    })
-                    .await?;
+                let pruned = self.inner.store.prune_batch(kind, cutoffs, after, batch).await?;
                 yield_to_requests(batch_started.elapsed()).await;
                 report.batches += 1;
-                report.sessions += pruned.sessions;
-                report.revoked_tokens += pruned.revoked_tokens;
-                report.auth_failures += pruned.auth_failures;
-                report.known_networks += pruned.known_networks;
+                *match kind {
+                    PruneKind::Sessions => &mut report.sessions,
+                    PruneKind::Blocklist => &mut report.revoked_tokens,
+                    PruneKind::RevocationFeed => &mut report.feed_entries,
+                    PruneKind::FailureCounters => &mut report.auth_failures,
+                    PruneKind::KnownNetworks => &mut report.known_networks,
+                } += pruned.deleted;
                 match pruned.resume_after {
                     Some(resume_after) => after = resume_after,
                     None => break,
@@ -158,6 +151,7 @@ impl Sessions {
     /// batch in progress (if any) has committed or rolled back.
     pub(crate) async fn stop_pruning(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.feed_stop.notify_waiters();
         let _ = self.inner.prune_lock.lock().await;
     }
 }

@@ -38,11 +38,10 @@ impl Sessions {
     /// [`Error::Store`] when the store fails.
     pub async fn session_value<T: DeserializeOwned>(&self, session_id: &str, key: &str) -> Result<Option<T>, Error> {
         let now = self.inner.clock.now();
-        let id = session_id.to_string();
         let data = self
             .inner
             .store
-            .read(move |reader| reader.session_data(&id, now))
+            .session_data(session_id.to_string(), now)
             .await?
             .ok_or(Error::SessionNotFound)?;
         match parse(&data).remove(key) {
@@ -76,32 +75,27 @@ impl Sessions {
 
     async fn update_data(&self, session_id: &str, key: String, value: Option<Value>) -> Result<(), Error> {
         let now = self.inner.clock.now();
-        let id = session_id.to_string();
+        let name = key.clone();
+        let update = Box::new(move |current: &str| {
+            let mut map = parse(current);
+            match value {
+                Some(value) => map.insert(key.clone(), value),
+                None => map.remove(&key),
+            };
+            let data = Value::Object(map).to_string();
+            // Past the limit, what was there is kept.
+            (data.len() <= MAX_SESSION_DATA_BYTES).then_some(data)
+        });
         let outcome = self
             .inner
             .store
-            .write(move |tx| {
-                tx.update_session_data(&id, now, |current| {
-                    let mut map = parse(current);
-                    match value {
-                        Some(value) => map.insert(key.clone(), value),
-                        None => map.remove(&key),
-                    };
-                    let data = Value::Object(map).to_string();
-                    if data.len() > MAX_SESSION_DATA_BYTES {
-                        // Keep what was there.
-                        (current.to_string(), Err(key))
-                    } else {
-                        (data, Ok(()))
-                    }
-                })
-            })
+            .update_session_data(session_id.to_string(), now, update)
             .await?;
         match outcome {
             None => Err(Error::SessionNotFound),
-            Some(Ok(())) => Ok(()),
-            Some(Err(key)) => Err(Error::Internal(format!(
-                "session data would pass {MAX_SESSION_DATA_BYTES} bytes with `{key}`; keep large data in the app's own tables"
+            Some(true) => Ok(()),
+            Some(false) => Err(Error::Internal(format!(
+                "session data would pass {MAX_SESSION_DATA_BYTES} bytes with `{name}`; keep large data in the app's own tables"
             ))),
         }
     }

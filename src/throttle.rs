@@ -40,7 +40,7 @@ use sha2::Sha256;
 
 use crate::error::Error;
 use crate::manager::{ClientInfo, Sessions};
-use crate::store::{FailureScope, ThrottledUntil};
+use crate::store::{Attempt, FailureScope, PassedCredentials, ThrottledUntil};
 
 /// The network an address is counted in: an IPv4 address alone, an IPv6 one by
 /// its /64 (one host usually holds a whole /64).
@@ -147,7 +147,13 @@ impl Sessions {
         let counted = self
             .inner
             .store
-            .write(move |tx| tx.count_attempt(&scopes, now, window, known_since, capacity))
+            .count_attempt(Attempt {
+                scopes,
+                now,
+                window,
+                known_since,
+                capacity,
+            })
             .await?;
         match counted {
             Ok(()) => Ok(check),
@@ -176,16 +182,18 @@ impl CredentialCheck {
             network,
             ..
         } = self;
+        let mut uncount = vec![user_anywhere];
+        uncount.extend(network);
         self.sessions
             .inner
             .store
-            .write(move |tx| {
-                tx.forget_failures(&user_here)?;
-                tx.uncount_attempt(&user_anywhere, now, window)?;
-                if let Some(network) = network {
-                    tx.uncount_attempt(&network, now, window)?;
-                }
-                tx.remember_network(&known_network, now, capacity)
+            .credentials_passed(PassedCredentials {
+                forget: user_here,
+                uncount,
+                known_network,
+                now,
+                window,
+                capacity,
             })
             .await?;
         Ok(())

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::process::{http, json_field, DemoProcess};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{assert_invalid_token, App};
@@ -258,66 +259,11 @@ async fn a_checkpoint_failing_again_and_again_logs_one_warning_a_minute() {
     assert_eq!(warnings, 1, "1.5 s of failing checkpoints, one warning");
 }
 
-/// One HTTP/1.1 request to `port` over a fresh connection: the status and the
-/// body.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
-    (status, body)
-}
-
-fn json_field(body: &str, field: &str) -> String {
-    let start = body.find('{').expect("a JSON body");
-    let value: serde_json::Value = serde_json::from_str(&body[start..=body.rfind('}').unwrap()]).unwrap();
-    value[field].as_str().expect(field).to_string()
-}
-
 #[rocket::async_test]
 async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
-    // The demo, built by `cargo test` beside this binary, as its own process.
-    let demo = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/demo");
-    assert!(demo.exists(), "{} is built by cargo test", demo.display());
     let harness = TestHarness::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(demo)
-        .env("ROCKET_PORT", port.to_string())
-        .env("ROCKET_LOG_LEVEL", "off")
-        .env(
-            "ROCKET_SESSIONS",
-            format!(
-                "{{database=\"{}\",secret=\"{}\"}}",
-                harness.database().display(),
-                harness.secret()
-            ),
-        )
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "the demo did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let demo = DemoProcess::start(&harness.database().display().to_string(), harness.secret());
+    let port = demo.port;
     let json = [("Content-Type", "application/json")];
     let credentials = r#"{"username":"alice","password":"correct horse"}"#;
     assert_eq!(http(port, "POST", "/auth/register", &json, credentials).0, 201);
@@ -341,8 +287,7 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
         http(port, "POST", "/auth/logout", &[("Authorization", &bearer)], "").0,
         204
     );
-    child.kill().unwrap(); // SIGKILL: no shutdown, no last checkpoint
-    child.wait().unwrap();
+    demo.kill(); // SIGKILL: no shutdown, no last checkpoint
 
     harness.clock().set(chrono::Utc::now().timestamp());
     let app = App::start_with(harness, |figment| figment).await;

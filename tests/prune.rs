@@ -93,11 +93,13 @@ async fn small_batches_delete_everything_in_several_transactions() {
     app.harness.clock().advance(600);
     let report = prune(&app).await;
     assert_eq!(deleted(&report), (5, 5));
+    assert_eq!(report.feed_entries, 10, "the feed entries of 5 sessions and 5 jtis");
+    assert_eq!(count_rows(&app.harness, "revocation_log"), 0);
     assert_eq!(
         report.batches,
-        3 + 3 + 1 + 1,
-        "three batches of at most two rows for sessions and for the blocklist, one each for failure \
-         counters and known networks"
+        3 + 3 + 6 + 1 + 1,
+        "three batches of at most two rows for sessions and for the blocklist, six for the feed (five \
+         full, one that finds it empty), one each for failure counters and known networks"
     );
 }
 

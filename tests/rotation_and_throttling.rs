@@ -9,9 +9,9 @@ use common::{assert_invalid_token, bearer, tokens_of, App};
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Status};
 use rocket::local::asynchronous::LocalResponse;
-use rocket::{post, routes, State};
+use rocket::{post, routes};
 use rocket_sqlite_sessions::testing::TestHarness;
-use rocket_sqlite_sessions::{ClientInfo, Error, FreshAuthUser, Sessions, TokenPair};
+use rocket_sqlite_sessions::{FreshAuthUser, Sessions};
 use serde_json::{json, Value};
 
 fn key(kid: &str, byte: u8) -> Value {
@@ -90,24 +90,6 @@ async fn a_token_naming_a_known_kid_but_signed_with_another_key_is_refused() {
 
 // ---- throttling -------------------------------------------------------------
 
-/// A login route that wraps a fake credential check: the password is "right".
-#[post("/try-login/<username>/<password>")]
-async fn try_login(
-    sessions: &State<Sessions>,
-    client: ClientInfo,
-    username: &str,
-    password: &str,
-) -> Result<Result<TokenPair, Status>, Error> {
-    let check = sessions.credential_check(username, &client).await?;
-    if password == "right" {
-        check.passed().await?;
-        Ok(Ok(sessions.login(username, (), &client).await?))
-    } else {
-        check.failed().await?;
-        Ok(Err(Status::Unauthorized))
-    }
-}
-
 #[post("/sensitive")]
 fn sensitive(user: FreshAuthUser) -> String {
     user.id.clone()
@@ -115,9 +97,12 @@ fn sensitive(user: FreshAuthUser) -> String {
 
 async fn throttled_app(configure: impl FnOnce(Figment) -> Figment) -> App {
     let harness = TestHarness::new();
-    let rocket = common::rocket_on(&harness, configure).mount("/", routes![try_login, sensitive]);
+    let rocket = common::rocket_on(&harness, configure).mount("/", routes![sensitive]);
     let client = rocket::local::asynchronous::Client::tracked(rocket).await.unwrap();
-    App { harness, client }
+    App {
+        harness: harness.into(),
+        client,
+    }
 }
 
 fn from(ip: &str) -> SocketAddr {

@@ -2,6 +2,11 @@
 //! client, each on its own temporary database and manual clock.
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod process;
+
+use std::sync::Arc;
+
 use base64::Engine as _;
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Header, Status};
@@ -26,6 +31,36 @@ fn whoami(user: AuthUser) -> Json<Value> {
     }))
 }
 
+/// A login route that wraps a fake credential check: the password is "right".
+#[post("/try-login/<username>/<password>")]
+async fn try_login(
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    username: &str,
+    password: &str,
+) -> Result<Result<TokenPair, Status>, Error> {
+    let check = sessions.credential_check(username, &client).await?;
+    if password == "right" {
+        check.passed().await?;
+        Ok(Ok(sessions.login(username, (), &client).await?))
+    } else {
+        check.failed().await?;
+        Ok(Err(Status::Unauthorized))
+    }
+}
+
+#[get("/data/<key>")]
+async fn get_data(sessions: &State<Sessions>, user: AuthUser, key: &str) -> Result<Json<Option<Value>>, Error> {
+    Ok(Json(sessions.session_value(&user.session_id, key).await?))
+}
+
+#[post("/data/<key>", data = "<value>")]
+async fn set_data(sessions: &State<Sessions>, user: AuthUser, key: &str, value: Json<Value>) -> Result<(), Error> {
+    sessions
+        .set_session_value(&user.session_id, key, value.into_inner())
+        .await
+}
+
 #[get("/maybe")]
 fn maybe(user: Option<AuthUser>) -> String {
     user.map_or_else(|| "anonymous".to_string(), |user| user.id)
@@ -39,9 +74,10 @@ pub struct Tokens {
     pub expires_in: i64,
 }
 
-/// The test app: a harness and a client on it.
+/// The test app: a harness and a client on it. Several apps can share a
+/// harness (its file and clock): several processes on one database.
 pub struct App {
-    pub harness: TestHarness,
+    pub harness: Arc<TestHarness>,
     pub client: Client,
 }
 
@@ -57,15 +93,24 @@ impl App {
     }
 
     /// An app on an existing harness: the same file and clock.
-    pub async fn start_with(harness: TestHarness, configure: impl FnOnce(Figment) -> Figment) -> App {
+    pub async fn start_with(harness: impl Into<Arc<TestHarness>>, configure: impl FnOnce(Figment) -> Figment) -> App {
+        let harness = harness.into();
         let client = Client::tracked(rocket_on(&harness, configure))
             .await
             .expect("the app launches");
         App { harness, client }
     }
 
+    /// The `Sessions` of this app.
+    pub fn manager(&self) -> &Sessions {
+        self.client
+            .rocket()
+            .state::<Sessions>()
+            .expect("the fairing manages Sessions")
+    }
+
     /// Shuts the app down, keeping its database and clock.
-    pub async fn stop(self) -> TestHarness {
+    pub async fn stop(self) -> Arc<TestHarness> {
         self.client.terminate().await;
         self.harness
     }
@@ -136,9 +181,13 @@ pub fn rocket_on(harness: &TestHarness, configure: impl FnOnce(Figment) -> Figme
     // Rocket installs its own logger at launch unless one is there: install the
     // capturing one first, so tests of this binary that check logs see them.
     logs::capture_logs();
-    rocket::custom(configure(harness.figment()))
-        .attach(harness.fairing())
-        .mount("/", routes![login, whoami, maybe])
+    with_routes(rocket::custom(configure(harness.figment())).attach(harness.fairing()))
+}
+
+/// The minimal app's routes on `rocket`.
+pub fn with_routes(rocket: rocket::Rocket<rocket::Build>) -> rocket::Rocket<rocket::Build> {
+    rocket
+        .mount("/", routes![login, whoami, maybe, try_login, get_data, set_data])
         .mount("/auth", rocket_sqlite_sessions::routes())
 }
 

@@ -4,23 +4,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{StoreError, Tx};
-
-/// A throttling scope and its limit.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FailureScope {
-    /// An HMAC of the username, the network, or both: never a name itself.
-    pub key: [u8; 32],
-    /// Failures in one window after which attempts are refused.
-    pub limit: u32,
-    /// A known network (see [`Tx::remember_network`]) under which this
-    /// scope's limit does not apply; its attempts still count.
-    pub waived_by: Option<[u8; 32]>,
-}
-
-/// A refused attempt: when the window that refused it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ThrottledUntil(pub i64);
+use super::Tx;
+use crate::store::{FailureScope, StoreError, ThrottledUntil};
 
 /// A table whose rows are capped, and how to find its oldest.
 struct Capped {
@@ -181,13 +166,13 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
 
     #[rocket::async_test]
     async fn making_room_never_evicts_the_scopes_of_the_attempt_counting() {
         let directory = std::env::temp_dir().join(format!("rss-failures-{}", crate::token::random_id()));
         std::fs::create_dir_all(&directory).unwrap();
-        let store = Store::open(&directory.join("sessions.db")).unwrap();
+        let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
         let scope = |byte: u8| FailureScope {
             key: [byte; 32],
             limit: 100,

@@ -3,14 +3,15 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{ErrorKind, StoreError};
+use crate::store::{ErrorKind, StoreError};
 
 /// Every migration, in order; the schema version is the number applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../sql/0001_init.sql"),
-    include_str!("../../sql/0002_auth_failures.sql"),
-    include_str!("../../sql/0003_bounded_rows.sql"),
-    include_str!("../../sql/0004_known_networks.sql"),
+    include_str!("../../../sql/0001_init.sql"),
+    include_str!("../../../sql/0002_auth_failures.sql"),
+    include_str!("../../../sql/0003_bounded_rows.sql"),
+    include_str!("../../../sql/0004_known_networks.sql"),
+    include_str!("../../../sql/0005_revocation_feed.sql"),
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::params;
 
-use super::{StoreError, Tx};
+use super::Tx;
+use crate::store::{PruneCutoffs, PruneKind, PrunedBatch, StoreError};
 
 /// The longest a prune batch works, roughly: the requests' writes committed
 /// with it wait about this long more (2 ms doubled the refresh p99 under
@@ -15,55 +16,27 @@ pub(crate) const PRUNE_BATCH_BUDGET: Duration = Duration::from_micros(500);
 /// the clock.
 const PRUNE_CHUNK: u32 = 64;
 
-/// Which rows a prune pass may delete: those no token can still need.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PruneCutoffs {
-    /// Sessions whose `expires_at` is at or before this: none of their tokens
-    /// can be accepted any more.
-    pub expired_at_or_before: i64,
-    /// Revoked sessions whose `revoked_at` is at or before this: every access
-    /// token issued before the revocation has expired.
-    pub revoked_at_or_before: i64,
-    /// Blocklisted `jti`s whose token's `exp` is at or before this.
-    pub blocklist_expired_at_or_before: i64,
-    /// Failure counters whose window started at or before this have ended.
-    pub window_started_at_or_before: i64,
-    /// Networks a user last signed in from at or before this are forgotten.
-    pub known_network_used_at_or_before: i64,
-}
-
-/// The tables whose rows expire one by one.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Expiring {
-    Blocklist,
-    FailureCounters,
-    KnownNetworks,
-}
-
-/// What one prune batch deleted.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PrunedBatch {
-    pub sessions: usize,
-    pub revoked_tokens: usize,
-    pub auth_failures: usize,
-    pub known_networks: usize,
-    /// Where a walk of the sessions goes on (the last rowid looked at); `None`
-    /// when nothing more of this kind is left.
-    pub resume_after: Option<i64>,
-}
-
 impl Tx<'_> {
+    /// One prune batch of `kind`.
+    pub(crate) fn prune(
+        &self,
+        kind: PruneKind,
+        cutoffs: PruneCutoffs,
+        after: i64,
+        batch: u32,
+    ) -> Result<PrunedBatch, StoreError> {
+        match kind {
+            PruneKind::Sessions => self.prune_sessions(cutoffs, after, batch),
+            _ => self.prune_expired(kind, cutoffs, batch),
+        }
+    }
+
     /// Deletes dead sessions (expired, or revoked longer ago than any access
     /// token lives), walking the table in rowid order from `after`: at most
     /// `batch` sessions or [`PRUNE_BATCH_BUDGET`] of work. No index is kept on
     /// expiry, so that a refresh writes the session's row alone; a pass reads
     /// the whole table instead, a few rows at a time.
-    pub(crate) fn prune_sessions(
-        &self,
-        cutoffs: PruneCutoffs,
-        after: i64,
-        batch: u32,
-    ) -> Result<PrunedBatch, StoreError> {
+    fn prune_sessions(&self, cutoffs: PruneCutoffs, after: i64, batch: u32) -> Result<PrunedBatch, StoreError> {
         let started = Instant::now();
         let mut look = self.0.prepare_cached(
             "SELECT rowid, expires_at <= ?2 OR coalesce(revoked_at <= ?3, 0) FROM sessions
@@ -73,7 +46,7 @@ impl Tx<'_> {
         let mut pruned = PrunedBatch::default();
         let mut cursor = after;
         loop {
-            if pruned.sessions >= batch as usize || started.elapsed() >= PRUNE_BATCH_BUDGET {
+            if pruned.deleted >= batch as usize || started.elapsed() >= PRUNE_BATCH_BUDGET {
                 pruned.resume_after = Some(cursor);
                 return Ok(pruned);
             }
@@ -89,13 +62,13 @@ impl Tx<'_> {
                 )?
                 .collect::<Result<_, _>>()?;
             for &(rowid, dead) in &rows {
-                if pruned.sessions >= batch as usize {
+                if pruned.deleted >= batch as usize {
                     pruned.resume_after = Some(cursor);
                     return Ok(pruned);
                 }
                 cursor = rowid;
                 if dead {
-                    pruned.sessions += delete.execute([rowid])?;
+                    pruned.deleted += delete.execute([rowid])?;
                 }
             }
             if rows.len() < PRUNE_CHUNK as usize {
@@ -105,54 +78,56 @@ impl Tx<'_> {
     }
 
     /// Deletes the rows of `table` past their time (blocklisted `jti`s whose
-    /// token expired, failure counters whose window ended, networks not used
-    /// for long): at most `batch` rows or [`PRUNE_BATCH_BUDGET`] of work.
-    pub(crate) fn prune_expired(
-        &self,
-        table: Expiring,
-        cutoffs: PruneCutoffs,
-        batch: u32,
-    ) -> Result<PrunedBatch, StoreError> {
+    /// token expired, feed entries no process needs, failure counters whose
+    /// window ended, networks not used for long): at most `batch` rows or
+    /// [`PRUNE_BATCH_BUDGET`] of work.
+    fn prune_expired(&self, table: PruneKind, cutoffs: PruneCutoffs, batch: u32) -> Result<PrunedBatch, StoreError> {
         let (delete, cutoff) = match table {
-            Expiring::Blocklist => (
+            PruneKind::Sessions => unreachable!("sessions are pruned by a walk"),
+            // ?3: a session's entry goes with its session's row.
+            PruneKind::RevocationFeed => (
+                "DELETE FROM revocation_log WHERE seq IN
+                     (SELECT seq FROM revocation_log
+                      WHERE at <= ?1 AND (jti IS NOT NULL OR at <= ?3) LIMIT ?2)",
+                cutoffs.blocklist_expired_at_or_before,
+            ),
+            PruneKind::Blocklist => (
                 "DELETE FROM revoked_tokens WHERE jti IN
                      (SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
                 cutoffs.blocklist_expired_at_or_before,
             ),
-            Expiring::FailureCounters => (
+            PruneKind::FailureCounters => (
                 "DELETE FROM auth_failures WHERE scope IN
                      (SELECT scope FROM auth_failures WHERE window_start <= ?1 LIMIT ?2)",
                 cutoffs.window_started_at_or_before,
             ),
-            Expiring::KnownNetworks => (
+            PruneKind::KnownNetworks => (
                 "DELETE FROM auth_known_networks WHERE scope IN
                      (SELECT scope FROM auth_known_networks WHERE last_success <= ?1 LIMIT ?2)",
                 cutoffs.known_network_used_at_or_before,
             ),
         };
-        let (deleted, exhausted) = self.prune_in_chunks(delete, cutoff, batch)?;
-        let mut pruned = PrunedBatch {
+        let (deleted, exhausted) = self.prune_in_chunks(delete, cutoff, batch, cutoffs.revoked_at_or_before)?;
+        Ok(PrunedBatch {
+            deleted,
             resume_after: (!exhausted).then_some(0),
-            ..PrunedBatch::default()
-        };
-        *match table {
-            Expiring::Blocklist => &mut pruned.revoked_tokens,
-            Expiring::FailureCounters => &mut pruned.auth_failures,
-            Expiring::KnownNetworks => &mut pruned.known_networks,
-        } = deleted;
-        Ok(pruned)
+        })
     }
 
-    /// Runs `delete` (cutoff ?1, limit ?2) in chunks until `batch` rows, the
-    /// time budget, or nothing is left. Returns the rows deleted and whether
-    /// nothing is left.
-    fn prune_in_chunks(&self, delete: &str, cutoff: i64, batch: u32) -> Result<(usize, bool), StoreError> {
+    /// Runs `delete` (cutoff ?1, limit ?2, and `second` as ?3 where used) in
+    /// chunks until `batch` rows, the time budget, or nothing is left. Returns
+    /// the rows deleted and whether nothing is left.
+    fn prune_in_chunks(&self, delete: &str, cutoff: i64, batch: u32, second: i64) -> Result<(usize, bool), StoreError> {
         let started = Instant::now();
         let mut statement = self.0.prepare_cached(delete)?;
         let mut deleted = 0usize;
         while deleted < batch as usize && started.elapsed() < PRUNE_BATCH_BUDGET {
             let chunk = PRUNE_CHUNK.min(batch - deleted as u32);
-            let rows = statement.execute(params![cutoff, chunk])?;
+            let rows = if statement.parameter_count() == 3 {
+                statement.execute(params![cutoff, chunk, second])?
+            } else {
+                statement.execute(params![cutoff, chunk])?
+            };
             deleted += rows;
             if rows < chunk as usize {
                 return Ok((deleted, true));

@@ -1,52 +1,14 @@
-//! Sessions, their refresh state and revocations.
+//! Sessions, their refresh state, revocations and the revocation feed.
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Reader, StoreError, Tx};
-use crate::rotation::{self, Decision, Presented, RefreshState, RotationPolicy};
-
-/// A session to insert at login.
-pub(crate) struct NewSession<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
-    pub now: i64,
-    pub expires_at: i64,
-    pub absolute_expires_at: i64,
-    pub ip: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub claims_json: &'a str,
-    /// The SHA-256 of its first refresh token.
-    pub refresh_hash: [u8; 32],
-}
-
-/// A session as listed to its user.
-#[derive(Debug)]
-pub(crate) struct SessionRecord {
-    pub id: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-/// What the store says is revoked.
-pub(crate) struct StoredRevocations {
-    /// Blocklisted `jti`s with their token's `exp`.
-    pub jtis: Vec<(String, i64)>,
-    /// Revoked session ids with the time of revocation.
-    pub sessions: Vec<(String, i64)>,
-}
-
-/// Where a client connected from, as recorded on its session.
-pub(crate) struct ClientRecord {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+use super::{Reader, Tx};
+use crate::rotation::{self, Decision, RefreshState};
+use crate::store::{FeedPage, NewSession, RefreshRequest, RevocationSnapshot, Revoked, SessionRecord, StoreError};
 
 impl Tx<'_> {
     /// Inserts a session with its first refresh token's hash.
-    pub(crate) fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+    pub(crate) fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
@@ -59,8 +21,8 @@ impl Tx<'_> {
                 session.now,
                 session.expires_at,
                 session.absolute_expires_at,
-                session.ip,
-                session.user_agent,
+                session.client.ip,
+                session.client.user_agent,
                 session.claims_json,
                 session.refresh_hash,
             ])?;
@@ -70,14 +32,15 @@ impl Tx<'_> {
     /// Reads session `session_id`'s refresh state, decides what `presented`
     /// does to it ([`rotation::decide`]) and applies that, all in this
     /// transaction. `None` when there is no such session.
-    pub(crate) fn refresh(
-        &self,
-        session_id: &str,
-        presented: &Presented,
-        now: i64,
-        policy: &RotationPolicy,
-        client: &ClientRecord,
-    ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
+    pub(crate) fn refresh(&self, request: &RefreshRequest) -> Result<Option<(RefreshState, Decision)>, StoreError> {
+        let RefreshRequest {
+            session_id,
+            presented,
+            now,
+            policy,
+            client,
+        } = request;
+        let (session_id, now) = (session_id.as_str(), *now);
         let state = self
             .0
             .prepare_cached(
@@ -141,7 +104,8 @@ impl Tx<'_> {
     }
 
     /// Revokes one session and, when given, blocklists an access token's `jti`
-    /// until its `exp`. Returns whether the session was live until now.
+    /// until its `exp`, with their feed entries. Returns whether the session
+    /// was live until now.
     pub(crate) fn revoke_session(
         &self,
         session_id: &str,
@@ -156,17 +120,32 @@ impl Tx<'_> {
                  WHERE id = ?1 AND revoked_at IS NULL",
             )?
             .execute(params![session_id, now, reason])?;
+        if changed == 1 {
+            self.append_to_feed(Some(session_id), None, now)?;
+        }
         if let Some((jti, expires_at)) = blocklist {
             self.blocklist(jti, expires_at)?;
         }
         Ok(changed == 1)
     }
 
-    /// Blocklists an access token's `jti` until its `exp`.
+    /// Blocklists an access token's `jti` until its `exp`, with its feed entry.
     fn blocklist(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.0
+        let added = self
+            .0
             .prepare_cached("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")?
             .execute(params![jti, expires_at])?;
+        if added == 1 {
+            self.append_to_feed(None, Some(jti), expires_at)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a revoked session or a blocklisted token to the revocation feed.
+    fn append_to_feed(&self, session_id: Option<&str>, jti: Option<&str>, at: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO revocation_log (session_id, jti, at) VALUES (?1, ?2, ?3)")?
+            .execute(params![session_id, jti, at])?;
         Ok(())
     }
 
@@ -189,6 +168,9 @@ impl Tx<'_> {
             )?
             .query_map(params![user_id, now, reason, keep], |row| row.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
+        for id in &ids {
+            self.append_to_feed(Some(id), None, now)?;
+        }
         if let Some((jti, expires_at)) = blocklist {
             self.blocklist(jti, expires_at)?;
         }
@@ -204,17 +186,21 @@ impl Tx<'_> {
                  WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?3",
             )?
             .execute(params![session_id, user_id, now])?;
+        if changed == 1 {
+            self.append_to_feed(Some(session_id), None, now)?;
+        }
         Ok(changed == 1)
     }
 
     /// Replaces a live session's app data with `update`'s result for the current
-    /// data. `None` when the session is not live.
-    pub(crate) fn update_session_data<T>(
+    /// data. `None` when the session is not live, `Some(false)` when `update`
+    /// kept the data (gave `None`).
+    pub(crate) fn update_session_data(
         &self,
         id: &str,
         now: i64,
-        update: impl FnOnce(&str) -> (String, T),
-    ) -> Result<Option<T>, StoreError> {
+        update: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<Option<bool>, StoreError> {
         let current: Option<String> = self
             .0
             .prepare_cached("SELECT data FROM sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
@@ -223,13 +209,15 @@ impl Tx<'_> {
         let Some(current) = current else {
             return Ok(None);
         };
-        let (data, result) = update(&current);
+        let Some(data) = update(&current) else {
+            return Ok(Some(false));
+        };
         if data != current {
             self.0
                 .prepare_cached("UPDATE sessions SET data = ?2 WHERE id = ?1")?
                 .execute(params![id, data])?;
         }
-        Ok(Some(result))
+        Ok(Some(true))
     }
 }
 
@@ -269,20 +257,60 @@ impl Reader<'_> {
             .optional()?)
     }
 
-    /// Every blocklisted `jti` and revoked session still stored. Not filtered by
-    /// time: a wall clock stepped forward at launch must not make the process
-    /// forget a revocation that pruning has kept.
-    pub(crate) fn revocations(&self) -> Result<StoredRevocations, StoreError> {
-        let jtis = self
-            .0
+    /// Every blocklisted `jti` and revoked session still stored, and the
+    /// feed's last sequence number, in one read transaction (one snapshot):
+    /// following the feed from there misses nothing and repeats nothing. Not
+    /// filtered by time: a wall clock stepped forward at launch must not make
+    /// the process forget a revocation that pruning has kept.
+    pub(crate) fn revocations(&self) -> Result<RevocationSnapshot, StoreError> {
+        let snapshot = self.0.unchecked_transaction()?;
+        let cursor = snapshot.query_row("SELECT coalesce(max(seq), 0) FROM revocation_log", [], |row| row.get(0))?;
+        let mut revoked = snapshot
             .prepare("SELECT jti, expires_at FROM revoked_tokens")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map([], |row| {
+                Ok(Revoked::Token {
+                    jti: row.get(0)?,
+                    expires_at: row.get(1)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        let sessions = self
-            .0
+        let sessions = snapshot
             .prepare("SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map([], |row| {
+                Ok(Revoked::Session {
+                    id: row.get(0)?,
+                    revoked_at: row.get(1)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(StoredRevocations { jtis, sessions })
+        revoked.extend(sessions);
+        snapshot.finish()?;
+        Ok(RevocationSnapshot { revoked, cursor })
+    }
+
+    /// At most `limit` feed entries after `cursor`, in sequence order.
+    pub(crate) fn revocations_after(&self, cursor: i64, limit: u32) -> Result<FeedPage, StoreError> {
+        let mut last = cursor;
+        let entries = self
+            .0
+            .prepare_cached("SELECT seq, session_id, jti, at FROM revocation_log WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
+            .query_map(params![cursor, limit], |row| {
+                let seq: i64 = row.get(0)?;
+                let (session_id, jti): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
+                let at: i64 = row.get(3)?;
+                Ok((seq, session_id, jti, at))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|(seq, session_id, jti, at)| {
+                last = seq;
+                match (session_id, jti) {
+                    (Some(id), _) => Some(Revoked::Session { id, revoked_at: at }),
+                    (None, Some(jti)) => Some(Revoked::Token { jti, expires_at: at }),
+                    (None, None) => None,
+                }
+            })
+            .collect();
+        Ok(FeedPage { entries, cursor: last })
     }
 }

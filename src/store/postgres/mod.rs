@@ -1,0 +1,350 @@
+//! The PostgreSQL backend (cargo feature `postgres`): every SQL statement for
+//! PostgreSQL and every `tokio-postgres` call of the crate.
+//!
+//! Each operation is one transaction on a pooled connection
+//! (`deadpool-postgres`); a refresh locks its session's row (`FOR UPDATE`), so
+//! two refreshes of one session, on any instances, run one after the other.
+//!
+//! **The revocation feed.** A revocation takes its sequence numbers from the
+//! one row of `revocation_sequence`, which stays locked until it commits:
+//! numbers are handed out in commit order. It sends `NOTIFY` in the same
+//! transaction (delivered at commit). Each instance keeps one connection
+//! outside the pool that `LISTEN`s; a notification wakes the feed follower,
+//! which reads the log after its cursor. After every reconnect of that
+//! connection the follower reads too (a catch-up of what was missed while it
+//! was down), and it reads at least every [`FEED_POLL`] whatever happens.
+//!
+//! **Pruning.** One pass at a time over all instances: a pass holds a
+//! session-level advisory lock on a connection of its own; another instance's
+//! pass finds it taken and skips. Batches are `DELETE … WHERE key IN (SELECT
+//! … LIMIT n)`, each its own transaction.
+//!
+//! Connections are made without TLS: use a unix socket or a private network
+//! (see the README's "Moving to PostgreSQL").
+
+mod failures;
+mod migrate;
+mod prune;
+mod sessions;
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rocket::tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::config::redact_password;
+use crate::log_limit::LogLimit;
+use crate::rotation::{Decision, RefreshState};
+use crate::store::{
+    Attempt, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind, PruneTurn,
+    PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError, StoreFuture,
+    ThrottledUntil, FEED_POLL,
+};
+
+/// The channel revocations are announced on (the payload is the schema).
+const CHANNEL: &str = "rocket_sessions_revocations";
+/// Connections in the pool.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a pooled connection, or for a new one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first key of the crate's advisory locks (the second is the schema's
+/// hash): "rss" in ASCII.
+const ADVISORY_KEY: i32 = 0x0072_7373;
+/// The longest wait between two attempts to reconnect the listener.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Failures of the listening connection, logged at most once a minute.
+static LISTENER_FAILURES: LogLimit = LogLimit::new();
+
+/// Sessions kept in a PostgreSQL database.
+pub(crate) struct PostgresStore {
+    pool: Pool,
+    /// Woken by the listener: a notification came, or it reconnected.
+    wake: Arc<Notify>,
+    /// The task that keeps the listening connection; ended with the store.
+    listener: rocket::tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // The server's message only: its DETAIL can quote a row's values.
+        match error.as_db_error() {
+            Some(db) => {
+                let kind = if db.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION {
+                    ErrorKind::ReadOnly
+                } else {
+                    ErrorKind::Other
+                };
+                StoreError::new(kind, format!("postgres: {} ({})", db.message(), db.code().code()))
+            }
+            None => StoreError::other(format!("postgres: {error}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => StoreError::other(format!("postgres connection pool: {other}")),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url`, migrates, and starts listening for revocations.
+    /// Errors name the database (without its password) and say what to check.
+    pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let shown = redact_password(url);
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::other(format!("`{shown}` is not a PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::other(format!("cannot build a connection pool for `{shown}`: {e}")))?;
+        let cannot = |error: StoreError| {
+            StoreError::new(
+                error.kind(),
+                format!(
+                    "cannot use the PostgreSQL database `{shown}`: {error}; check that the server runs, \
+                     that the URL names it, and that its user may create tables there"
+                ),
+            )
+        };
+        {
+            let mut client = pool.get().await.map_err(|e| cannot(e.into()))?;
+            migrate::migrate(&mut client)
+                .await
+                .map_err(|error| match error.kind() {
+                    ErrorKind::Schema => error,
+                    _ => cannot(error),
+                })?;
+        }
+        let wake = Arc::new(Notify::new());
+        let listener = rocket::tokio::spawn(listen(config, Arc::downgrade(&wake)));
+        Ok(PostgresStore { pool, wake, listener })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// Keeps a connection that `LISTEN`s on [`CHANNEL`], reconnecting with a
+/// growing wait when it drops; wakes the feed after every notification and
+/// every (re)connect. Ends once the store is dropped.
+async fn listen(config: tokio_postgres::Config, wake: Weak<Notify>) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match listen_once(&config, &wake).await {
+            Ok(()) => return,
+            Err(error) => LISTENER_FAILURES.log(
+                log::Level::Warn,
+                format_args!(
+                    "the PostgreSQL connection that listens for revocations failed: {error}; reconnecting \
+                     (until then, revocations of other instances arrive within {} s)",
+                    FEED_POLL.as_secs()
+                ),
+            ),
+        }
+        rocket::tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+    }
+}
+
+/// One listening connection, until it fails (`Err`) or the store is gone
+/// (`Ok`).
+async fn listen_once(config: &tokio_postgres::Config, wake: &Weak<Notify>) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (messages, mut received) = rocket::tokio::sync::mpsc::unbounded_channel();
+    // The connection does its I/O only while polled: a task polls it and
+    // passes on what the server sends unasked.
+    let driver = rocket::tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if messages.send(Ok(())).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    let _ = messages.send(Err(error));
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    let listened = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    if let Err(error) = listened {
+        driver.abort();
+        return Err(error.into());
+    }
+    // Connected: whatever was missed while down is read now.
+    if let Some(wake) = wake.upgrade() {
+        wake.notify_one();
+    }
+    let outcome = loop {
+        match received.recv().await {
+            Some(Ok(())) => match wake.upgrade() {
+                Some(wake) => wake.notify_one(),
+                None => break Ok(()),
+            },
+            Some(Err(error)) => break Err(error.into()),
+            None => break Err(StoreError::other("the listening connection closed")),
+        }
+    };
+    driver.abort();
+    outcome
+}
+
+impl SessionStore for PostgresStore {
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::create(&client, &session).await
+        })
+    }
+
+    fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let outcome = sessions::refresh(&tx, &refresh).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let revoked = sessions::revoke(&tx, &revocation, now).await?;
+            tx.commit().await?;
+            Ok(revoked)
+        })
+    }
+
+    fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::active(&client, &user_id, now).await
+        })
+    }
+
+    fn session_data(&self, session_id: String, now: i64) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::data(&client, &session_id, now).await
+        })
+    }
+
+    fn update_session_data(&self, session_id: String, now: i64, update: DataUpdate) -> StoreFuture<'_, Option<bool>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let updated = sessions::update_data(&tx, &session_id, now, update).await?;
+            tx.commit().await?;
+            Ok(updated)
+        })
+    }
+
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<(), ThrottledUntil>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let counted = failures::count_attempt(&tx, &attempt).await?;
+            tx.commit().await?;
+            Ok(counted)
+        })
+    }
+
+    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            failures::credentials_passed(&tx, &passed).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn prune_batch(
+        &self,
+        kind: PruneKind,
+        cutoffs: PruneCutoffs,
+        _after: i64,
+        batch: u32,
+    ) -> StoreFuture<'_, PrunedBatch> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            prune::batch(&client, kind, cutoffs, batch).await
+        })
+    }
+
+    fn prune_turn(&self) -> StoreFuture<'_, Option<PruneTurn>> {
+        Box::pin(async move {
+            // A connection of its own, out of the pool: the lock lives as long
+            // as it, and is released by the server when the turn drops it.
+            let client = deadpool_postgres::Object::take(self.client().await?);
+            let taken: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+                    &[&ADVISORY_KEY],
+                )
+                .await?
+                .get(0);
+            Ok(taken.then(|| Box::new(client) as PruneTurn))
+        })
+    }
+
+    fn load_revocations(&self) -> StoreFuture<'_, RevocationSnapshot> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let snapshot = sessions::revocations(&tx).await?;
+            tx.commit().await?;
+            Ok(snapshot)
+        })
+    }
+
+    fn revocations_after(&self, cursor: i64, limit: u32) -> StoreFuture<'_, FeedPage> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::revocations_after(&client, cursor, limit).await
+        })
+    }
+
+    fn wait_for_revocations(&self, at_most: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = rocket::tokio::time::timeout(at_most, self.wake.notified()).await;
+            Ok(())
+        })
+    }
+}

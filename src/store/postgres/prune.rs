@@ -1,0 +1,57 @@
+//! Prune batches: `DELETE … WHERE key IN (SELECT … LIMIT n)`, each its own
+//! transaction, found through the expiry indexes.
+
+use deadpool_postgres::Object;
+
+use crate::store::{PruneCutoffs, PruneKind, PrunedBatch, StoreError};
+
+/// Deletes at most `batch` rows of `kind` that nothing needs any more.
+pub(super) async fn batch(
+    client: &Object,
+    kind: PruneKind,
+    cutoffs: PruneCutoffs,
+    batch: u32,
+) -> Result<PrunedBatch, StoreError> {
+    // $1 and $2 the cut-offs ($2 is used by two kinds only), $3 the batch.
+    let (delete, first, second) = match kind {
+        PruneKind::Sessions => (
+            "DELETE FROM sessions WHERE id IN
+                 (SELECT id FROM sessions WHERE expires_at <= $1 OR revoked_at <= $2 LIMIT $3)",
+            cutoffs.expired_at_or_before,
+            cutoffs.revoked_at_or_before,
+        ),
+        PruneKind::Blocklist => (
+            "DELETE FROM revoked_tokens WHERE jti IN
+                 (SELECT jti FROM revoked_tokens WHERE expires_at <= $1 AND $2::bigint IS NOT NULL LIMIT $3)",
+            cutoffs.blocklist_expired_at_or_before,
+            0,
+        ),
+        // A session's entry goes with its session's row.
+        PruneKind::RevocationFeed => (
+            "DELETE FROM revocation_log WHERE seq IN
+                 (SELECT seq FROM revocation_log
+                  WHERE at <= $1 AND (jti IS NOT NULL OR at <= $2) LIMIT $3)",
+            cutoffs.blocklist_expired_at_or_before,
+            cutoffs.revoked_at_or_before,
+        ),
+        PruneKind::FailureCounters => (
+            "DELETE FROM auth_failures WHERE scope IN
+                 (SELECT scope FROM auth_failures WHERE window_start <= $1 AND $2::bigint IS NOT NULL LIMIT $3)",
+            cutoffs.window_started_at_or_before,
+            0,
+        ),
+        PruneKind::KnownNetworks => (
+            "DELETE FROM auth_known_networks WHERE scope IN
+                 (SELECT scope FROM auth_known_networks WHERE last_success <= $1 AND $2::bigint IS NOT NULL LIMIT $3)",
+            cutoffs.known_network_used_at_or_before,
+            0,
+        ),
+    };
+    let statement = client.prepare_cached(delete).await?;
+    let limit = i64::from(batch);
+    let deleted = client.execute(&statement, &[&first, &second, &limit]).await?;
+    Ok(PrunedBatch {
+        deleted: deleted as usize,
+        resume_after: (deleted >= batch as u64).then_some(0),
+    })
+}

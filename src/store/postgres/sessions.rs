@@ -1,0 +1,355 @@
+//! Sessions, their refresh state, revocations and the revocation feed.
+
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::Row;
+
+use super::CHANNEL;
+use crate::rotation::{self, Decision, RefreshState};
+use crate::store::{
+    DataUpdate, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord,
+    StoreError,
+};
+
+/// Inserts a session with its first refresh token's hash.
+pub(super) async fn create(client: &Object, session: &NewSession) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
+                                   absolute_expires_at, ip, user_agent, claims, refresh_hash)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &session.id,
+                &session.user_id,
+                &session.now,
+                &session.expires_at,
+                &session.absolute_expires_at,
+                &session.client.ip,
+                &session.client.user_agent,
+                &session.claims_json,
+                &session.refresh_hash.as_slice(),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A 32-byte hash column.
+fn hash(row: &Row, column: usize) -> Option<[u8; 32]> {
+    row.get::<_, Option<Vec<u8>>>(column)
+        .and_then(|bytes| bytes.try_into().ok())
+}
+
+/// Locks the session's row, decides what the presented token does to it and
+/// applies that.
+pub(super) async fn refresh(
+    tx: &Transaction<'_>,
+    request: &RefreshRequest,
+) -> Result<Option<(RefreshState, Decision)>, StoreError> {
+    let (session_id, now) = (request.session_id.as_str(), request.now);
+    let select = tx
+        .prepare_cached(
+            "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
+                    refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims
+             FROM sessions WHERE id = $1 FOR UPDATE",
+        )
+        .await?;
+    let Some(row) = tx.query_opt(&select, &[&session_id]).await? else {
+        return Ok(None);
+    };
+    let state = RefreshState {
+        user_id: row.get(0),
+        created_at: row.get(1),
+        expires_at: row.get(2),
+        absolute_expires_at: row.get(3),
+        revoked: row.get(4),
+        generation: row.get(5),
+        current_hash: hash(&row, 6),
+        previous_hash: hash(&row, 7),
+        rotated_at: row.get(8),
+        claims_json: row.get(9),
+    };
+    let decision = rotation::decide(&request.presented, &state, now, &request.policy);
+    match decision {
+        Decision::Refuse(_) | Decision::Replay { .. } => {}
+        Decision::Revoke => {
+            revoke_session(tx, session_id, now, "refresh token reuse", None).await?;
+        }
+        Decision::Rotate { expires_at } => {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE sessions
+                     SET refresh_generation = $2, refresh_hash = $3, previous_refresh_hash = $4,
+                         refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
+                         ip = coalesce($7, ip), user_agent = coalesce($8, user_agent)
+                     WHERE id = $1",
+                )
+                .await?;
+            tx.execute(
+                &update,
+                &[
+                    &session_id,
+                    &(state.generation + 1),
+                    &request.presented.successor_hashes[0].as_slice(),
+                    &request.presented.hash.as_slice(),
+                    &now,
+                    &expires_at,
+                    &request.client.ip,
+                    &request.client.user_agent,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(Some((state, decision)))
+}
+
+/// Makes `revocation` with its feed entries; gives the sessions that were
+/// live until now.
+pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i64) -> Result<Vec<String>, StoreError> {
+    match revocation {
+        Revocation::Session {
+            session_id,
+            reason,
+            blocklist,
+        } => {
+            let live = revoke_session(tx, session_id, now, reason, blocklist.as_ref()).await?;
+            Ok(if live { vec![session_id.clone()] } else { Vec::new() })
+        }
+        Revocation::UserSessions {
+            user_id,
+            keep,
+            reason,
+            blocklist,
+        } => {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+                     WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4
+                     RETURNING id",
+                )
+                .await?;
+            let ids: Vec<String> = tx
+                .query(&statement, &[user_id, &now, reason, keep])
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let mut entries: Vec<Revoked> = ids
+                .iter()
+                .map(|id| Revoked::Session {
+                    id: id.clone(),
+                    revoked_at: now,
+                })
+                .collect();
+            if let Some((jti, expires_at)) = blocklist {
+                entries.extend(blocklist_token(tx, jti, *expires_at).await?);
+            }
+            append_to_feed(tx, &entries).await?;
+            Ok(ids)
+        }
+        Revocation::OwnSession { user_id, session_id } => {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE sessions SET revoked_at = $3, revoked_reason = 'revoked by user'
+                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+                )
+                .await?;
+            let live = tx.execute(&statement, &[session_id, user_id, &now]).await? == 1;
+            if live {
+                append_to_feed(
+                    tx,
+                    &[Revoked::Session {
+                        id: session_id.clone(),
+                        revoked_at: now,
+                    }],
+                )
+                .await?;
+            }
+            Ok(if live { vec![session_id.clone()] } else { Vec::new() })
+        }
+    }
+}
+
+/// Revokes one session and blocklists `blocklist` when given, with their
+/// feed entries; whether the session was live until now.
+async fn revoke_session(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    now: i64,
+    reason: &str,
+    blocklist: Option<&(String, i64)>,
+) -> Result<bool, StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .await?;
+    let live = tx.execute(&statement, &[&session_id, &now, &reason]).await? == 1;
+    let mut entries = Vec::new();
+    if live {
+        entries.push(Revoked::Session {
+            id: session_id.to_string(),
+            revoked_at: now,
+        });
+    }
+    if let Some((jti, expires_at)) = blocklist {
+        entries.extend(blocklist_token(tx, jti, *expires_at).await?);
+    }
+    append_to_feed(tx, &entries).await?;
+    Ok(live)
+}
+
+/// Blocklists an access token until its `exp`; its feed entry when it was not
+/// blocklisted yet.
+async fn blocklist_token(tx: &Transaction<'_>, jti: &str, expires_at: i64) -> Result<Option<Revoked>, StoreError> {
+    let statement = tx
+        .prepare_cached("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+        .await?;
+    let added = tx.execute(&statement, &[&jti, &expires_at]).await? == 1;
+    Ok(added.then(|| Revoked::Token {
+        jti: jti.to_string(),
+        expires_at,
+    }))
+}
+
+/// Appends `entries` to the feed with the next sequence numbers and announces
+/// them at commit. Taking the numbers locks the sequence row until then: the
+/// numbers follow commit order.
+async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let take = tx
+        .prepare_cached("UPDATE revocation_sequence SET last = last + $1 RETURNING last")
+        .await?;
+    let count = entries.len() as i64;
+    let last: i64 = tx.query_one(&take, &[&count]).await?.get(0);
+    let insert = tx
+        .prepare_cached("INSERT INTO revocation_log (seq, session_id, jti, at) VALUES ($1, $2, $3, $4)")
+        .await?;
+    for (seq, entry) in (last - count + 1..).zip(entries) {
+        let (session_id, jti, at) = match entry {
+            Revoked::Session { id, revoked_at } => (Some(id.as_str()), None, *revoked_at),
+            Revoked::Token { jti, expires_at } => (None, Some(jti.as_str()), *expires_at),
+        };
+        tx.execute(&insert, &[&seq, &session_id, &jti, &at]).await?;
+    }
+    let notify = tx.prepare_cached("SELECT pg_notify($1, current_schema())").await?;
+    tx.execute(&notify, &[&CHANNEL]).await?;
+    Ok(())
+}
+
+/// The active sessions of `user_id`, most recently used first.
+pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
+             FROM sessions
+             WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL
+             ORDER BY last_seen_at DESC, created_at DESC",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&user_id, &now])
+        .await?
+        .iter()
+        .map(|row| SessionRecord {
+            id: row.get(0),
+            created_at: row.get(1),
+            last_seen_at: row.get(2),
+            expires_at: row.get(3),
+            ip: row.get(4),
+            user_agent: row.get(5),
+        })
+        .collect())
+}
+
+/// The app data of a live session.
+pub(super) async fn data(client: &Object, session_id: &str, now: i64) -> Result<Option<String>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&session_id, &now])
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// Replaces a live session's data with `update`'s result, the row locked.
+pub(super) async fn update_data(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    now: i64,
+    update: DataUpdate,
+) -> Result<Option<bool>, StoreError> {
+    let select = tx
+        .prepare_cached("SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 FOR UPDATE")
+        .await?;
+    let Some(row) = tx.query_opt(&select, &[&session_id, &now]).await? else {
+        return Ok(None);
+    };
+    let current: String = row.get(0);
+    let Some(data) = update(&current) else {
+        return Ok(Some(false));
+    };
+    if data != current {
+        let write = tx.prepare_cached("UPDATE sessions SET data = $2 WHERE id = $1").await?;
+        tx.execute(&write, &[&session_id, &data]).await?;
+    }
+    Ok(Some(true))
+}
+
+/// Everything revoked and the feed's last number, in the transaction's one
+/// snapshot (REPEATABLE READ).
+pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapshot, StoreError> {
+    // The sequence row, not max(seq): entries can all be pruned.
+    let cursor: i64 = tx.query_one("SELECT last FROM revocation_sequence", &[]).await?.get(0);
+    let mut revoked: Vec<Revoked> = tx
+        .query("SELECT jti, expires_at FROM revoked_tokens", &[])
+        .await?
+        .iter()
+        .map(|row| Revoked::Token {
+            jti: row.get(0),
+            expires_at: row.get(1),
+        })
+        .collect();
+    revoked.extend(
+        tx.query("SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL", &[])
+            .await?
+            .iter()
+            .map(|row| Revoked::Session {
+                id: row.get(0),
+                revoked_at: row.get(1),
+            }),
+    );
+    Ok(RevocationSnapshot { revoked, cursor })
+}
+
+/// At most `limit` feed entries after `cursor`, in sequence order.
+pub(super) async fn revocations_after(client: &Object, cursor: i64, limit: u32) -> Result<FeedPage, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT seq, session_id, jti, at FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .await?;
+    let rows = client.query(&statement, &[&cursor, &i64::from(limit)]).await?;
+    let mut page = FeedPage {
+        entries: Vec::with_capacity(rows.len()),
+        cursor,
+    };
+    for row in rows {
+        page.cursor = row.get(0);
+        let (session_id, jti): (Option<String>, Option<String>) = (row.get(1), row.get(2));
+        let at: i64 = row.get(3);
+        match (session_id, jti) {
+            (Some(id), _) => page.entries.push(Revoked::Session { id, revoked_at: at }),
+            (None, Some(jti)) => page.entries.push(Revoked::Token { jti, expires_at: at }),
+            (None, None) => {}
+        }
+    }
+    Ok(page)
+}

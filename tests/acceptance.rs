@@ -1,0 +1,375 @@
+//! One acceptance suite, run on every backend: SQLite, and PostgreSQL when a
+//! server is configured (CI starts one; elsewhere those tests skip with a
+//! message). It ends with the tests of two instances on one database: two
+//! processes on one SQLite file, two app servers on one PostgreSQL database.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::backend::Backend;
+use common::{assert_invalid_token, tokens_of, App, Tokens};
+use rocket::http::{ContentType, Status};
+use rocket_sqlite_sessions::testing::TestHarness;
+use serde_json::{json, Value};
+
+/// What the acceptance tests allow a revocation to take to reach another
+/// instance.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// An app on `backend`, on `harness`'s clock (and file, for SQLite).
+async fn instance(backend: &Backend, harness: &Arc<TestHarness>) -> App {
+    App::start_with(harness.clone(), |figment| backend.configure(figment)).await
+}
+
+/// How long `app` took to refuse `access`, polled every 10 ms; `None` when it
+/// still accepted it after `PROPAGATION`.
+async fn refused_within(app: &App, access: &str) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        match app.whoami_status(access).await {
+            Status::Unauthorized => return Some(started.elapsed()),
+            Status::Ok if started.elapsed() < PROPAGATION => {
+                rocket::tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Status::Ok => return None,
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+async fn try_login(app: &App, username: &str, password: &str) -> Status {
+    app.client
+        .post(format!("/try-login/{username}/{password}"))
+        .dispatch()
+        .await
+        .status()
+}
+
+macro_rules! acceptance_suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            /// One app on a fresh database of this backend; `None`: skipped.
+            async fn start() -> Option<(Backend, App)> {
+                let backend = Backend::$backend().await?;
+                let app = instance(&backend, &Arc::new(TestHarness::new())).await;
+                Some((backend, app))
+            }
+
+            #[rocket::async_test]
+            async fn a_session_logs_in_refreshes_and_logs_out() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                assert_eq!(app.whoami_status(&first.access).await, Status::Ok);
+                let second = app.rotate(&first.refresh).await;
+                assert_eq!(app.whoami_status(&second.access).await, Status::Ok);
+                assert_eq!(
+                    app.post_bearer("/auth/logout", &second.access).await,
+                    Status::NoContent
+                );
+                assert_invalid_token(app.whoami(&second.access).await).await;
+                assert_invalid_token(app.whoami(&first.access).await).await;
+                assert_invalid_token(app.refresh(&second.refresh).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn a_rotated_token_presented_after_the_grace_window_revokes_its_session() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let second = app.rotate(&first.refresh).await;
+                app.harness.clock().advance(11);
+                assert_invalid_token(app.refresh(&first.refresh).await).await;
+                assert_invalid_token(app.refresh(&second.refresh).await).await;
+                assert_invalid_token(app.whoami(&second.access).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn replays_within_the_grace_window_get_the_same_successor() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let one = app.rotate(&first.refresh).await;
+                let two = app.rotate(&first.refresh).await;
+                assert_eq!(one.refresh, two.refresh, "one successor, never a second branch");
+                let third = app.rotate(&two.refresh).await;
+                assert_eq!(app.whoami_status(&third.access).await, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            async fn logout_all_ends_every_session_of_the_user_only() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let (phone, laptop, bob) = (
+                    app.login("alice").await,
+                    app.login("alice").await,
+                    app.login("bob").await,
+                );
+                assert_eq!(
+                    app.post_bearer("/auth/logout-all", &phone.access).await,
+                    Status::NoContent
+                );
+                for tokens in [&phone, &laptop] {
+                    assert_invalid_token(app.whoami(&tokens.access).await).await;
+                    assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+                }
+                assert_eq!(app.whoami_status(&bob.access).await, Status::Ok);
+                assert_eq!(app.refresh_status(&bob.refresh).await, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            async fn a_user_lists_and_revokes_only_their_own_sessions() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let (phone, laptop, bob) = (
+                    app.login("alice").await,
+                    app.login("alice").await,
+                    app.login("bob").await,
+                );
+                let listed = app.sessions(&phone.access).await;
+                assert_eq!(listed.len(), 2);
+                assert_eq!(listed.iter().filter(|s| s["current"] == true).count(), 1);
+                let bobs = app.sessions(&bob.access).await[0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let delete = |id: String, access: String| {
+                    let client = &app.client;
+                    async move {
+                        client
+                            .delete(format!("/auth/sessions/{id}"))
+                            .header(common::bearer(&access))
+                            .dispatch()
+                            .await
+                            .status()
+                    }
+                };
+                assert_eq!(delete(bobs, phone.access.clone()).await, Status::NotFound);
+                assert_eq!(app.whoami_status(&bob.access).await, Status::Ok);
+                let laptops = common::session_id_of(&laptop.access);
+                assert_eq!(delete(laptops, phone.access.clone()).await, Status::NoContent);
+                assert_invalid_token(app.whoami(&laptop.access).await).await;
+                assert_eq!(app.sessions(&phone.access).await.len(), 1);
+            }
+
+            #[rocket::async_test]
+            async fn session_data_is_kept_and_ends_with_its_session() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let tokens = app.login("alice").await;
+                let set = app
+                    .client
+                    .post("/data/cart")
+                    .header(common::bearer(&tokens.access))
+                    .header(ContentType::JSON)
+                    .body(json!(["apple", "pear"]).to_string())
+                    .dispatch()
+                    .await;
+                assert_eq!(set.status(), Status::Ok);
+                let get = app
+                    .client
+                    .get("/data/cart")
+                    .header(common::bearer(&tokens.access))
+                    .dispatch()
+                    .await;
+                assert_eq!(get.into_json::<Value>().await, Some(json!(["apple", "pear"])));
+                let renewed = app.rotate(&tokens.refresh).await;
+                let get = app
+                    .client
+                    .get("/data/cart")
+                    .header(common::bearer(&renewed.access))
+                    .dispatch()
+                    .await;
+                assert_eq!(
+                    get.into_json::<Value>().await,
+                    Some(json!(["apple", "pear"])),
+                    "kept across refreshes"
+                );
+                app.manager().logout_all("alice").await.unwrap();
+                let set = app
+                    .client
+                    .post("/data/cart")
+                    .header(common::bearer(&renewed.access))
+                    .header(ContentType::JSON)
+                    .body("[]")
+                    .dispatch()
+                    .await;
+                assert_eq!(set.status(), Status::Unauthorized);
+            }
+
+            #[rocket::async_test]
+            async fn a_session_past_its_idle_timeout_cannot_refresh() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let tokens = app.login("alice").await;
+                app.harness.clock().advance(604_800);
+                assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn wrong_passwords_are_throttled_for_that_username_until_the_window_passes() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                assert_eq!(try_login(&app, "alice", "right").await, Status::Ok);
+                for _ in 0..10 {
+                    assert_eq!(try_login(&app, "alice", "wrong").await, Status::Unauthorized);
+                }
+                assert_eq!(try_login(&app, "alice", "right").await, Status::TooManyRequests);
+                assert_eq!(
+                    try_login(&app, "bob", "right").await,
+                    Status::Ok,
+                    "another username is not throttled"
+                );
+                app.harness.clock().advance(15 * 60 + 1);
+                assert_eq!(
+                    try_login(&app, "alice", "right").await,
+                    Status::Ok,
+                    "the window has passed"
+                );
+            }
+
+            #[rocket::async_test]
+            async fn pruning_deletes_what_no_token_needs_and_keeps_the_rest() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let (gone, live) = (app.login("alice").await, app.login("bob").await);
+                assert_eq!(
+                    app.post_bearer("/auth/logout", &gone.access).await,
+                    Status::NoContent
+                );
+                let report = app.manager().prune_now().await.unwrap();
+                assert_eq!(
+                    (report.sessions, report.revoked_tokens, report.feed_entries),
+                    (0, 0, 0)
+                );
+                assert!(report.completed);
+                app.harness.clock().advance(901);
+                let report = app.manager().prune_now().await.unwrap();
+                assert_eq!(
+                    (report.sessions, report.revoked_tokens, report.feed_entries),
+                    (1, 1, 2)
+                );
+                assert_eq!(
+                    app.whoami_status(&live.access).await,
+                    Status::Unauthorized,
+                    "expired"
+                );
+                assert_eq!(
+                    app.refresh_status(&live.refresh).await,
+                    Status::Ok,
+                    "bob's session is kept"
+                );
+                assert_invalid_token(app.refresh(&gone.refresh).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn revocations_survive_a_restart() {
+                let Some((backend, app)) = start().await else {
+                    return;
+                };
+                let tokens = app.login("alice").await;
+                assert_eq!(
+                    app.post_bearer("/auth/logout", &tokens.access).await,
+                    Status::NoContent
+                );
+                let harness = app.stop().await;
+                let app = instance(&backend, &harness).await;
+                assert_invalid_token(app.whoami(&tokens.access).await).await;
+                assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+            }
+
+            // Two instances on one database.
+
+            /// Two apps on one fresh database of this backend.
+            async fn two() -> Option<(App, App)> {
+                let backend = Backend::$backend().await?;
+                let harness = Arc::new(TestHarness::new());
+                let a = instance(&backend, &harness).await;
+                let b = instance(&backend, &harness).await;
+                Some((a, b))
+            }
+
+            #[rocket::async_test]
+            async fn a_logout_on_one_instance_is_refused_by_the_other_within_a_second() {
+                let Some((a, b)) = two().await else { return };
+                let tokens = a.login("alice").await;
+                assert_eq!(b.whoami_status(&tokens.access).await, Status::Ok);
+                assert_eq!(
+                    a.post_bearer("/auth/logout", &tokens.access).await,
+                    Status::NoContent
+                );
+                let took = refused_within(&b, &tokens.access).await;
+                assert!(
+                    took.is_some(),
+                    "B still accepted the token 1 s after the logout on A"
+                );
+                assert_invalid_token(b.refresh(&tokens.refresh).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn logout_all_on_one_instance_ends_sessions_used_on_the_other() {
+                let Some((a, b)) = two().await else { return };
+                let (phone, laptop) = (b.login("alice").await, b.login("alice").await);
+                let laptop = b.rotate(&laptop.refresh).await;
+                assert_eq!(b.whoami_status(&phone.access).await, Status::Ok);
+                let other = a.login("alice").await;
+                assert_eq!(
+                    a.post_bearer("/auth/logout-all", &other.access).await,
+                    Status::NoContent
+                );
+                for tokens in [&phone, &laptop] {
+                    assert!(
+                        refused_within(&b, &tokens.access).await.is_some(),
+                        "B still accepts a session"
+                    );
+                    assert_invalid_token(b.refresh(&tokens.refresh).await).await;
+                }
+            }
+
+            #[rocket::async_test]
+            async fn refreshes_of_one_token_racing_on_two_instances_rotate_once() {
+                let Some((a, b)) = two().await else { return };
+                for round in 0..10 {
+                    let tokens = a.login(&format!("user{round}")).await;
+                    let (on_a, on_b) = rocket::tokio::join!(a.refresh(&tokens.refresh), b.refresh(&tokens.refresh));
+                    let (status_a, status_b) = (on_a.status(), on_b.status());
+                    assert_eq!(
+                        (status_a, status_b),
+                        (Status::Ok, Status::Ok),
+                        "a replay within the grace window"
+                    );
+                    let (on_a, on_b): (Tokens, Tokens) = (tokens_of(on_a).await, tokens_of(on_b).await);
+                    assert_eq!(on_a.refresh, on_b.refresh, "one successor for both: one rotation");
+                    let next = b.rotate(&on_a.refresh).await;
+                    assert_eq!(a.whoami_status(&next.access).await, Status::Ok);
+                }
+            }
+
+            #[rocket::async_test]
+            async fn reuse_detected_on_one_instance_is_refused_by_the_other() {
+                let Some((a, b)) = two().await else { return };
+                let first = a.login("alice").await;
+                let second = b.rotate(&first.refresh).await;
+                a.harness.clock().advance(11);
+                assert_invalid_token(a.refresh(&first.refresh).await).await;
+                assert!(refused_within(&b, &second.access).await.is_some());
+            }
+        }
+    };
+}
+
+acceptance_suite!(sqlite);
+acceptance_suite!(postgres);

@@ -1,0 +1,58 @@
+//! The backends the acceptance suite runs on: SQLite always, PostgreSQL when
+//! `ROCKET_SESSIONS_TEST_POSTGRES` names a server (CI starts one).
+
+use rocket::figment::Figment;
+
+/// The variable naming the PostgreSQL database the tests may create schemas
+/// in, as a URL: `postgresql://postgres@localhost/postgres?host=/tmp/pg`.
+pub const POSTGRES_VARIABLE: &str = "ROCKET_SESSIONS_TEST_POSTGRES";
+
+/// Where one test keeps its sessions.
+pub enum Backend {
+    /// The harness's SQLite file.
+    Sqlite,
+    /// A fresh schema of its own in the PostgreSQL database.
+    Postgres { url: String },
+}
+
+impl Backend {
+    pub async fn sqlite() -> Option<Backend> {
+        Some(Backend::Sqlite)
+    }
+
+    /// A fresh schema; `None` (the test skips) when no server is configured,
+    /// except in CI, where that is a failure.
+    pub async fn postgres() -> Option<Backend> {
+        let Ok(base) = std::env::var(POSTGRES_VARIABLE) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL tests: set {POSTGRES_VARIABLE} (see .ci/run)"
+            );
+            eprintln!("skipped: set {POSTGRES_VARIABLE}=postgresql://… to run the PostgreSQL tests");
+            return None;
+        };
+        let schema = format!("test_{:016x}", rand::random::<u64>());
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_VARIABLE}: {e}"));
+        let driver = rocket::tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("a fresh schema");
+        drop(client);
+        let _ = driver.await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(Backend::Postgres {
+            url: format!("{base}{separator}options=-csearch_path%3D{schema}"),
+        })
+    }
+
+    /// `figment` pointed at this backend.
+    pub fn configure(&self, figment: Figment) -> Figment {
+        match self {
+            Backend::Sqlite => figment,
+            Backend::Postgres { url } => figment.merge(("sessions.database", url.as_str())),
+        }
+    }
+}
