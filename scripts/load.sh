@@ -50,61 +50,8 @@ trap cleanup EXIT
 secret=$(head -c 32 /dev/urandom | base64)
 base="http://127.0.0.1:$PORT"
 
-# Starts the demo on database $1 (log in $work/demo.log); sets $server and
-# $startup_ms, the time from exec to the first answer of /health.
-start_demo() {
-    local started now
-    started=$(date +%s%N)
-    ROCKET_PROFILE=release ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$PORT ROCKET_LOG_LEVEL=critical \
-        ROCKET_SECRET_KEY="$secret" ROCKET_SESSIONS="{database=\"$1\",secret=\"$secret\"}" \
-        "$demo" >>"$work/demo.log" 2>&1 &
-    server=$!
-    until curl -sf -o /dev/null "$base/health"; do
-        kill -0 "$server" 2>/dev/null || { echo "the demo exited; its log:" >&2; cat "$work/demo.log" >&2; exit 1; }
-        sleep 0.005
-    done
-    now=$(date +%s%N)
-    startup_ms=$(((now - started) / 1000000))
-}
-
-stop_demo() {
-    kill "$server"
-    wait "$server" 2>/dev/null || true
-    server=
-}
-
-# CPU time the demo has used, in clock ticks (user + system).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
-# The demo's CPU time per request, in µs: ticks used, requests answered.
-cpu_per_request() { awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
-# The number of requests in wrk's output.
-requests_of() { awk '/ requests in / {print $1}'; }
-
-# RSS and peak RSS of the demo, in MiB.
-rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
-peak_rss() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
-
-# Reads wrk's output; prints "requests/s p99_ms non2xx".
-summarise() {
-    awk '
-        /^Requests\/sec:/ { rps = $2 }
-        /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
-        /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %d\n", rps, p99, bad }'
-}
-
-# Runs wrk with the given extra arguments; prints its full output to stderr and
-# its summary to stdout, with the demo's CPU ticks and the requests answered.
-run_wrk() {
-    local out before
-    before=$(cpu_ticks)
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
-    echo "$out" >&2
-    echo "$(summarise <<<"$out") $(($(cpu_ticks) - before)) $(requests_of <<<"$out")"
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+# start_demo, stop_demo, run_wrk, summarise, ratio…
+source scripts/common.sh
 
 # ---- start-up: empty database vs 1,000,000 rows (100,000 revocations to load) --------------------------------
 echo "== start-up on an empty database" >&2
@@ -159,54 +106,6 @@ health=$(median "${health_runs[@]}")
 me=$(median "${me_runs[@]}")
 
 echo "== POST /auth/refresh for ${REFRESH_DURATION}s, sessions refreshed again and again" >&2
-cat >"$work/refresh.lua" <<EOF
--- Each thread takes every n-th session of the pool and keeps a queue of their
--- current refresh tokens: a request takes the oldest, its answer queues the
--- successor. Every token is presented once.
-local threads = {}
-local counter = 0
-function setup(thread)
-    counter = counter + 1
-    thread:set("id", counter)
-    thread:set("of", $THREADS)
-    table.insert(threads, thread)
-end
-function init(args)
-    queue, head, tail, server_errors, refused, answered = {}, 1, 0, 0, 0, 0
-    local n = 0
-    for line in io.lines("$work/refresh_tokens") do
-        n = n + 1
-        if n % of == id - 1 then tail = tail + 1; queue[tail] = line end
-    end
-end
-function request()
-    local token = queue[head]
-    if token == nil then token = "the-pool-of-sessions-ran-out" else queue[head] = nil; head = head + 1 end
-    return wrk.format("POST", "/auth/refresh", { ["Content-Type"] = "application/json" },
-        '{"refresh_token":"' .. token .. '"}')
-end
-function response(status, headers, body)
-    if status >= 500 then server_errors = server_errors + 1 end
-    if status == 401 then refused = refused + 1 end
-    -- A plain search and a fixed-length cut (tokens are 96 characters): wrk
-    -- shares the two cores with the server, so its own work must stay small.
-    local at = body:find('"refresh_token":"', 1, true)
-    if at then
-        answered = answered + 1
-        tail = tail + 1
-        queue[tail] = body:sub(at + 17, at + 112)
-    end
-end
-function done(summary, latency, requests)
-    local errors, unauthorized, rotations = 0, 0, 0
-    for _, thread in ipairs(threads) do
-        errors = errors + thread:get("server_errors")
-        unauthorized = unauthorized + thread:get("refused")
-        rotations = rotations + thread:get("answered")
-    end
-    io.write(string.format("5xx: %d, 401: %d, rotations: %d\n", errors, unauthorized, rotations))
-end
-EOF
 wal_samples="$work/wal_samples"
 : >"$wal_samples"
 (
@@ -217,7 +116,8 @@ wal_samples="$work/wal_samples"
 ) &
 sampler=$!
 refresh_ticks=$(cpu_ticks)
-refresh_out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${REFRESH_DURATION}s" --latency -s "$work/refresh.lua" "$base/auth/refresh")
+refresh_out=$(THREADS=$THREADS REFRESH_TOKENS="$work/refresh_tokens" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${REFRESH_DURATION}s" --latency -s scripts/refresh.lua "$base/auth/refresh")
 refresh_ticks=$(($(cpu_ticks) - refresh_ticks))
 kill "$sampler"
 wait "$sampler" 2>/dev/null || true

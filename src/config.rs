@@ -313,7 +313,7 @@ impl std::fmt::Display for Database {
 }
 
 /// `url` with the password of its user part, if any, replaced by `***`.
-#[cfg(feature = "postgres")]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -627,6 +627,20 @@ fn validate_cron(schedule: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_password("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_password("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(
+            redact_password("postgres:///db?host=/run/pg&password=pw&user=u"),
+            "postgres:///db?host=/run/pg&password=***&user=u"
+        );
+        assert_eq!(redact_password("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+    }
 
     fn valid() -> SessionsConfig {
         SessionsConfig {

@@ -15,8 +15,9 @@ use crate::prune;
 
 /// The fairing returned by [`Sessions::fairing()`].
 ///
-/// At ignite it reads and validates `[sessions]`, opens and migrates the SQLite
-/// file, loads what is revoked into memory and manages a [`Sessions`]; launch
+/// At ignite it reads and validates `[sessions]`, opens and migrates the
+/// database (the SQLite file, or PostgreSQL), loads what is revoked into memory,
+/// starts following the revocation feed and manages a [`Sessions`]; launch
 /// fails with a message naming the offending key when anything is wrong. Unless
 /// `auto_prune = false`, it starts the pruning job on `prune_schedule`, and stops
 /// it at shutdown after the batch in progress. On each

@@ -60,7 +60,7 @@
 //!
 //! | item | what it is |
 //! |---|---|
-//! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the SQLite file, loads revocations, schedules pruning |
+//! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
 //! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`prune_now`](Sessions::prune_now) |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
@@ -117,9 +117,20 @@
 //! and pruning trusts no forward step of the wall clock.
 //!
 //! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
-//! `revoked_tokens`, `auth_failures`, `auth_failure_scopes`,
+//! `revoked_tokens`, `revocation_log`, `auth_failures`, `auth_failure_scopes`,
 //! `auth_known_networks` and `auth_known_network_count`; an app may keep its
 //! own tables in the same file.
+//!
+//! # More than one process, and PostgreSQL
+//!
+//! Every revocation is also appended, in its transaction, to a feed with
+//! sequence numbers in commit order, and every process follows the feed into
+//! its memory: processes sharing one SQLite file (or instances sharing one
+//! PostgreSQL database) refuse what any of them revoked within a second
+//! (SQLite: about 0.1 s, polling `PRAGMA data_version`; PostgreSQL:
+//! `LISTEN`/`NOTIFY`). With the `postgres` cargo feature, `database =
+//! "postgres://…"` keeps the sessions in PostgreSQL instead, with the same API;
+//! the README's "Moving to PostgreSQL" gives its limits (no TLS yet).
 //!
 //! [Rocket]: https://rocket.rs
 

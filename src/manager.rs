@@ -23,8 +23,9 @@ use crate::token::{
 /// Session management for one Rocket app: managed state put in place by
 /// [`Sessions::fairing()`], reachable from handlers as `&State<Sessions>`.
 ///
-/// Every method that touches SQLite runs it on Tokio's blocking pool; checking an
-/// access token ([`AuthUser`]) never touches SQLite at all.
+/// Every method that touches SQLite runs it on Tokio's blocking pool (PostgreSQL
+/// is asynchronous); checking an access token ([`AuthUser`]) never touches the
+/// store at all.
 #[derive(Clone)]
 pub struct Sessions {
     pub(crate) inner: Arc<Inner>,

@@ -81,15 +81,30 @@ impl Sessions {
         let batch = settings.prune_batch;
         let mut report = PruneReport::default();
 
-        let Some(_turn) = self.inner.store.prune_turn().await? else {
+        let Some(turn) = self.inner.store.prune_turn().await? else {
             log::info!("rocket_sqlite_sessions: prune pass skipped: another process is pruning");
             return Ok(self.finish(report, started, false));
         };
+        let completed = self.prune_batches(cutoffs, batch, &mut report).await;
+        // Given back before the pass answers, so that the next pass (of any
+        // process) finds the turn free.
+        self.inner.store.end_prune_turn(turn).await;
+        if completed? {
+            report.revocations_forgotten = self.inner.revocations.forget_expired(now);
+            Ok(self.finish(report, started, true))
+        } else {
+            Ok(self.finish(report, started, false))
+        }
+    }
+
+    /// Deletes every kind in batches, adding to `report`; `false` when
+    /// shutdown stopped it between two batches.
+    async fn prune_batches(&self, cutoffs: PruneCutoffs, batch: u32, report: &mut PruneReport) -> Result<bool, Error> {
         for kind in PruneKind::ALL {
             let mut after = i64::MIN;
             loop {
                 if self.stopping() {
-                    return Ok(self.finish(report, started, false));
+                    return Ok(false);
                 }
                 let batch_started = Instant::now();
                 let pruned = self.inner.store.prune_batch(kind, cutoffs, after, batch).await?;
@@ -108,8 +123,7 @@ impl Sessions {
                 }
             }
         }
-        report.revocations_forgotten = self.inner.revocations.forget_expired(now);
-        Ok(self.finish(report, started, true))
+        Ok(true)
     }
 
     fn finish(&self, mut report: PruneReport, started: Instant, completed: bool) -> PruneReport {

@@ -59,6 +59,17 @@ macro_rules! acceptance_suite {
                 Some((backend, app))
             }
 
+            /// One app with the pruning job off: only `prune_now` prunes.
+            async fn start_without_pruning_job() -> Option<App> {
+                let backend = Backend::$backend().await?;
+                let harness = Arc::new(TestHarness::new());
+                let app = App::start_with(harness, |figment| {
+                    backend.configure(figment).merge(("sessions.auto_prune", false))
+                })
+                .await;
+                Some(app)
+            }
+
             #[rocket::async_test]
             async fn a_session_logs_in_refreshes_and_logs_out() {
                 let Some((_backend, app)) = start().await else {

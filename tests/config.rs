@@ -117,3 +117,17 @@ async fn a_missing_secret_in_debug_generates_one_with_a_warning() {
     assert!(launches(&harness, without_secret(&harness, "debug")).await);
     assert!(logged("WARN rocket_sqlite_sessions: `sessions.secret` is not set"));
 }
+
+#[rocket::async_test]
+async fn a_postgres_database_that_cannot_be_used_fails_launch_without_its_password() {
+    let harness = TestHarness::new();
+    // TLS is not supported yet: a URL that requires it fails, whether or not a
+    // server listens there.
+    let url = "postgres://app:hunter2-secret@127.0.0.1:1/app?sslmode=require";
+    assert!(!launches(&harness, harness.figment().merge(("sessions.database", url))).await);
+    assert!(logged(
+        "invalid `sessions.database`: cannot use the PostgreSQL database"
+    ));
+    assert!(logged("postgres://app:***@127.0.0.1:1/app?sslmode=require"));
+    assert!(!common::logs::lines().iter().any(|line| line.contains("hunter2")));
+}

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::process::{http, json_field};
+use common::process::{free_port, http, json_field, wait_until_listening};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::Sessions;
 
@@ -40,11 +40,7 @@ struct Server {
 
 impl Server {
     fn start(database: &str, secret: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(std::env::current_exe().unwrap())
             .args(["serve", "--exact", "--ignored", "--nocapture"])
             .env(SERVE_PORT, port.to_string())
@@ -56,11 +52,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 30, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port);
         Server { port, child }
     }
 
@@ -142,7 +134,7 @@ async fn two_processes_on_one_sqlite_file_share_revocations() {
 
 #[rocket::async_test]
 async fn two_processes_on_one_postgres_database_share_revocations() {
-    let Some(Backend::Postgres { url }) = Backend::postgres().await else {
+    let Some(Backend::Postgres { url, .. }) = Backend::postgres().await else {
         return;
     };
     revocations_made_by_one_process_reach_the_other(&url, TestHarness::new().secret());

@@ -253,8 +253,10 @@ pub(crate) struct PrunedBatch {
 }
 
 /// Held for a prune pass: while one process holds it no other prunes (on
-/// PostgreSQL, an advisory lock). Dropping it lets the next pass run.
-pub(crate) type PruneTurn = Box<dyn Send + Sync>;
+/// PostgreSQL, an advisory lock on a connection of its own). Given back with
+/// [`SessionStore::end_prune_turn`]; dropped instead, it is released later
+/// (when the server sees its connection close).
+pub(crate) type PruneTurn = Box<dyn std::any::Any + Send + Sync>;
 
 /// The whole operations the crate asks of a backend. Object-safe, so the
 /// crate holds an `Arc<dyn SessionStore>` and stays non-generic.
@@ -307,6 +309,9 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// The right to run a prune pass now, or `None` when another process is
     /// running one.
     fn prune_turn(&self) -> StoreFuture<'_, Option<PruneTurn>>;
+
+    /// Gives a prune turn back, at once.
+    fn end_prune_turn(&self, turn: PruneTurn) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// Everything revoked and the feed's last sequence number, in one snapshot.
     fn load_revocations(&self) -> StoreFuture<'_, RevocationSnapshot>;

@@ -12,7 +12,7 @@ pub enum Backend {
     /// The harness's SQLite file.
     Sqlite,
     /// A fresh schema of its own in the PostgreSQL database.
-    Postgres { url: String },
+    Postgres { url: String, schema: String },
 }
 
 impl Backend {
@@ -45,14 +45,24 @@ impl Backend {
         let separator = if base.contains('?') { '&' } else { '?' };
         Some(Backend::Postgres {
             url: format!("{base}{separator}options=-csearch_path%3D{schema}"),
+            schema,
         })
+    }
+
+    /// A connection to the test server (`None` without one), its driver
+    /// spawned.
+    pub async fn admin() -> Option<tokio_postgres::Client> {
+        let base = std::env::var(POSTGRES_VARIABLE).ok()?;
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.ok()?;
+        rocket::tokio::spawn(connection);
+        Some(client)
     }
 
     /// `figment` pointed at this backend.
     pub fn configure(&self, figment: Figment) -> Figment {
         match self {
             Backend::Sqlite => figment,
-            Backend::Postgres { url } => figment.merge(("sessions.database", url.as_str())),
+            Backend::Postgres { url, .. } => figment.merge(("sessions.database", url.as_str())),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The demo as a process of its own, and plain HTTP/1.1 to it.
+//! The demo as a process of its own, and plain HTTP/1.1 to it. Also used by
+//! `scripts/propagation.rs`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,11 @@ impl DemoProcess {
     /// Starts the demo (built by `cargo test` beside the test binary) with
     /// `database` and `secret`, and waits until it listens.
     pub fn start(database: &str, secret: &str) -> DemoProcess {
+        DemoProcess::start_with(database, secret, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables.
+    pub fn start_with(database: &str, secret: &str, variables: &[(&str, &str)]) -> DemoProcess {
         let demo = std::env::current_exe()
             .unwrap()
             .parent()
@@ -21,12 +27,9 @@ impl DemoProcess {
             .unwrap()
             .join("examples/demo");
         assert!(demo.exists(), "{} is built by cargo test", demo.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(demo)
+            .envs(variables.iter().copied())
             .env("ROCKET_PORT", port.to_string())
             .env("ROCKET_LOG_LEVEL", "off")
             .env(
@@ -36,11 +39,7 @@ impl DemoProcess {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 30, "the demo did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port);
         DemoProcess { port, child }
     }
 
@@ -60,6 +59,24 @@ impl Drop for DemoProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a server listens on `port` (30 s at most).
+pub fn wait_until_listening(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 30, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -27,6 +27,8 @@ mod migrate;
 mod prune;
 mod sessions;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -46,6 +48,8 @@ use crate::store::{
 
 /// The channel revocations are announced on (the payload is the schema).
 const CHANNEL: &str = "rocket_sessions_revocations";
+/// The `application_name` of the listening connection, before its schema.
+const LISTENER_NAME: &str = "rocket_sessions listener";
 /// Connections in the pool.
 const POOL_SIZE: usize = 16;
 /// How long a request waits for a pooled connection, or for a new one.
@@ -195,7 +199,13 @@ async fn listen_once(config: &tokio_postgres::Config, wake: &Weak<Notify>) -> Re
             }
         }
     });
-    let listened = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    // Named after its schema, so an operator sees which listener is whose in
+    // pg_stat_activity.
+    let listened = client
+        .batch_execute(&format!(
+            "LISTEN {CHANNEL}; SELECT set_config('application_name', '{LISTENER_NAME} ' || current_schema(), false)"
+        ))
+        .await;
     if let Err(error) = listened {
         driver.abort();
         return Err(error.into());
@@ -316,6 +326,21 @@ impl SessionStore for PostgresStore {
                 .await?
                 .get(0);
             Ok(taken.then(|| Box::new(client) as PruneTurn))
+        })
+    }
+
+    fn end_prune_turn(&self, turn: PruneTurn) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let Ok(client) = turn.downcast::<deadpool_postgres::ClientWrapper>() else {
+                return;
+            };
+            // On failure the lock goes with the connection, dropped here.
+            let _ = client
+                .execute(
+                    "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
+                    &[&ADVISORY_KEY],
+                )
+                .await;
         })
     }
 

@@ -35,8 +35,10 @@ mod migrate;
 mod prune;
 mod sessions;
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -353,6 +355,10 @@ impl SessionStore for SqliteStore {
         // Two processes pruning one file take turns batch by batch at the
         // write lock, and a batch deletes only what is already dead.
         Box::pin(async { Ok(Some(Box::new(()) as PruneTurn)) })
+    }
+
+    fn end_prune_turn(&self, _turn: PruneTurn) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
     }
 
     fn load_revocations(&self) -> StoreFuture<'_, RevocationSnapshot> {

@@ -1,0 +1,107 @@
+//! What only the PostgreSQL backend has: the listening connection. Skipped
+//! without a server outside CI (see `common::backend`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::backend::Backend;
+use common::App;
+use rocket::http::Status;
+use rocket_sqlite_sessions::testing::TestHarness;
+
+/// The listening connections of `schema`'s instances.
+async fn listeners(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("rocket_sessions listener {schema}")],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Whether `app` refuses `access` within a second.
+async fn refused_within_a_second(app: &App, access: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        if app.whoami_status(access).await == Status::Unauthorized {
+            return true;
+        }
+        rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[rocket::async_test]
+async fn the_listener_reconnects_after_its_connection_is_killed_and_revocations_still_arrive() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres { schema, .. } = &backend else {
+        unreachable!()
+    };
+    let admin = Backend::admin().await.expect("the test server");
+    let harness = Arc::new(TestHarness::new());
+    let a = App::start_with(harness.clone(), |figment| backend.configure(figment)).await;
+    let b = App::start_with(harness.clone(), |figment| backend.configure(figment)).await;
+    let started = Instant::now();
+    while listeners(&admin, schema).await < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "both instances listen");
+        rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                                   WHERE application_name = $1) AS killed",
+            &[&format!("rocket_sessions listener {schema}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 2);
+    // While the listeners are down or coming back, revocations still arrive.
+    let first = a.login("alice").await;
+    assert_eq!(a.post_bearer("/auth/logout", &first.access).await, Status::NoContent);
+    assert!(refused_within_a_second(&b, &first.access).await);
+
+    let started = Instant::now();
+    while listeners(&admin, schema).await < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the listeners came back");
+        rocket::tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = a.login("alice").await;
+    assert_eq!(b.whoami_status(&second.access).await, Status::Ok);
+    assert_eq!(a.post_bearer("/auth/logout", &second.access).await, Status::NoContent);
+    assert!(refused_within_a_second(&b, &second.access).await);
+}
+
+#[rocket::async_test]
+async fn one_prune_pass_at_a_time_and_each_gives_its_turn_back_at_once() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres { schema, .. } = &backend else {
+        unreachable!()
+    };
+    let app = App::start_with(TestHarness::new(), |figment| {
+        backend.configure(figment).merge(("sessions.auto_prune", false))
+    })
+    .await;
+    // Passes one after the other all run: each gives the lock back before it
+    // answers.
+    for _ in 0..30 {
+        assert!(app.manager().prune_now().await.unwrap().completed);
+    }
+    // While another process holds the turn, a pass leaves the work to it.
+    let admin = Backend::admin().await.expect("the test server");
+    let lock = "SELECT pg_advisory_lock(7500659, hashtext($1))";
+    admin.execute(lock, &[&schema.as_str()]).await.unwrap();
+    assert!(!app.manager().prune_now().await.unwrap().completed);
+    let unlock = "SELECT pg_advisory_unlock(7500659, hashtext($1))";
+    admin.execute(unlock, &[&schema.as_str()]).await.unwrap();
+    assert!(app.manager().prune_now().await.unwrap().completed);
+}
