@@ -35,7 +35,7 @@ use rocket::response::Redirect;
 use rocket::serde::json::{self, Json};
 use rocket::{catch, catchers, get, post, routes, Build, Orbit, Request, Rocket, State};
 use rocket_sqlite_sessions::{
-    AuthUser, ClientInfo, CsrfProtected, CsrfToken, FreshAuthUser, Sessions, SessionsConfig, TokenPair,
+    AuthUser, ClientInfo, CsrfProtected, CsrfToken, FreshAuthUser, SessionEvent, Sessions, SessionsConfig, TokenPair,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -897,9 +897,21 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
         .register("/", catchers![json_error])
 }
 
+/// The audit log: every session event, after it was committed. A stolen
+/// refresh token (reuse detected) is a warning.
+fn audit(event: &SessionEvent) {
+    match event {
+        SessionEvent::ReuseDetected { .. } => log::warn!("demo audit: {event:?}"),
+        _ => log::info!("demo audit: {event:?}"),
+    }
+}
+
 #[rocket::main]
 async fn main() {
-    if let Err(error) = app(rocket::build().attach(Sessions::fairing())).launch().await {
+    if let Err(error) = app(rocket::build().attach(Sessions::fairing().events(audit)))
+        .launch()
+        .await
+    {
         // Rocket has logged the cause (a bad `[sessions]` key is named there).
         eprintln!("the demo did not start: {error}");
         std::process::exit(1);

@@ -398,6 +398,18 @@ impl CsrfToken {
     }
 }
 
+impl rocket::Sentinel for CsrfToken {
+    fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
+        crate::guard::fairing_missing(rocket, "CsrfToken")
+    }
+}
+
+impl rocket::Sentinel for CsrfProtected {
+    fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
+        crate::guard::fairing_missing(rocket, "CsrfProtected")
+    }
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for CsrfToken {
     type Error = Error;

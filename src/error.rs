@@ -31,6 +31,7 @@ pub const INVALID_TOKEN_MESSAGE: &str = "The token is missing, malformed, expire
 /// `{"error": "<code>", "message": "…"}` with a fixed text: details of store
 /// failures go to the log, never to the client.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The access or refresh token is missing, malformed, expired, revoked, reused,
     /// or fails any other check. Answers 401 with
@@ -56,6 +57,11 @@ pub enum Error {
     /// without the session's CSRF token. Answers 403.
     #[error("CSRF check failed")]
     CsrfRefused,
+    /// The caller is signed in but not allowed to do this (an
+    /// [`Authorized`](crate::Authorized) guard's policy refused, or the app
+    /// decided so). Answers 403 with `{"error": "forbidden", …}`.
+    #[error("forbidden")]
+    Forbidden,
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,
@@ -102,6 +108,11 @@ pub(crate) fn csrf_refused_response<'o>() -> Response<'o> {
     .finalize()
 }
 
+/// The answer to a signed-in caller who may not do this.
+pub(crate) fn forbidden_response<'o>() -> Response<'o> {
+    json_response(Status::Forbidden, "forbidden", "You are not allowed to do this.").finalize()
+}
+
 /// Replaces `response`'s status and body with the generic token failure.
 pub(crate) fn rewrite_as_invalid_token(response: &mut Response<'_>) {
     response.merge(invalid_token_response());
@@ -122,6 +133,45 @@ pub(crate) fn json_response<'o>(status: Status, code: &str, message: &str) -> re
     builder
 }
 
+/// An error answer in the crate's shape, for the app's own errors: the status,
+/// a JSON body `{"error": "<code>", "message": "…"}` and
+/// `Cache-Control: no-store`, as every error of the crate.
+///
+/// ```
+/// # use rocket::post;
+/// use rocket::http::Status;
+/// use rocket_sqlite_sessions::ErrorResponse;
+///
+/// #[post("/notes")]
+/// fn create_note() -> Result<&'static str, ErrorResponse> {
+///     Err(ErrorResponse::new(Status::Conflict, "duplicate_note", "A note with this title exists."))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    status: Status,
+    code: String,
+    message: String,
+}
+
+impl ErrorResponse {
+    /// An answer with `status`, a machine-readable `code` and a `message` for
+    /// people.
+    pub fn new(status: Status, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorResponse {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ErrorResponse {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Ok(json_response(self.status, &self.code, &self.message).finalize())
+    }
+}
+
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let response = match self {
@@ -135,6 +185,7 @@ impl<'r> Responder<'r, 'static> for Error {
             .finalize(),
             Error::LoginTooOld { max_age } => login_too_old_response(max_age),
             Error::CsrfRefused => csrf_refused_response(),
+            Error::Forbidden => forbidden_response(),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

@@ -1,5 +1,7 @@
 //! The fairing: configuration and store at ignite, the uniform 401 on responses.
 
+use std::sync::Arc;
+
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Status;
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
@@ -8,9 +10,12 @@ use tokio_cron_scheduler::JobScheduler;
 use crate::browser::{csrf_field_of, is_unsafe, PeekedCsrfField, CSRF_HEADER, CSRF_PEEK_BYTES};
 use crate::clock::Clock;
 use crate::config::{ConfigError, SessionsConfig};
-use crate::error::{csrf_refused_response, login_too_old_response, rewrite_as_invalid_token, Error};
+use crate::error::{
+    csrf_refused_response, forbidden_response, login_too_old_response, rewrite_as_invalid_token, Error,
+};
 use crate::guard::{self, StaleLogin};
-use crate::manager::Sessions;
+use crate::hooks::{ClaimsSource, SessionEvents};
+use crate::manager::{Hooks, Sessions};
 use crate::prune;
 
 /// The fairing returned by [`Sessions::fairing()`].
@@ -25,6 +30,7 @@ use crate::prune;
 /// and `WWW-Authenticate` header, whatever catcher the app has.
 pub struct SessionsFairing {
     clock: Clock,
+    hooks: Hooks,
     /// The pruning job, once started; stopped at shutdown.
     scheduler: rocket::tokio::sync::Mutex<Option<JobScheduler>>,
 }
@@ -35,6 +41,7 @@ impl Sessions {
     pub fn fairing() -> SessionsFairing {
         SessionsFairing {
             clock: Clock::system(),
+            hooks: Hooks::default(),
             scheduler: Default::default(),
         }
     }
@@ -45,6 +52,21 @@ impl SessionsFairing {
     /// tests, with a [`ManualClock`](crate::ManualClock).
     pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
+        self
+    }
+
+    /// Consults `source` at each refresh for the claims of the new access
+    /// token (see [`ClaimsSource`]).
+    pub fn claims_source(mut self, source: impl ClaimsSource) -> Self {
+        self.hooks.claims_source = Some(Arc::new(source));
+        self
+    }
+
+    /// Tells `events` of every login, refresh, logout, revoked session,
+    /// detected reuse and throttled attempt, after commit (see
+    /// [`SessionEvents`]).
+    pub fn events(mut self, events: impl SessionEvents) -> Self {
+        self.hooks.events = Some(Arc::new(events));
         self
     }
 }
@@ -59,6 +81,13 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        if rocket.state::<Sessions>().is_some() {
+            log::error!(
+                "rocket_sqlite_sessions: Sessions::fairing() is attached twice (or `Sessions` is already \
+                 managed); attach it once"
+            );
+            return Err(rocket);
+        }
         let debug_profile = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
         let settings = match SessionsConfig::from_figment(rocket.figment()).and_then(|c| c.validate(debug_profile)) {
             Ok(settings) => settings,
@@ -83,7 +112,7 @@ impl Fairing for SessionsFairing {
         }
         let database = settings.database.clone();
         let (auto_prune, schedule) = (settings.auto_prune, settings.prune_schedule.clone());
-        match Sessions::open(settings, self.clock.clone()).await {
+        match Sessions::open(settings, self.clock.clone(), self.hooks.clone()).await {
             Ok(sessions) if auto_prune => match prune::start(sessions.clone(), &schedule).await {
                 Ok(scheduler) => {
                     *self.scheduler.lock().await = Some(scheduler);
@@ -135,6 +164,7 @@ impl Fairing for SessionsFairing {
                 }
             }
             Status::Forbidden if guard::csrf_refused(request) => response.merge(csrf_refused_response()),
+            Status::Forbidden if crate::authz::policy_refused(request) => response.merge(forbidden_response()),
             _ => {}
         }
     }

@@ -36,8 +36,28 @@ use crate::token::Rejection;
 /// error="invalid_token"` and the same JSON body, whatever the cause. Use
 /// `Option<AuthUser>` where signing in is optional: a missing or bad token then
 /// gives `None`.
+///
+/// **Typed claims.** `AuthUser<C>` deserialises the app's claims into `C`,
+/// once per request; a token whose claims are not a `C` is refused like any
+/// bad token. The default, `AuthUser`, keeps them as a JSON object.
+///
+/// ```
+/// # use rocket::get;
+/// use rocket_sqlite_sessions::AuthUser;
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Claims {
+///     roles: Vec<String>,
+/// }
+///
+/// #[get("/admin")]
+/// fn admin(user: AuthUser<Claims>) -> String {
+///     format!("{} has roles {:?}", user.id, user.claims.roles)
+/// }
+/// ```
 #[derive(Debug, Clone)]
-pub struct AuthUser {
+pub struct AuthUser<C = Map<String, Value>> {
     /// The user id (`sub`), as given to [`Sessions::login`].
     pub id: String,
     /// The session this token belongs to (`sid`).
@@ -51,11 +71,46 @@ pub struct AuthUser {
     /// When the user logged in to this session (`auth_time`), unix seconds: a
     /// refresh keeps it.
     pub authenticated_at: i64,
-    /// The app's claims given at login.
-    pub claims: Map<String, Value>,
+    /// The app's claims: given at login, or since then by
+    /// [`Sessions::update_claims`] or the fairing's
+    /// [`claims_source`](crate::SessionsFairing::claims_source) at a refresh.
+    pub claims: C,
 }
 
 impl AuthUser {
+    /// This user with the claims deserialised into `C` (moved, not
+    /// deserialised again, when `C` is the JSON object itself).
+    pub(crate) fn typed<C: DeserializeOwned + 'static>(self) -> Result<AuthUser<C>, serde_json::Error> {
+        let AuthUser {
+            id,
+            session_id,
+            jti,
+            issued_at,
+            expires_at,
+            authenticated_at,
+            claims,
+        } = self;
+        let claims: Box<dyn std::any::Any> = Box::new(claims);
+        let claims = match claims.downcast::<C>() {
+            Ok(same) => *same,
+            Err(claims) => {
+                let map = claims
+                    .downcast::<Map<String, Value>>()
+                    .expect("the claims are a JSON object");
+                serde_json::from_value(Value::Object(*map))?
+            }
+        };
+        Ok(AuthUser {
+            id,
+            session_id,
+            jti,
+            issued_at,
+            expires_at,
+            authenticated_at,
+            claims,
+        })
+    }
+
     /// One app claim, deserialised; `None` when absent or of another type.
     ///
     /// ```
@@ -211,6 +266,19 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     Verdict::User(user)
 }
 
+/// Whether `rocket` lacks the fairing: a guard's [`Sentinel`](rocket::Sentinel)
+/// then aborts launch, with a log line saying how to fix it.
+pub(crate) fn fairing_missing(rocket: &rocket::Rocket<rocket::Ignite>, guard: &str) -> bool {
+    let missing = rocket.state::<Sessions>().is_none();
+    if missing {
+        log::error!(
+            "rocket_sqlite_sessions: a route uses the `{guard}` guard, but Sessions::fairing() is not \
+             attached; add `.attach(Sessions::fairing())` to the Rocket"
+        );
+    }
+    missing
+}
+
 /// The managed [`Sessions`], or the 500 a guard answers (with a log line saying
 /// how to fix it) when the fairing is not attached.
 pub(crate) fn managed<'r>(request: &'r Request<'_>) -> Result<&'r Sessions, (Status, Error)> {
@@ -237,8 +305,20 @@ pub(crate) fn bearer_token(value: &str) -> Result<&str, Rejection> {
     Ok(token)
 }
 
+impl<C> rocket::Sentinel for AuthUser<C> {
+    fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
+        fairing_missing(rocket, "AuthUser")
+    }
+}
+
+impl<C> rocket::Sentinel for FreshAuthUser<C> {
+    fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
+        fairing_missing(rocket, "FreshAuthUser")
+    }
+}
+
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for AuthUser {
+impl<'r, C: DeserializeOwned + Send + Sync + 'static> FromRequest<'r> for AuthUser<C> {
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
@@ -248,7 +328,16 @@ impl<'r> FromRequest<'r> for AuthUser {
         };
         let (method, path) = (request.method(), request.uri().path());
         let (status, error) = match verdict(request, sessions).await {
-            Verdict::User(user) => return Outcome::Success(user.clone()),
+            Verdict::User(user) => match user.clone().typed::<C>() {
+                Ok(user) => return Outcome::Success(user),
+                Err(error) => {
+                    log::debug!(
+                        "rocket_sqlite_sessions: {method} {path}: the token's claims are not a {}: {error}",
+                        std::any::type_name::<C>()
+                    );
+                    (Status::Unauthorized, Error::InvalidToken)
+                }
+            },
             Verdict::Rejected(rejection) => {
                 log::debug!("rocket_sqlite_sessions: {method} {path}: access token refused: {rejection}");
                 (Status::Unauthorized, Error::InvalidToken)
@@ -287,12 +376,12 @@ impl<'r> FromRequest<'r> for AuthUser {
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct FreshAuthUser(pub AuthUser);
+pub struct FreshAuthUser<C = Map<String, Value>>(pub AuthUser<C>);
 
-impl std::ops::Deref for FreshAuthUser {
-    type Target = AuthUser;
+impl<C> std::ops::Deref for FreshAuthUser<C> {
+    type Target = AuthUser<C>;
 
-    fn deref(&self) -> &AuthUser {
+    fn deref(&self) -> &AuthUser<C> {
         &self.0
     }
 }
@@ -307,11 +396,11 @@ impl StaleLogin {
 }
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for FreshAuthUser {
+impl<'r, C: DeserializeOwned + Send + Sync + 'static> FromRequest<'r> for FreshAuthUser<C> {
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let user = match AuthUser::from_request(request).await {
+        let user = match AuthUser::<C>::from_request(request).await {
             Outcome::Success(user) => user,
             Outcome::Error(error) => return Outcome::Error(error),
             Outcome::Forward(status) => return Outcome::Forward(status),

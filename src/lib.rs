@@ -1,14 +1,21 @@
 //! Session management for [Rocket] 0.5 apps on one local SQLite file.
 //!
-//! Attach one fairing, mount the routes, and write `user: AuthUser` in a handler:
+//! Attach one fairing, mount the routes, and write `user: AuthUser<Claims>` in
+//! a handler, with your own claims type:
 //!
 //! ```no_run
 //! use rocket::{get, launch, routes};
 //! use rocket_sqlite_sessions::{AuthUser, Sessions};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Claims {
+//!     roles: Vec<String>,
+//! }
 //!
 //! #[get("/")]
-//! fn page(user: AuthUser) -> String {
-//!     format!("hello {}", user.id)
+//! fn page(user: AuthUser<Claims>) -> String {
+//!     format!("hello {}, you are {:?}", user.id, user.claims.roles)
 //! }
 //!
 //! #[launch]
@@ -30,6 +37,8 @@
 //! use rocket::{get, post, routes, State};
 //! use rocket_sqlite_sessions::testing::TestHarness;
 //! use rocket_sqlite_sessions::{AuthUser, ClientInfo, Error, Sessions, TokenPair};
+//! # #[derive(serde::Deserialize)]
+//! # struct Claims { roles: Vec<String> }
 //!
 //! #[post("/login")]
 //! async fn login(sessions: &State<Sessions>, client: ClientInfo) -> Result<TokenPair, Error> {
@@ -38,8 +47,8 @@
 //! }
 //!
 //! #[get("/")]
-//! fn page(user: AuthUser) -> String {
-//!     format!("hello {}", user.id)
+//! fn page(user: AuthUser<Claims>) -> String {
+//!     format!("hello {} ({})", user.id, user.claims.roles.join(", "))
 //! }
 //!
 //! # rocket::async_test(async {
@@ -50,7 +59,7 @@
 //! let tokens: serde_json::Value = client.post("/login").dispatch().await.into_json().await.unwrap();
 //! let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
 //! let response = client.get("/").header(Header::new("Authorization", bearer.clone())).dispatch().await;
-//! assert_eq!(response.into_string().await.unwrap(), "hello alice");
+//! assert_eq!(response.into_string().await.unwrap(), "hello alice (admin)");
 //!
 //! harness.clock().advance(15 * 60); // the default access TTL
 //! let response = client.get("/").header(Header::new("Authorization", bearer)).dispatch().await;
@@ -61,9 +70,12 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
-//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`prune_now`](Sessions::prune_now) |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
+//! | [`ClaimsSource`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh: a role change reaches the next access token |
+//! | [`SessionEvents`], [`SessionEvent`] | login, refresh, logout, revoked session, reuse detected, throttled: told after commit |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
-//! | [`AuthUser`] | request guard: a valid, unrevoked access token; `Option<AuthUser>` for optional sign-in |
+//! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in |
+//! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
 //! | [`CredentialCheck`] | throttling of failed logins, from [`Sessions::credential_check`] |
 //! | [`Sessions::set_cookies`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection |
@@ -72,7 +84,7 @@
 //! | [`ClientInfo`] | request guard: the client's address (the peer, or from `trusted_proxies`) and user agent |
 //! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
-//! | [`Error`] | every failure, answering 401, 404, 503 or 500 with a JSON body |
+//! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
 //! | [`Clock`], [`ManualClock`] | where "now" comes from; a clock tests move and step |
 //!
@@ -137,6 +149,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod authz;
 mod browser;
 mod client;
 mod clock;
@@ -145,6 +158,7 @@ mod error;
 mod fairing;
 mod feed;
 mod guard;
+mod hooks;
 mod log_limit;
 mod manager;
 mod prune;
@@ -157,13 +171,15 @@ pub mod testing;
 mod throttle;
 mod token;
 
+pub use authz::{Authorized, Policy};
 pub use browser::{CsrfProtected, CsrfToken, CSRF_FIELD, CSRF_HEADER};
 pub use client::ClientInfo;
 pub use clock::{Clock, ManualClock};
 pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
-pub use error::{Error, INVALID_TOKEN_MESSAGE};
+pub use error::{Error, ErrorResponse, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
 pub use guard::{AuthUser, FreshAuthUser};
+pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
 pub use manager::{SessionInfo, Sessions, TokenPair};
 pub use prune::PruneReport;
 pub use routes::routes;

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::guard::AuthUser;
+use crate::hooks::{ClaimsSource, SessionEvent, SessionEvents};
 use crate::revocation::Revocations;
 use crate::rotation::{Decision, Presented, RotationPolicy};
 use crate::store::{self, ClientRecord, NewSession, RefreshRequest, Revocation, Revoked, SessionStore};
@@ -51,6 +52,15 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     /// Wakes the feed follower at shutdown.
     pub(crate) feed_stop: rocket::tokio::sync::Notify,
+    /// The app's hooks.
+    pub(crate) hooks: Hooks,
+}
+
+/// The app's hooks, registered on the fairing.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) claims_source: Option<Arc<dyn ClaimsSource>>,
+    pub(crate) events: Option<Arc<dyn SessionEvents>>,
 }
 
 /// A freshly issued access token and refresh token: the token response of
@@ -109,7 +119,7 @@ pub struct SessionInfo {
 impl Sessions {
     /// Opens the store, loads what is revoked into memory and starts following
     /// the revocation feed.
-    pub(crate) async fn open(settings: Settings, clock: Clock) -> Result<Sessions, Error> {
+    pub(crate) async fn open(settings: Settings, clock: Clock, hooks: Hooks) -> Result<Sessions, Error> {
         let store = store::open(&settings.database).await?;
         let secrets = || settings.keys.iter().map(|key| key.secret.as_slice());
         let sessions = Sessions {
@@ -125,6 +135,7 @@ impl Sessions {
                 prune_lock: rocket::tokio::sync::Mutex::new(()),
                 stopping: AtomicBool::new(false),
                 feed_stop: rocket::tokio::sync::Notify::new(),
+                hooks,
             }),
         };
         let cursor = sessions.load_revocations().await?;
@@ -161,6 +172,13 @@ impl Sessions {
         revoked_at
             .saturating_add(settings.access_ttl)
             .saturating_add(settings.leeway)
+    }
+
+    /// Tells the app's [`SessionEvents`], if any, of `event` (committed).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        if let Some(events) = &self.inner.hooks.events {
+            events.on_event(&event());
+        }
     }
 
     /// Puts a revocation read from the feed into memory.
@@ -201,7 +219,14 @@ impl Sessions {
     /// crate sets itself (`sub`, `sid`, `jti`, `iat`, `exp`, `nbf`, `iss`, `aud`,
     /// `typ`); [`Error::Store`] when the session cannot be stored. No token is
     /// returned unless its session is committed.
-    pub async fn login(&self, user_id: &str, claims: impl Serialize, client: &ClientInfo) -> Result<TokenPair, Error> {
+    pub async fn login(
+        &self,
+        user_id: impl fmt::Display,
+        claims: impl Serialize,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let user_id = user_id.to_string();
+        let user_id = user_id.as_str();
         let app_claims = app_claims(claims)?;
         if user_id.is_empty() {
             return Err(Error::Internal("login needs a non-empty user id".into()));
@@ -234,6 +259,11 @@ impl Sessions {
                 refresh_hash: refresh.hash(),
             })
             .await?;
+        self.emit(|| SessionEvent::LoggedIn {
+            user_id: user_id.to_string(),
+            session_id: session_id.clone(),
+            ip: client.ip,
+        });
         self.issue(
             user_id.to_string(),
             session_id,
@@ -309,6 +339,11 @@ impl Sessions {
             }
             Decision::Revoke => {
                 self.revoked_in_store(None, [session_id.clone()], now);
+                self.emit(|| SessionEvent::ReuseDetected {
+                    user_id: state.user_id.clone(),
+                    session_id: session_id.clone(),
+                    ip: client.ip,
+                });
                 log::warn!(
                     "rocket_sqlite_sessions: a rotated refresh token of session {session_id} (user {}) was \
                      presented again; the session is revoked",
@@ -319,10 +354,25 @@ impl Sessions {
             Decision::Rotate { expires_at } => (0, expires_at),
             Decision::Replay { key } => (key, state.expires_at),
         };
-        let app = match serde_json::from_str::<Value>(&state.claims_json) {
-            Ok(Value::Object(map)) => map,
-            _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
+        let app = match &self.inner.hooks.claims_source {
+            Some(source) => match source.claims(&state.user_id).await {
+                Some(claims) => Some(app_claims(claims)?),
+                None => None,
+            },
+            None => None,
         };
+        let app = match app {
+            Some(app) => app,
+            None => match serde_json::from_str::<Value>(&state.claims_json) {
+                Ok(Value::Object(map)) => map,
+                _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
+            },
+        };
+        self.emit(|| SessionEvent::Refreshed {
+            user_id: state.user_id.clone(),
+            session_id: session_id.clone(),
+            ip: client.ip,
+        });
         let successor = successors.into_iter().nth(key).expect("one successor per key");
         self.issue(
             state.user_id,
@@ -402,15 +452,21 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the revocation cannot be stored; then nothing was
     /// revoked.
-    pub async fn logout(&self, user: &AuthUser) -> Result<(), Error> {
+    pub async fn logout<C>(&self, user: &AuthUser<C>) -> Result<(), Error> {
         let now = self.now();
         let revocation = Revocation::Session {
             session_id: user.session_id.clone(),
             reason: "logout",
             blocklist: Some((user.jti.clone(), user.expires_at)),
         };
-        self.inner.store.revoke(revocation, now).await?;
+        let ended = self.inner.store.revoke(revocation, now).await?;
         self.revoked_in_store(Some((&user.jti, user.expires_at)), [user.session_id.clone()], now);
+        if !ended.is_empty() {
+            self.emit(|| SessionEvent::LoggedOut {
+                user_id: user.id.clone(),
+                session_id: user.session_id.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -419,14 +475,16 @@ impl Sessions {
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
-    pub async fn logout_all(&self, user_id: &str) -> Result<usize, Error> {
-        self.revoke_sessions_of(user_id, None, None, "logout everywhere").await
+    pub async fn logout_all(&self, user_id: impl fmt::Display) -> Result<usize, Error> {
+        self.revoke_sessions_of(&user_id.to_string(), None, None, "logout everywhere")
+            .await
     }
 
     /// [`logout_all`](Self::logout_all) for `user`, blocklisting its access
     /// token too, in one write: when it fails nothing was revoked.
-    pub(crate) async fn logout_everywhere(&self, user: &AuthUser) -> Result<usize, Error> {
-        self.revoke_sessions_of(&user.id, None, Some(user), "logout everywhere")
+    pub(crate) async fn logout_everywhere<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
+        let token = (user.jti.clone(), user.expires_at);
+        self.revoke_sessions_of(&user.id, None, Some(token), "logout everywhere")
             .await
     }
 
@@ -436,7 +494,7 @@ impl Sessions {
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
-    pub async fn logout_others(&self, user: &AuthUser) -> Result<usize, Error> {
+    pub async fn logout_others<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
         self.revoke_sessions_of(&user.id, Some(&user.session_id), None, "other sessions ended")
             .await
     }
@@ -448,7 +506,7 @@ impl Sessions {
         &self,
         user_id: &str,
         keep: Option<&str>,
-        token: Option<&AuthUser>,
+        token: Option<(String, i64)>,
         reason: &'static str,
     ) -> Result<usize, Error> {
         let now = self.now();
@@ -456,17 +514,24 @@ impl Sessions {
             user_id: user_id.to_string(),
             keep: keep.map(str::to_string),
             reason,
-            blocklist: token.map(|token| (token.jti.clone(), token.expires_at)),
+            blocklist: token.clone(),
         };
         let revoked = self.inner.store.revoke(revocation, now).await?;
         let count = revoked.len();
-        self.revoked_in_store(token.map(|token| (token.jti.as_str(), token.expires_at)), revoked, now);
+        for session_id in &revoked {
+            self.emit(|| SessionEvent::SessionRevoked {
+                user_id: user_id.to_string(),
+                session_id: session_id.clone(),
+                reason,
+            });
+        }
+        self.revoked_in_store(token.as_ref().map(|(jti, exp)| (jti.as_str(), *exp)), revoked, now);
         Ok(count)
     }
 
     /// `Ok` when `user` logged in no more than `fresh_age` seconds ago, else
     /// `Err(fresh_age)`.
-    pub(crate) fn check_fresh(&self, user: &AuthUser) -> Result<(), i64> {
+    pub(crate) fn check_fresh<C>(&self, user: &AuthUser<C>) -> Result<(), i64> {
         let settings = &self.inner.settings;
         // A login in the future (beyond the clock skew allowed) has an unknown
         // age: not fresh.
@@ -478,11 +543,44 @@ impl Sessions {
         }
     }
 
+    /// Replaces the app claims of every live session of `user_id`: from their
+    /// next refresh on, their access tokens carry `claims` (a demoted admin
+    /// loses the role at most `access_ttl` later). Returns how many sessions
+    /// there were. Access tokens already issued keep their claims until they
+    /// expire; end the sessions instead ([`logout_all`](Self::logout_all)) when
+    /// that is too late.
+    ///
+    /// ```
+    /// # async fn demote(sessions: &rocket_sqlite_sessions::Sessions) -> Result<(), rocket_sqlite_sessions::Error> {
+    /// sessions.update_claims(42, serde_json::json!({ "roles": ["member"] })).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for claims that are not a JSON object or use a name
+    /// the crate sets itself (as for [`login`](Self::login)); [`Error::Store`]
+    /// when the store fails.
+    pub async fn update_claims(&self, user_id: impl fmt::Display, claims: impl Serialize) -> Result<usize, Error> {
+        let claims_json = Value::Object(app_claims(claims)?).to_string();
+        Ok(self.inner.store.update_claims(user_id.to_string(), claims_json).await?)
+    }
+
+    /// The SQLite file the sessions are kept in (`None` on PostgreSQL): an
+    /// app may keep its own tables in it, with its own connections. The crate
+    /// owns its tables (listed in the crate docs) and `PRAGMA user_version`.
+    pub fn database_path(&self) -> Option<&std::path::Path> {
+        match &self.inner.settings.database {
+            crate::config::Database::Sqlite(path) => Some(path),
+            #[cfg(feature = "postgres")]
+            crate::config::Database::Postgres(_) => None,
+        }
+    }
+
     /// The active sessions of `user_id`, most recently used first.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails.
-    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn sessions(&self, user_id: impl fmt::Display) -> Result<Vec<SessionInfo>, Error> {
         let now = self.now();
         let records = self.inner.store.active_sessions(user_id.to_string(), now).await?;
         Ok(records
@@ -504,7 +602,8 @@ impl Sessions {
     /// [`Error::SessionNotFound`] when `session_id` is not an active session of
     /// this user — another user's session is indistinguishable from none;
     /// [`Error::Store`] when the store fails.
-    pub async fn revoke_session(&self, user_id: &str, session_id: &str) -> Result<(), Error> {
+    pub async fn revoke_session(&self, user_id: impl fmt::Display, session_id: &str) -> Result<(), Error> {
+        let user_id = user_id.to_string();
         if session_id.is_empty() || session_id.len() > 64 {
             return Err(Error::SessionNotFound);
         }
@@ -517,6 +616,11 @@ impl Sessions {
         if revoked.is_empty() {
             return Err(Error::SessionNotFound);
         }
+        self.emit(|| SessionEvent::SessionRevoked {
+            user_id: user_id.clone(),
+            session_id: session_id.to_string(),
+            reason: "revoked by user",
+        });
         self.revoked_in_store(None, [session_id.to_string()], now);
         Ok(())
     }

@@ -79,8 +79,9 @@ impl TestHarness {
 
     /// Rocket's usual configuration (Rocket.toml, `ROCKET_*` variables) with
     /// `sessions.database` and `sessions.secret` pointing at this harness, and a
-    /// random Rocket `secret_key` so the app also launches in the release profile
-    /// (`cargo test --release`).
+    /// random Rocket `secret_key`, for an app that turns on Rocket's `secrets`
+    /// feature itself and runs its tests in the release profile (the crate
+    /// needs none).
     pub fn figment(&self) -> Figment {
         rocket::Config::figment()
             .merge((

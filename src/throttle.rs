@@ -157,9 +157,15 @@ impl Sessions {
             .await?;
         match counted {
             Ok(()) => Ok(check),
-            Err(ThrottledUntil(until)) => Err(Error::Throttled {
-                retry_after: until.saturating_sub(now).max(1) as u64,
-            }),
+            Err(ThrottledUntil(until)) => {
+                let retry_after = until.saturating_sub(now).max(1) as u64;
+                self.emit(|| crate::hooks::SessionEvent::Throttled {
+                    username: username.to_string(),
+                    ip: client.ip,
+                    retry_after,
+                });
+                Err(Error::Throttled { retry_after })
+            }
         }
     }
 }

@@ -275,6 +275,10 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// gives the sessions that were live until now.
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>>;
 
+    /// Replaces the app claims of every live session of `user_id`; gives how
+    /// many there were.
+    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize>;
+
     /// The active (not revoked, not expired) sessions of `user_id`, most
     /// recently used first.
     fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>>;

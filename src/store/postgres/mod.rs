@@ -256,6 +256,16 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                .await?;
+            Ok(client.execute(&statement, &[&user_id, &claims_json]).await? as usize)
+        })
+    }
+
     fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>> {
         Box::pin(async move {
             let client = self.client().await?;

@@ -307,6 +307,10 @@ impl SessionStore for SqliteStore {
         }))
     }
 
+    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize> {
+        Box::pin(self.write(move |tx| tx.update_claims(&user_id, &claims_json)))
+    }
+
     fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>> {
         Box::pin(self.read(move |reader| reader.active_sessions(&user_id, now)))
     }

@@ -192,6 +192,14 @@ impl Tx<'_> {
         Ok(changed == 1)
     }
 
+    /// Replaces the app claims of every live session of `user_id`.
+    pub(crate) fn update_claims(&self, user_id: &str, claims_json: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("UPDATE sessions SET claims = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")?
+            .execute(params![user_id, claims_json])?)
+    }
+
     /// Replaces a live session's app data with `update`'s result for the current
     /// data. `None` when the session is not live, `Some(false)` when `update`
     /// kept the data (gave `None`).

@@ -1,0 +1,353 @@
+//! The app-facing API: typed claims, fresh roles, authorization, events,
+//! launch checks.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::logs::{capture_logs, logged};
+use common::{bearer, tokens_of, App, Tokens};
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Status};
+use rocket::local::asynchronous::Client;
+use rocket::serde::json::Json;
+use rocket::{get, post, routes, State};
+use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::{
+    AuthUser, Authorized, ClientInfo, Error, ErrorResponse, Policy, SessionEvent, Sessions, SessionsFairing, TokenPair,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    roles: Vec<String>,
+}
+
+struct Admin;
+
+impl Policy for Admin {
+    type Claims = Claims;
+
+    fn allows(user: &AuthUser<Claims>) -> bool {
+        user.claims.roles.iter().any(|role| role == "admin")
+    }
+}
+
+#[post("/login-as/<user>/<role>")]
+async fn login_as(sessions: &State<Sessions>, client: ClientInfo, user: &str, role: &str) -> Result<TokenPair, Error> {
+    sessions.login(user, json!({ "roles": [role] }), &client).await
+}
+
+#[get("/roles")]
+fn roles(user: AuthUser<Claims>) -> Json<Vec<String>> {
+    Json(user.claims.roles)
+}
+
+#[get("/admin")]
+fn admin(user: Authorized<Admin>) -> String {
+    format!("welcome, {}", user.id)
+}
+
+#[post("/demote/<user>")]
+async fn demote(sessions: &State<Sessions>, user: &str) -> Result<Json<usize>, Error> {
+    Ok(Json(
+        sessions.update_claims(user, json!({ "roles": ["member"] })).await?,
+    ))
+}
+
+#[get("/teapot")]
+fn teapot() -> ErrorResponse {
+    ErrorResponse::new(Status::ImATeapot, "teapot", "Short and stout.")
+}
+
+/// The test app on a fresh harness, with `fairing` (from the harness) changed.
+async fn app_with(fairing: impl FnOnce(SessionsFairing) -> SessionsFairing) -> App {
+    let harness = Arc::new(TestHarness::new());
+    capture_logs();
+    let rocket = common::with_routes(rocket::custom(harness.figment()).attach(fairing(harness.fairing())))
+        .mount("/", routes![login_as, roles, admin, demote, teapot]);
+    let client = Client::tracked(rocket).await.expect("the app launches");
+    App { harness, client }
+}
+
+async fn login_as_role(app: &App, user: &str, role: &str) -> Tokens {
+    let response = app.client.post(format!("/login-as/{user}/{role}")).dispatch().await;
+    assert_eq!(response.status(), Status::Ok);
+    tokens_of(response).await
+}
+
+async fn get(app: &App, path: &str, access: &str) -> (Status, String) {
+    let response = app.client.get(path.to_string()).header(bearer(access)).dispatch().await;
+    (response.status(), response.into_string().await.unwrap_or_default())
+}
+
+#[rocket::async_test]
+async fn typed_claims_are_deserialised_for_the_route_and_a_token_without_them_is_refused() {
+    let app = app_with(|fairing| fairing).await;
+    let admin = login_as_role(&app, "ada", "admin").await;
+    assert_eq!(
+        get(&app, "/roles", &admin.access).await,
+        (Status::Ok, r#"["admin"]"#.into())
+    );
+    // The test app's plain login gives claims without `roles`.
+    let plain = app.login("bob").await;
+    assert_eq!(get(&app, "/roles", &plain.access).await.0, Status::Unauthorized);
+    assert_eq!(
+        app.whoami_status(&plain.access).await,
+        Status::Ok,
+        "AuthUser keeps the JSON object"
+    );
+}
+
+#[rocket::async_test]
+async fn the_policy_guard_admits_admins_and_answers_403_to_others() {
+    let app = app_with(|fairing| fairing).await;
+    let admin = login_as_role(&app, "ada", "admin").await;
+    let member = login_as_role(&app, "bob", "member").await;
+    assert_eq!(
+        get(&app, "/admin", &admin.access).await,
+        (Status::Ok, "welcome, ada".into())
+    );
+    let (status, body) = get(&app, "/admin", &member.access).await;
+    assert_eq!(status, Status::Forbidden);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({ "error": "forbidden", "message": "You are not allowed to do this." })
+    );
+    let response = app.client.get("/admin").dispatch().await;
+    assert_eq!(response.status(), Status::Unauthorized, "no token: 401, not 403");
+}
+
+#[rocket::async_test]
+async fn a_demoted_user_loses_the_role_at_the_next_refresh() {
+    let app = app_with(|fairing| fairing).await;
+    let ada = login_as_role(&app, "ada", "admin").await;
+    let laptop = login_as_role(&app, "ada", "admin").await;
+    let demoted = app.client.post("/demote/ada").dispatch().await;
+    assert_eq!(demoted.into_json::<usize>().await, Some(2), "both sessions");
+    assert_eq!(
+        get(&app, "/admin", &ada.access).await.0,
+        Status::Ok,
+        "until the token expires"
+    );
+    for tokens in [&ada, &laptop] {
+        let renewed = app.rotate(&tokens.refresh).await;
+        assert_eq!(get(&app, "/admin", &renewed.access).await.0, Status::Forbidden);
+        assert_eq!(get(&app, "/roles", &renewed.access).await.1, r#"["member"]"#);
+    }
+}
+
+#[rocket::async_test]
+async fn a_claims_source_is_consulted_at_each_refresh() {
+    let roles = Arc::new(Mutex::new(vec!["admin"]));
+    let current = roles.clone();
+    let app = app_with(move |fairing| {
+        fairing.claims_source(move |user_id: String| {
+            let roles = current.lock().unwrap().clone();
+            async move { (user_id == "ada").then(|| json!({ "roles": roles })) }
+        })
+    })
+    .await;
+    let ada = login_as_role(&app, "ada", "admin").await;
+    let bob = login_as_role(&app, "bob", "admin").await;
+    *roles.lock().unwrap() = vec!["member"];
+    let ada = app.rotate(&ada.refresh).await;
+    assert_eq!(get(&app, "/admin", &ada.access).await.0, Status::Forbidden);
+    let bob = app.rotate(&bob.refresh).await;
+    assert_eq!(
+        get(&app, "/admin", &bob.access).await.0,
+        Status::Ok,
+        "None keeps the session's claims"
+    );
+}
+
+#[rocket::async_test]
+async fn events_fire_once_each_after_commit_with_their_fields() {
+    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+    let sink = events.clone();
+    let app =
+        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
+            .await;
+    let take = || std::mem::take(&mut *events.lock().unwrap());
+    let session = |tokens: &Tokens| common::session_id_of(&tokens.access);
+    let from: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let localhost = Some(from.ip());
+    let refresh_from = |refresh: String| {
+        let client = &app.client;
+        async move {
+            client
+                .post("/auth/refresh")
+                .remote(from)
+                .header(ContentType::JSON)
+                .body(json!({ "refresh_token": refresh }).to_string())
+                .dispatch()
+                .await
+        }
+    };
+
+    let first = tokens_of(app.client.post("/login/alice").remote(from).dispatch().await).await;
+    let sid = session(&first);
+    assert_eq!(
+        take(),
+        [SessionEvent::LoggedIn {
+            user_id: "alice".into(),
+            session_id: sid.clone(),
+            ip: localhost
+        }]
+    );
+    let second = tokens_of(refresh_from(first.refresh.clone()).await).await;
+    assert_eq!(
+        take(),
+        [SessionEvent::Refreshed {
+            user_id: "alice".into(),
+            session_id: sid.clone(),
+            ip: localhost
+        }]
+    );
+    app.harness.clock().advance(11);
+    assert_eq!(refresh_from(first.refresh.clone()).await.status(), Status::Unauthorized);
+    assert_eq!(
+        take(),
+        [SessionEvent::ReuseDetected {
+            user_id: "alice".into(),
+            session_id: sid.clone(),
+            ip: localhost
+        }]
+    );
+    assert_eq!(app.refresh_status(&second.refresh).await, Status::Unauthorized);
+    assert_eq!(take(), [], "a refused refresh is no event");
+
+    let (phone, laptop) = (app.login("bob").await, app.login("bob").await);
+    take();
+    assert_eq!(app.post_bearer("/auth/logout", &phone.access).await, Status::NoContent);
+    assert_eq!(
+        take(),
+        [SessionEvent::LoggedOut {
+            user_id: "bob".into(),
+            session_id: session(&phone)
+        }]
+    );
+    let third = app.login("bob").await;
+    take();
+    assert_eq!(
+        app.post_bearer("/auth/logout-all", &third.access).await,
+        Status::NoContent
+    );
+    let mut revoked = take();
+    revoked.sort_by_key(|event| format!("{event:?}"));
+    let mut expected = [session(&laptop), session(&third)].map(|session_id| SessionEvent::SessionRevoked {
+        user_id: "bob".into(),
+        session_id,
+        reason: "logout everywhere",
+    });
+    expected.sort_by_key(|event| format!("{event:?}"));
+    assert_eq!(revoked, expected);
+
+    for _ in 0..10 {
+        app.client.post("/try-login/carol/wrong").remote(from).dispatch().await;
+    }
+    take();
+    let throttled = app.client.post("/try-login/carol/right").remote(from).dispatch().await;
+    assert_eq!(throttled.status(), Status::TooManyRequests);
+    match take().as_slice() {
+        [SessionEvent::Throttled {
+            username,
+            ip,
+            retry_after,
+        }] => {
+            assert_eq!((username.as_str(), *ip), ("carol", localhost));
+            assert!(*retry_after > 0);
+        }
+        other => panic!("one Throttled event, not {other:?}"),
+    }
+}
+
+#[rocket::async_test]
+async fn a_logout_that_is_not_stored_fires_no_event() {
+    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+    let sink = events.clone();
+    let app =
+        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
+            .await;
+    let tokens = app.login("alice").await;
+    events.lock().unwrap().clear();
+    // Sessions cannot be written: the logout fails (503) and nothing happened.
+    let connection = rusqlite::Connection::open(app.harness.database()).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TRIGGER no_revocations BEFORE UPDATE ON sessions BEGIN SELECT RAISE(FAIL, 'disk full'); END;",
+        )
+        .unwrap();
+    assert_eq!(
+        app.post_bearer("/auth/logout", &tokens.access).await,
+        Status::ServiceUnavailable
+    );
+    assert_eq!(*events.lock().unwrap(), []);
+}
+
+#[rocket::async_test]
+async fn the_app_answers_its_own_errors_in_the_crates_shape() {
+    let app = app_with(|fairing| fairing).await;
+    let response = app.client.get("/teapot").dispatch().await;
+    assert_eq!(response.status(), Status::ImATeapot);
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    assert_eq!(response.headers().get_one("Cache-Control"), Some("no-store"));
+    assert_eq!(
+        response.into_json::<Value>().await,
+        Some(json!({ "error": "teapot", "message": "Short and stout." }))
+    );
+}
+
+#[get("/private")]
+fn private(user: AuthUser) -> String {
+    user.id
+}
+
+#[rocket::async_test]
+async fn a_rocket_without_the_fairing_fails_launch_naming_the_fix() {
+    capture_logs();
+    let rocket = rocket::custom(TestHarness::new().figment()).mount("/", routes![private]);
+    let Err(error) = Client::tracked(rocket).await else {
+        panic!("launch should fail")
+    };
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::SentinelAborts(_)),
+        "{error:?}"
+    );
+    assert!(logged("add `.attach(Sessions::fairing())` to the Rocket"));
+}
+
+#[rocket::async_test]
+async fn attaching_the_fairing_twice_is_a_launch_error_not_a_panic() {
+    capture_logs();
+    let harness = TestHarness::new();
+    let rocket = rocket::custom(harness.figment())
+        .attach(harness.fairing())
+        .attach(harness.fairing());
+    let Err(error) = Client::tracked(rocket).await else {
+        panic!("launch should fail")
+    };
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error:?}"
+    );
+    assert!(logged("Sessions::fairing() is attached twice"));
+}
+
+#[rocket::async_test]
+async fn a_release_launch_needs_only_the_sessions_secret() {
+    let harness = TestHarness::new();
+    // Rocket.toml's release profile, no Rocket `secret_key`: only
+    // `sessions.secret` and the database.
+    let figment = Figment::from(rocket::Config::figment())
+        .select("release")
+        .merge(("sessions.database", harness.database()))
+        .merge(("sessions.secret", harness.secret()));
+    let rocket = common::with_routes(rocket::custom(figment).attach(harness.fairing()));
+    let client = Client::tracked(rocket)
+        .await
+        .expect("a release launch with only sessions.secret");
+    let response = client.post("/login/alice").dispatch().await;
+    assert_eq!(response.status(), Status::Ok);
+}
