@@ -226,13 +226,23 @@ impl Sessions {
         let settings = &self.inner.settings;
         let (access, refresh) = (&settings.access_cookie, &settings.refresh_cookie);
         match change {
+            // A session-only login's cookies get no Max-Age: the browser
+            // forgets them when it closes.
             CookieChange::Set(pair) => [
-                self.session_cookie(access, pair.access_token.clone(), pair.expires_in),
-                self.session_cookie(refresh, pair.refresh_token.clone(), pair.refresh_expires_in),
+                self.session_cookie(
+                    access,
+                    pair.access_token.clone(),
+                    pair.persistent.then_some(pair.expires_in),
+                ),
+                self.session_cookie(
+                    refresh,
+                    pair.refresh_token.clone(),
+                    pair.persistent.then_some(pair.refresh_expires_in),
+                ),
             ],
             CookieChange::Clear => [
-                self.session_cookie(access, String::new(), 0),
-                self.session_cookie(refresh, String::new(), 0),
+                self.session_cookie(access, String::new(), Some(0)),
+                self.session_cookie(refresh, String::new(), Some(0)),
             ],
         }
     }
@@ -264,20 +274,23 @@ impl Sessions {
         }
     }
 
-    fn session_cookie(&self, name: &str, value: String, max_age: i64) -> Cookie<'static> {
+    fn session_cookie(&self, name: &str, value: String, max_age: Option<i64>) -> Cookie<'static> {
         let same_site = match self.inner.settings.same_site {
             SameSitePolicy::Lax => SameSite::Lax,
             SameSitePolicy::Strict => SameSite::Strict,
         };
         // Secure always, whatever Rocket knows of TLS: behind a TLS-terminating
         // proxy Rocket itself speaks plain HTTP.
-        Cookie::build((name.to_string(), value))
+        let mut cookie = Cookie::build((name.to_string(), value))
             .path("/")
             .secure(true)
             .http_only(true)
             .same_site(same_site)
-            .max_age(rocket::time::Duration::seconds(max_age.max(0)))
-            .build()
+            .build();
+        if let Some(max_age) = max_age {
+            cookie.set_max_age(rocket::time::Duration::seconds(max_age.max(0)));
+        }
+        cookie
     }
 
     /// The CSRF token of a signed-in session, for pages to put in forms
@@ -361,9 +374,8 @@ impl Sessions {
             }
         }
         let value = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
-        let mut cookie = self.session_cookie(name, value.clone(), 0);
-        cookie.set_max_age(None); // lives as long as the browser session
-        jar.add(cookie);
+        // It lives as long as the browser session.
+        jar.add(self.session_cookie(name, value.clone(), None));
         value
     }
 }

@@ -71,8 +71,14 @@ pub enum Error {
     /// nothing, so the request can be retried.
     #[error("session store failure: {0}")]
     Store(#[from] StoreError),
-    /// A bug or an unexpected failure (a panicked blocking task, a claim that
-    /// cannot be serialised). Answers 500; the cause is logged.
+    /// A mistake of the calling code: claims that are not a JSON object or use
+    /// a name the crate sets, an empty user id, a session value too large.
+    /// Answers 500 (the app has a bug to fix); the message, logged, says what
+    /// and how to fix it.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A bug or an unexpected failure (a panicked blocking task, corrupt stored
+    /// claims). Answers 500; the cause is logged.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -202,7 +208,7 @@ impl<'r> Responder<'r, 'static> for Error {
                 .header(Header::new("Retry-After", "1"))
                 .finalize()
             }
-            Error::Internal(cause) => {
+            Error::Internal(cause) | Error::InvalidArgument(cause) => {
                 log::error!(
                     "rocket_sqlite_sessions: {} {}: internal error: {cause}",
                     request.method(),

@@ -70,7 +70,7 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
-//! | [`Sessions`] | managed state: [`login`](Sessions::login), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
 //! | [`ClaimsSource`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh: a role change reaches the next access token |
 //! | [`SessionEvents`], [`SessionEvent`] | login, refresh, logout, revoked session, reuse detected, throttled: told after commit |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
@@ -180,7 +180,7 @@ pub use error::{Error, ErrorResponse, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;
 pub use guard::{AuthUser, FreshAuthUser};
 pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
-pub use manager::{SessionInfo, Sessions, TokenPair};
+pub use manager::{LoginOptions, SessionInfo, Sessions, TokenPair};
 pub use prune::PruneReport;
 pub use routes::routes;
 pub use session_data::MAX_SESSION_DATA_BYTES;

@@ -86,6 +86,66 @@ pub struct TokenPair {
     /// The session the pair belongs to (not part of the JSON body).
     #[serde(skip)]
     pub session_id: String,
+    /// Whether its cookies outlive the browser session
+    /// ([`LoginOptions::session_only`] makes it `false`; not part of the JSON
+    /// body).
+    #[serde(skip)]
+    pub persistent: bool,
+}
+
+/// Per-login options for [`Sessions::login_with`]: the session's own
+/// lifetimes, and whether its cookies outlive the browser session. Unset
+/// lifetimes are the configured ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginOptions {
+    refresh_ttl: Option<i64>,
+    absolute_timeout: Option<i64>,
+    persistent: bool,
+}
+
+impl Default for LoginOptions {
+    fn default() -> Self {
+        LoginOptions::new()
+    }
+}
+
+impl LoginOptions {
+    /// The configured lifetimes, persistent cookies.
+    pub fn new() -> Self {
+        LoginOptions {
+            refresh_ttl: None,
+            absolute_timeout: None,
+            persistent: true,
+        }
+    }
+
+    /// This session's refresh-token lifetime instead of `refresh_ttl`, kept at
+    /// every refresh (whole seconds; at least one).
+    pub fn refresh_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.refresh_ttl = Some(seconds(ttl));
+        self
+    }
+
+    /// This session's absolute timeout instead of `absolute_timeout` (whole
+    /// seconds; at least one).
+    pub fn absolute_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.absolute_timeout = Some(seconds(timeout));
+        self
+    }
+
+    /// "Remember me" off: the session cookies get no `Max-Age` or `Expires`,
+    /// so the browser forgets them when it closes; silent refreshes keep them
+    /// so. Bearer clients are not affected.
+    pub fn session_only(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+}
+
+/// A duration in whole seconds, at least one, at most a hundred years.
+fn seconds(duration: std::time::Duration) -> i64 {
+    const LONGEST: i64 = 100 * 365 * 86_400;
+    i64::try_from(duration.as_secs()).unwrap_or(LONGEST).clamp(1, LONGEST)
 }
 
 impl fmt::Debug for TokenPair {
@@ -215,22 +275,54 @@ impl Sessions {
     /// session id is always fresh and random, never chosen by the client.
     ///
     /// # Errors
-    /// [`Error::Internal`] when `claims` is not a JSON object or uses a name the
-    /// crate sets itself (`sub`, `sid`, `jti`, `iat`, `exp`, `nbf`, `iss`, `aud`,
-    /// `typ`); [`Error::Store`] when the session cannot be stored. No token is
-    /// returned unless its session is committed.
+    /// [`Error::InvalidArgument`] when `claims` is not a JSON object or uses a
+    /// name the crate sets itself (`sub`, `sid`, `jti`, `iat`, `exp`, `nbf`,
+    /// `iss`, `aud`, `typ`), or the user id is empty; [`Error::Store`] when the
+    /// session cannot be stored. No token is returned unless its session is
+    /// committed.
     pub async fn login(
         &self,
         user_id: impl fmt::Display,
         claims: impl Serialize,
         client: &ClientInfo,
     ) -> Result<TokenPair, Error> {
+        self.login_with(user_id, claims, client, LoginOptions::new()).await
+    }
+
+    /// [`login`](Self::login) with per-login options: a session's own refresh
+    /// and absolute lifetimes, and session-only cookies ("remember me" off).
+    ///
+    /// ```
+    /// # async fn sign_in(sessions: &rocket_sqlite_sessions::Sessions, client: &rocket_sqlite_sessions::ClientInfo, remember: bool) -> Result<(), rocket_sqlite_sessions::Error> {
+    /// use std::time::Duration;
+    /// use rocket_sqlite_sessions::LoginOptions;
+    ///
+    /// let options = if remember {
+    ///     LoginOptions::new().refresh_ttl(Duration::from_secs(30 * 86_400))
+    /// } else {
+    ///     LoginOptions::new().absolute_timeout(Duration::from_secs(8 * 3600)).session_only()
+    /// };
+    /// let pair = sessions.login_with(42, (), client, options).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`login`](Self::login).
+    pub async fn login_with(
+        &self,
+        user_id: impl fmt::Display,
+        claims: impl Serialize,
+        client: &ClientInfo,
+        options: LoginOptions,
+    ) -> Result<TokenPair, Error> {
         let user_id = user_id.to_string();
         let user_id = user_id.as_str();
         let app_claims = app_claims(claims)?;
         if user_id.is_empty() {
-            return Err(Error::Internal("login needs a non-empty user id".into()));
+            return Err(Error::InvalidArgument("login needs a non-empty user id".into()));
         }
+        let refresh_ttl = options.refresh_ttl.unwrap_or(self.inner.settings.refresh_ttl);
+        let absolute_timeout = options.absolute_timeout.unwrap_or(self.inner.settings.absolute_timeout);
         let settings = &self.inner.settings;
         let now = self.now();
         let session_id = random_id();
@@ -239,10 +331,10 @@ impl Sessions {
             .refresh_keys
             .first(&session_id)
             .expect("a random id is 16 bytes of base64url");
-        let absolute_expires_at = now.saturating_add(settings.absolute_timeout);
+        let absolute_expires_at = now.saturating_add(absolute_timeout);
         let expires_at = now
             .saturating_add(settings.idle_timeout)
-            .min(now.saturating_add(settings.refresh_ttl))
+            .min(now.saturating_add(refresh_ttl))
             .min(absolute_expires_at);
         let claims_json = Value::Object(app_claims.clone()).to_string();
 
@@ -257,6 +349,8 @@ impl Sessions {
                 client: client_record(client),
                 claims_json,
                 refresh_hash: refresh.hash(),
+                refresh_ttl: options.refresh_ttl,
+                persistent: options.persistent,
             })
             .await?;
         self.emit(|| SessionEvent::LoggedIn {
@@ -272,6 +366,7 @@ impl Sessions {
             now,
             expires_at,
             refresh,
+            options.persistent,
         )
     }
 
@@ -382,6 +477,7 @@ impl Sessions {
             now,
             session_expires_at,
             successor,
+            state.persistent,
         )
     }
 
@@ -404,6 +500,7 @@ impl Sessions {
         now: i64,
         session_expires_at: i64,
         refresh: RefreshToken,
+        persistent: bool,
     ) -> Result<TokenPair, Error> {
         let codec = &self.inner.codec;
         let settings = &self.inner.settings;
@@ -439,6 +536,7 @@ impl Sessions {
             refresh_token: refresh.encode(),
             refresh_expires_in: session_expires_at - now,
             session_id,
+            persistent,
         })
     }
 
@@ -557,7 +655,7 @@ impl Sessions {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Internal`] for claims that are not a JSON object or use a name
+    /// [`Error::InvalidArgument`] for claims that are not a JSON object or use a name
     /// the crate sets itself (as for [`login`](Self::login)); [`Error::Store`]
     /// when the store fails.
     pub async fn update_claims(&self, user_id: impl fmt::Display, claims: impl Serialize) -> Result<usize, Error> {
@@ -687,11 +785,15 @@ fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, Error> {
     let map = match serde_json::to_value(claims) {
         Ok(Value::Object(map)) => map,
         Ok(Value::Null) => Map::new(),
-        Ok(_) => return Err(Error::Internal("app claims must serialise to a JSON object".into())),
-        Err(e) => return Err(Error::Internal(format!("app claims cannot be serialised: {e}"))),
+        Ok(_) => {
+            return Err(Error::InvalidArgument(
+                "app claims must serialise to a JSON object".into(),
+            ))
+        }
+        Err(e) => return Err(Error::InvalidArgument(format!("app claims cannot be serialised: {e}"))),
     };
     if let Some(name) = RESERVED_CLAIMS.iter().find(|name| map.contains_key(**name)) {
-        return Err(Error::Internal(format!(
+        return Err(Error::InvalidArgument(format!(
             "the app claim `{name}` is set by rocket_sqlite_sessions itself; rename it"
         )));
     }

@@ -40,6 +40,10 @@ pub(crate) struct RefreshState {
     /// When the previous token was rotated (the current one issued).
     pub rotated_at: Option<i64>,
     pub claims_json: String,
+    /// The session's own refresh lifetime, when its login set one.
+    pub refresh_ttl: Option<i64>,
+    /// Whether its cookies outlive the browser session.
+    pub persistent: bool,
 }
 
 /// The settings the decision depends on.
@@ -98,7 +102,7 @@ pub(crate) fn decide(presented: &Presented, state: &RefreshState, now: i64, poli
         return if state.current_hash == Some(presented.hash) {
             let expires_at = now
                 .saturating_add(policy.idle_timeout)
-                .min(now.saturating_add(policy.refresh_ttl))
+                .min(now.saturating_add(state.refresh_ttl.unwrap_or(policy.refresh_ttl)))
                 .min(state.absolute_expires_at);
             Decision::Rotate { expires_at }
         } else {
@@ -152,6 +156,8 @@ mod tests {
             previous_hash: generation.checked_sub(1).map(|g| [g as u8; 32]),
             rotated_at: (generation > 0).then_some(100),
             claims_json: "{}".into(),
+            refresh_ttl: None,
+            persistent: true,
         }
     }
 

@@ -34,7 +34,7 @@ impl Sessions {
     ///
     /// # Errors
     /// [`Error::SessionNotFound`] when the session is revoked, expired or
-    /// unknown; [`Error::Internal`] when the stored value is not a `T`;
+    /// unknown; [`Error::InvalidArgument`] when the stored value is not a `T`;
     /// [`Error::Store`] when the store fails.
     pub async fn session_value<T: DeserializeOwned>(&self, session_id: &str, key: &str) -> Result<Option<T>, Error> {
         let now = self.inner.clock.now();
@@ -48,7 +48,7 @@ impl Sessions {
             None => Ok(None),
             Some(value) => serde_json::from_value(value)
                 .map(Some)
-                .map_err(|e| Error::Internal(format!("session value `{key}` has another type: {e}"))),
+                .map_err(|e| Error::InvalidArgument(format!("session value `{key}` has another type: {e}"))),
         }
     }
 
@@ -56,12 +56,12 @@ impl Sessions {
     ///
     /// # Errors
     /// [`Error::SessionNotFound`] when the session is revoked, expired or
-    /// unknown; [`Error::Internal`] when `value` cannot be serialised or the
+    /// unknown; [`Error::InvalidArgument`] when `value` cannot be serialised or the
     /// session's data would pass [`MAX_SESSION_DATA_BYTES`]; [`Error::Store`]
     /// when the store fails.
     pub async fn set_session_value(&self, session_id: &str, key: &str, value: impl Serialize) -> Result<(), Error> {
         let value = serde_json::to_value(value)
-            .map_err(|e| Error::Internal(format!("session value `{key}` cannot be serialised: {e}")))?;
+            .map_err(|e| Error::InvalidArgument(format!("session value `{key}` cannot be serialised: {e}")))?;
         self.update_data(session_id, key.to_string(), Some(value)).await
     }
 
@@ -94,7 +94,7 @@ impl Sessions {
         match outcome {
             None => Err(Error::SessionNotFound),
             Some(true) => Ok(()),
-            Some(false) => Err(Error::Internal(format!(
+            Some(false) => Err(Error::InvalidArgument(format!(
                 "session data would pass {MAX_SESSION_DATA_BYTES} bytes with `{name}`; keep large data in the app's own tables"
             ))),
         }

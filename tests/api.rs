@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::logs::{capture_logs, logged};
 use common::{bearer, tokens_of, App, Tokens};
@@ -14,7 +15,8 @@ use rocket::serde::json::Json;
 use rocket::{get, post, routes, State};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::{
-    AuthUser, Authorized, ClientInfo, Error, ErrorResponse, Policy, SessionEvent, Sessions, SessionsFairing, TokenPair,
+    AuthUser, Authorized, ClientInfo, Error, ErrorResponse, LoginOptions, Policy, SessionEvent, Sessions,
+    SessionsFairing, TokenPair,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -56,6 +58,40 @@ async fn demote(sessions: &State<Sessions>, user: &str) -> Result<Json<usize>, E
     ))
 }
 
+#[post("/browser-login/<user>/<remember>")]
+async fn browser_login(
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    cookies: &rocket::http::CookieJar<'_>,
+    user: &str,
+    remember: bool,
+) -> Result<(), Error> {
+    let options = if remember {
+        LoginOptions::new()
+    } else {
+        LoginOptions::new().session_only()
+    };
+    let pair = sessions
+        .login_with(user, json!({ "roles": [] }), &client, options)
+        .await?;
+    sessions.set_cookies(cookies, &pair);
+    Ok(())
+}
+
+#[post("/login-for/<user>/<refresh_ttl>/<absolute_timeout>")]
+async fn login_for(
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    user: &str,
+    refresh_ttl: u64,
+    absolute_timeout: u64,
+) -> Result<TokenPair, Error> {
+    let options = LoginOptions::new()
+        .refresh_ttl(Duration::from_secs(refresh_ttl))
+        .absolute_timeout(Duration::from_secs(absolute_timeout));
+    sessions.login_with(user, (), &client, options).await
+}
+
 #[get("/teapot")]
 fn teapot() -> ErrorResponse {
     ErrorResponse::new(Status::ImATeapot, "teapot", "Short and stout.")
@@ -65,8 +101,10 @@ fn teapot() -> ErrorResponse {
 async fn app_with(fairing: impl FnOnce(SessionsFairing) -> SessionsFairing) -> App {
     let harness = Arc::new(TestHarness::new());
     capture_logs();
-    let rocket = common::with_routes(rocket::custom(harness.figment()).attach(fairing(harness.fairing())))
-        .mount("/", routes![login_as, roles, admin, demote, teapot]);
+    let rocket = common::with_routes(rocket::custom(harness.figment()).attach(fairing(harness.fairing()))).mount(
+        "/",
+        routes![login_as, roles, admin, demote, teapot, browser_login, login_for],
+    );
     let client = Client::tracked(rocket).await.expect("the app launches");
     App { harness, client }
 }
@@ -350,4 +388,63 @@ async fn a_release_launch_needs_only_the_sessions_secret() {
         .expect("a release launch with only sessions.secret");
     let response = client.post("/login/alice").dispatch().await;
     assert_eq!(response.status(), Status::Ok);
+}
+
+/// The session cookies a response sets, as `Set-Cookie` header values.
+fn session_cookies(response: &rocket::local::asynchronous::LocalResponse<'_>) -> Vec<String> {
+    response
+        .headers()
+        .get("Set-Cookie")
+        .filter(|header| header.starts_with("__Host-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[rocket::async_test]
+async fn a_session_only_login_sets_cookies_without_max_age_and_keeps_them_so_across_refreshes() {
+    let app = app_with(|fairing| fairing).await;
+    let remembered = app.client.post("/browser-login/ada/true").dispatch().await;
+    let cookies = session_cookies(&remembered);
+    assert_eq!(cookies.len(), 2);
+    assert!(cookies.iter().all(|cookie| cookie.contains("Max-Age=")), "{cookies:?}");
+
+    let response = app.client.post("/browser-login/bob/false").dispatch().await;
+    let cookies = session_cookies(&response);
+    assert_eq!(cookies.len(), 2);
+    for cookie in &cookies {
+        assert!(!cookie.contains("Max-Age") && !cookie.contains("Expires"), "{cookie}");
+    }
+    // The access cookie's token expires; the guard refreshes silently, and the
+    // new cookies are session-only too.
+    app.harness.clock().advance(15 * 60 + 1);
+    let page = app.client.get("/roles").dispatch().await;
+    assert_eq!(page.status(), Status::Ok, "a silent refresh");
+    let renewed = session_cookies(&page);
+    assert_eq!(renewed.len(), 2, "both cookies renewed");
+    for cookie in &renewed {
+        assert!(!cookie.contains("Max-Age") && !cookie.contains("Expires"), "{cookie}");
+    }
+}
+
+#[rocket::async_test]
+async fn a_login_with_its_own_lifetimes_keeps_them_across_refreshes() {
+    let app = app_with(|fairing| fairing).await;
+    let short = tokens_of(app.client.post("/login-for/ada/60/1000").dispatch().await).await;
+    let default = app.login("bob").await;
+    app.harness.clock().advance(50);
+    let short = app.rotate(&short.refresh).await;
+    let default = app.rotate(&default.refresh).await;
+    // 61 s without a refresh: past this session's refresh_ttl of 60 s only.
+    app.harness.clock().advance(61);
+    assert_eq!(app.refresh_status(&short.refresh).await, Status::Unauthorized);
+    assert_eq!(app.refresh_status(&default.refresh).await, Status::Ok);
+
+    // Refreshed every 50 s, a session still ends at its own absolute timeout.
+    let mut capped = tokens_of(app.client.post("/login-for/cy/60/120").dispatch().await).await;
+    for _ in 0..2 {
+        app.harness.clock().advance(50);
+        capped = app.rotate(&capped.refresh).await;
+    }
+    app.harness.clock().advance(21);
+    assert_eq!(app.refresh_status(&capped.refresh).await, Status::Unauthorized);
 }

@@ -552,7 +552,7 @@ async fn session_data_round_trips_and_dies_with_the_session() {
     );
     assert!(matches!(
         sessions.session_value::<u32>(id, "theme").await,
-        Err(Error::Internal(_))
+        Err(Error::InvalidArgument(_))
     ));
     sessions.remove_session_value(id, "theme").await.unwrap();
     assert_eq!(sessions.session_value::<String>(id, "theme").await.unwrap(), None);

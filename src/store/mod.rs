@@ -88,6 +88,10 @@ pub(crate) struct NewSession {
     pub claims_json: String,
     /// The SHA-256 of its first refresh token.
     pub refresh_hash: [u8; 32],
+    /// Its own refresh lifetime (`None`: the configured one).
+    pub refresh_ttl: Option<i64>,
+    /// Whether its cookies outlive the browser session.
+    pub persistent: bool,
 }
 
 /// A refresh token presented for session `session_id`.

@@ -6,7 +6,10 @@ use super::ADVISORY_KEY;
 use crate::store::{ErrorKind, StoreError};
 
 /// The migrations, in order; the schema's version is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../../sql/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../sql/postgres/0001_init.sql"),
+    include_str!("../../../sql/postgres/0002_login_options.sql"),
+];
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

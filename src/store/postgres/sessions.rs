@@ -15,8 +15,9 @@ pub(super) async fn create(client: &Object, session: &NewSession) -> Result<(), 
     let statement = client
         .prepare_cached(
             "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
-                                   absolute_expires_at, ip, user_agent, claims, refresh_hash)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9)",
+                                   absolute_expires_at, ip, user_agent, claims, refresh_hash,
+                                   refresh_ttl, persistent)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
     client
@@ -32,6 +33,8 @@ pub(super) async fn create(client: &Object, session: &NewSession) -> Result<(), 
                 &session.client.user_agent,
                 &session.claims_json,
                 &session.refresh_hash.as_slice(),
+                &session.refresh_ttl,
+                &session.persistent,
             ],
         )
         .await?;
@@ -54,7 +57,8 @@ pub(super) async fn refresh(
     let select = tx
         .prepare_cached(
             "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
-                    refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims
+                    refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
+                    refresh_ttl, persistent
              FROM sessions WHERE id = $1 FOR UPDATE",
         )
         .await?;
@@ -72,6 +76,8 @@ pub(super) async fn refresh(
         previous_hash: hash(&row, 7),
         rotated_at: row.get(8),
         claims_json: row.get(9),
+        refresh_ttl: row.get(10),
+        persistent: row.get(11),
     };
     let decision = rotation::decide(&request.presented, &state, now, &request.policy);
     match decision {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/0003_bounded_rows.sql"),
     include_str!("../../../sql/0004_known_networks.sql"),
     include_str!("../../../sql/0005_revocation_feed.sql"),
+    include_str!("../../../sql/0006_login_options.sql"),
 ];
 
 /// The schema version this build writes.

@@ -12,8 +12,9 @@ impl Tx<'_> {
         self.0
             .prepare_cached(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
-                                       absolute_expires_at, ip, user_agent, claims, refresh_hash)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                       absolute_expires_at, ip, user_agent, claims, refresh_hash,
+                                       refresh_ttl, persistent)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 session.id,
@@ -25,6 +26,8 @@ impl Tx<'_> {
                 session.client.user_agent,
                 session.claims_json,
                 session.refresh_hash,
+                session.refresh_ttl,
+                session.persistent,
             ])?;
         Ok(())
     }
@@ -45,7 +48,8 @@ impl Tx<'_> {
             .0
             .prepare_cached(
                 "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
-                        refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims
+                        refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
+                        refresh_ttl, persistent
                  FROM sessions WHERE id = ?1",
             )?
             .query_row([session_id], |row| {
@@ -60,6 +64,8 @@ impl Tx<'_> {
                     previous_hash: row.get(7)?,
                     rotated_at: row.get(8)?,
                     claims_json: row.get(9)?,
+                    refresh_ttl: row.get(10)?,
+                    persistent: row.get(11)?,
                 })
             })
             .optional()?;
