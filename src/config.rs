@@ -128,6 +128,12 @@ pub struct SessionsConfig {
     /// cookie-authenticated unsafe requests. Empty (the default): the request's
     /// own `Host`, with the request's scheme and port.
     pub allowed_origins: Vec<String>,
+    /// For HTML apps: a path of the app (e.g. `"/login"`) that a browser's
+    /// `GET` refused by a session guard is redirected to (303, with
+    /// `?next=<the path asked for>`), instead of the JSON 401. Only requests
+    /// that accept `text/html` and send no `Authorization` header are
+    /// redirected. Default: none.
+    pub login_url: Option<String>,
     /// The reverse proxies (addresses or CIDR ranges, e.g. `"10.0.0.0/8"`)
     /// whose `Forwarded`, `X-Forwarded-For`, `X-Real-IP` and
     /// `X-Forwarded-Proto` headers are believed. Empty (the default): the
@@ -165,6 +171,7 @@ impl Default for SessionsConfig {
             csrf_cookie: "__Host-csrf".into(),
             same_site: SameSitePolicy::Lax,
             allowed_origins: Vec::new(),
+            login_url: None,
             trusted_proxies: Vec::new(),
             issuer: None,
             audience: None,
@@ -232,6 +239,7 @@ impl fmt::Debug for SessionsConfig {
             .field("csrf_cookie", &self.csrf_cookie)
             .field("same_site", &self.same_site)
             .field("allowed_origins", &self.allowed_origins)
+            .field("login_url", &self.login_url)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -364,6 +372,7 @@ pub(crate) struct Settings {
     pub csrf_cookie: String,
     pub same_site: SameSitePolicy,
     pub allowed_origins: Vec<String>,
+    pub login_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -465,6 +474,19 @@ impl SessionsConfig {
             }
         }
 
+        if let Some(url) = &self.login_url {
+            // A path of this app: never a redirect to another site.
+            let path = url.starts_with('/') && !url.starts_with("//") && !url.contains(['\\', '?', '#']);
+            if !path || url.chars().any(char::is_control) {
+                return Err(ConfigError::invalid(
+                    "login_url",
+                    format!(
+                        "{url:?} must be a path of the app such as \"/login\" (no scheme, host, query or fragment)"
+                    ),
+                ));
+            }
+        }
+
         let trusted_proxies = self
             .trusted_proxies
             .iter()
@@ -524,6 +546,7 @@ impl SessionsConfig {
             csrf_cookie: self.csrf_cookie.clone(),
             same_site: self.same_site,
             allowed_origins: self.allowed_origins.clone(),
+            login_url: self.login_url.clone(),
             trusted_proxies,
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),

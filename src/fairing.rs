@@ -152,9 +152,13 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        if let Some(sessions) = request.rocket().state::<Sessions>() {
-            sessions.finish_cookies(request, response);
+        let Some(sessions) = request.rocket().state::<Sessions>() else {
+            return;
+        };
+        if let Some(login) = login_redirect(sessions, request, response) {
+            *response = login;
         }
+        sessions.finish_cookies(request, response);
         match response.status() {
             Status::Unauthorized => {
                 if guard::token_refused(request) {
@@ -180,4 +184,28 @@ impl Fairing for SessionsFairing {
             request.local_cache(|| PeekedCsrfField(field));
         }
     }
+}
+
+/// The redirect to `login_url` that replaces a guard's 401 for a browser's
+/// page request, when configured.
+fn login_redirect<'r>(sessions: &Sessions, request: &Request<'_>, response: &Response<'r>) -> Option<Response<'r>> {
+    let login_url = sessions.inner.settings.login_url.as_deref()?;
+    let page_request = matches!(request.method(), rocket::http::Method::Get | rocket::http::Method::Head)
+        && request.headers().get_one("Authorization").is_none()
+        && request
+            .headers()
+            .get("Accept")
+            .any(|accept| accept.to_ascii_lowercase().contains("text/html"));
+    if response.status() != Status::Unauthorized || !guard::token_refused(request) || !page_request {
+        return None;
+    }
+    let asked = request.uri().to_string();
+    let next = rocket::http::RawStr::new(&asked).percent_encode();
+    Some(
+        Response::build()
+            .status(Status::SeeOther)
+            .raw_header("Location", format!("{login_url}?next={next}"))
+            .raw_header("Cache-Control", "no-store")
+            .finalize(),
+    )
 }

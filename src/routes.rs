@@ -1,14 +1,15 @@
 //! The mountable endpoints: refresh, logout, logout everywhere, the session list.
 
-use rocket::http::Status;
-use rocket::request::Request;
+use rocket::http::{CookieJar, Status};
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder};
 use rocket::serde::json::{self, Json};
 use rocket::{delete, get, post, Route, State};
 use serde::{Deserialize, Serialize};
 
+use crate::browser::CsrfBinding;
 use crate::error::{json_response, Error};
-use crate::guard::AuthUser;
+use crate::guard::{mark_refused, AuthUser};
 use crate::manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
 
 /// The crate's endpoints, to mount under a base of the app's choosing:
@@ -16,10 +17,16 @@ use crate::manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
 /// | method, path | answer |
 /// |---|---|
 /// | `POST /refresh` `{"refresh_token"}` | 200 token response; 401 invalid, expired, revoked or reused |
-/// | `POST /logout` (Bearer) | 204; the token and its session stop working |
-/// | `POST /logout-all` (Bearer) | 204; every session of the user stops working |
+/// | `POST /refresh` (cookies, no JSON body) | 204 with both session cookies rotated; 401 (cookies cleared) as above; 403 without CSRF proof |
+/// | `POST /logout` (Bearer or cookies) | 204; the token and its session stop working; with cookies, both are cleared |
+/// | `POST /logout-all` (Bearer or cookies) | 204; every session of the user stops working; with cookies, both are cleared |
 /// | `GET /sessions` (Bearer) | 200 the user's active sessions, the current one marked |
 /// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session |
+///
+/// In cookie mode (a browser app, see [`Sessions::set_cookies`]) every one of
+/// them is an unsafe request authenticated by cookie, so it needs the session's
+/// CSRF token (`X-CSRF-Token` or a `csrf_token` form field) from the app's own
+/// origin, as any other.
 ///
 /// ```no_run
 /// # use rocket::launch;
@@ -59,16 +66,82 @@ impl<'r> Responder<'r, 'static> for BadBody {
 #[derive(Responder)]
 enum RefreshResponse {
     Tokens(TokenPair),
+    Rotated(Status),
     Refused(Error),
     BadBody(BadBody),
+}
+
+/// A browser's refresh: the refresh cookie, without an `Authorization` header
+/// or a JSON body, with its CSRF proof checked against the cookie's session.
+enum CookieRefresh {
+    /// Not a cookie refresh: the JSON body decides.
+    No,
+    /// The refresh cookie, its CSRF proof valid.
+    Token(String),
+    /// The CSRF proof is missing or wrong, or the origin is foreign: 403.
+    Refused,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for CookieRefresh {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(sessions) = request.rocket().state::<Sessions>() else {
+            return Outcome::Success(CookieRefresh::No);
+        };
+        let json = request
+            .content_type()
+            .is_some_and(|content_type| content_type.is_json());
+        let cookie = request.cookies().get(&sessions.inner.settings.refresh_cookie);
+        let (Some(cookie), false, None) = (cookie, json, request.headers().get_one("Authorization")) else {
+            return Outcome::Success(CookieRefresh::No);
+        };
+        let token = cookie.value().to_string();
+        let proof = sessions.check_origin(request).is_ok()
+            && Sessions::presented_csrf_token(request).is_some_and(|presented| {
+                sessions
+                    .refresh_token_session(&token)
+                    .is_some_and(|session| sessions.csrf_token_matches(CsrfBinding::Session(&session), presented))
+            });
+        if proof {
+            Outcome::Success(CookieRefresh::Token(token))
+        } else if sessions.refresh_token_session(&token).is_none() {
+            // Not a token of this server: 401 (and the cookies cleared), as
+            // any dead refresh cookie.
+            Outcome::Success(CookieRefresh::Token(token))
+        } else {
+            mark_refused(request, Status::Forbidden);
+            Outcome::Success(CookieRefresh::Refused)
+        }
+    }
 }
 
 #[post("/refresh", data = "<body>")]
 async fn refresh(
     sessions: &State<Sessions>,
     client: ClientInfo,
+    cookie: CookieRefresh,
+    jar: &CookieJar<'_>,
     body: Result<Json<RefreshRequest>, json::Error<'_>>,
 ) -> RefreshResponse {
+    match cookie {
+        CookieRefresh::No => {}
+        CookieRefresh::Refused => return RefreshResponse::Refused(Error::CsrfRefused),
+        CookieRefresh::Token(token) => {
+            return match sessions.refresh(&token, &client).await {
+                Ok(pair) => {
+                    sessions.set_cookies(jar, &pair);
+                    RefreshResponse::Rotated(Status::NoContent)
+                }
+                Err(Error::Store(cause)) => RefreshResponse::Refused(Error::Store(cause)),
+                Err(error) => {
+                    sessions.clear_cookies(jar);
+                    RefreshResponse::Refused(error)
+                }
+            };
+        }
+    }
     let body = match body {
         Ok(body) => body,
         Err(json::Error::Io(_)) => return RefreshResponse::BadBody(BadBody(Status::PayloadTooLarge)),
@@ -80,15 +153,44 @@ async fn refresh(
     }
 }
 
+/// Whether the request is authenticated by cookie (no `Authorization`
+/// header): its logout clears the cookies.
+struct CookieMode(bool);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for CookieMode {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(CookieMode(request.headers().get_one("Authorization").is_none()))
+    }
+}
+
 #[post("/logout")]
-async fn logout(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Error> {
+async fn logout(
+    sessions: &State<Sessions>,
+    user: AuthUser,
+    mode: CookieMode,
+    jar: &CookieJar<'_>,
+) -> Result<Status, Error> {
     sessions.logout(&user).await?;
+    if mode.0 {
+        sessions.clear_cookies(jar);
+    }
     Ok(Status::NoContent)
 }
 
 #[post("/logout-all")]
-async fn logout_all(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Error> {
+async fn logout_all(
+    sessions: &State<Sessions>,
+    user: AuthUser,
+    mode: CookieMode,
+    jar: &CookieJar<'_>,
+) -> Result<Status, Error> {
     sessions.logout_everywhere(&user).await?;
+    if mode.0 {
+        sessions.clear_cookies(jar);
+    }
     Ok(Status::NoContent)
 }
 

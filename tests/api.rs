@@ -448,3 +448,156 @@ async fn a_login_with_its_own_lifetimes_keeps_them_across_refreshes() {
     app.harness.clock().advance(21);
     assert_eq!(app.refresh_status(&capped.refresh).await, Status::Unauthorized);
 }
+
+/// A browser signed in on `app` (session-long cookies in the tracked client),
+/// and its session's CSRF token.
+async fn browser_signed_in(app: &App, user: &str) -> String {
+    let response = app.client.post(format!("/browser-login/{user}/true")).dispatch().await;
+    assert_eq!(response.status(), Status::Ok);
+    let access = app
+        .client
+        .cookies()
+        .get("__Host-access_token")
+        .unwrap()
+        .value()
+        .to_string();
+    app.manager().csrf_token(&common::session_id_of(&access))
+}
+
+#[rocket::async_test]
+async fn the_crates_logout_in_cookie_mode_needs_csrf_proof_and_clears_the_cookies() {
+    let app = app_with(|fairing| fairing).await;
+    let csrf = browser_signed_in(&app, "ada").await;
+    let access = app
+        .client
+        .cookies()
+        .get("__Host-access_token")
+        .unwrap()
+        .value()
+        .to_string();
+    let refused = app.client.post("/auth/logout").dispatch().await;
+    assert_eq!(refused.status(), Status::Forbidden, "no CSRF token");
+    assert_eq!(app.whoami_status(&access).await, Status::Ok, "still signed in");
+
+    let response = app
+        .client
+        .post("/auth/logout")
+        .header(rocket::http::Header::new("X-CSRF-Token", csrf))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::NoContent);
+    let cleared = session_cookies(&response);
+    assert_eq!(cleared.len(), 2);
+    assert!(cleared.iter().all(|cookie| cookie.contains("Max-Age=0")), "{cleared:?}");
+    assert_eq!(app.whoami_status(&access).await, Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn the_crates_refresh_in_cookie_mode_rotates_the_cookies() {
+    let app = app_with(|fairing| fairing).await;
+    let csrf = browser_signed_in(&app, "ada").await;
+    let before = app
+        .client
+        .cookies()
+        .get("__Host-refresh_token")
+        .unwrap()
+        .value()
+        .to_string();
+
+    let refused = app.client.post("/auth/refresh").dispatch().await;
+    assert_eq!(refused.status(), Status::Forbidden, "no CSRF token");
+    let foreign = app
+        .client
+        .post("/auth/refresh")
+        .header(rocket::http::Header::new("Origin", "https://evil.example"))
+        .header(rocket::http::Header::new("X-CSRF-Token", csrf.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(foreign.status(), Status::Forbidden, "a foreign origin");
+
+    let response = app
+        .client
+        .post("/auth/refresh")
+        .header(rocket::http::Header::new("X-CSRF-Token", csrf.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::NoContent);
+    assert_eq!(session_cookies(&response).len(), 2, "both cookies rotated");
+    let after = app
+        .client
+        .cookies()
+        .get("__Host-refresh_token")
+        .unwrap()
+        .value()
+        .to_string();
+    assert_ne!(before, after);
+    assert_eq!(
+        app.refresh_status(&after).await,
+        Status::Ok,
+        "the new refresh token works"
+    );
+
+    // A dead refresh cookie: 401, and the cookies are cleared.
+    app.harness.clock().advance(11);
+    let stale = app
+        .client
+        .post("/auth/refresh")
+        .cookie(rocket::http::Cookie::new("__Host-refresh_token", after))
+        .header(rocket::http::Header::new("X-CSRF-Token", csrf))
+        .dispatch()
+        .await;
+    assert_eq!(stale.status(), Status::Unauthorized);
+    assert!(session_cookies(&stale)
+        .iter()
+        .all(|cookie| cookie.contains("Max-Age=0")));
+}
+
+#[rocket::async_test]
+async fn a_browser_page_refused_by_the_guard_is_redirected_to_login_url() {
+    let harness = Arc::new(TestHarness::new());
+    let figment = harness.figment().merge(("sessions.login_url", "/login"));
+    let rocket = common::with_routes(rocket::custom(figment).attach(harness.fairing())).mount(
+        "/",
+        routes![login_as, roles, admin, demote, teapot, browser_login, login_for],
+    );
+    let app = App {
+        harness,
+        client: Client::tracked(rocket).await.unwrap(),
+    };
+    let html = rocket::http::Header::new("Accept", "text/html,application/xhtml+xml");
+    let page = app.client.get("/roles?tab=all").header(html.clone()).dispatch().await;
+    assert_eq!(page.status(), Status::SeeOther);
+    assert_eq!(
+        page.headers().get_one("Location"),
+        Some("/login?next=%2Froles%3Ftab%3Dall")
+    );
+
+    let api = app.client.get("/roles").header(ContentType::JSON).dispatch().await;
+    assert_eq!(api.status(), Status::Unauthorized, "an API call gets the JSON 401");
+    let bearer_call = app
+        .client
+        .get("/roles")
+        .header(html)
+        .header(bearer("junk"))
+        .dispatch()
+        .await;
+    assert_eq!(
+        bearer_call.status(),
+        Status::Unauthorized,
+        "a bearer client gets the 401"
+    );
+}
+
+#[rocket::async_test]
+async fn a_login_url_that_is_not_a_path_of_the_app_fails_launch() {
+    capture_logs();
+    for url in ["https://evil.example/login", "//evil.example", "login", "/login?x=1"] {
+        let harness = TestHarness::new();
+        let figment = harness.figment().merge(("sessions.login_url", url));
+        let Err(error) = Client::tracked(rocket::custom(figment).attach(harness.fairing())).await else {
+            panic!("{url} was accepted");
+        };
+        assert!(matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)));
+    }
+    assert!(logged("invalid `sessions.login_url`"));
+}
