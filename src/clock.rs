@@ -120,7 +120,8 @@ impl Clock {
 /// [`set`](Self::set) move the wall clock alone, as NTP or an operator does.
 ///
 /// ```
-/// use rocket_sqlite_sessions::{Clock, ManualClock};
+/// use rocket_sqlite_sessions::testing::ManualClock;
+/// use rocket_sqlite_sessions::Clock;
 ///
 /// let manual = ManualClock::new(1_700_000_000);
 /// let clock = Clock::from(manual.clone());

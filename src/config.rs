@@ -249,6 +249,7 @@ impl fmt::Debug for SessionsConfig {
 
 /// Why the `[sessions]` configuration was refused. Its message names the key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A key has a value of the wrong type, or an unknown key is present.
     #[error("invalid [sessions] configuration: {0}")]

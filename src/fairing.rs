@@ -49,7 +49,7 @@ impl Sessions {
 
 impl SessionsFairing {
     /// Uses `clock` for every expiry decision instead of the system time: for
-    /// tests, with a [`ManualClock`](crate::ManualClock).
+    /// tests, with a [`ManualClock`](crate::testing::ManualClock).
     pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self

@@ -86,7 +86,7 @@
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
 //! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
-//! | [`Clock`], [`ManualClock`] | where "now" comes from; a clock tests move and step |
+//! | [`Clock`], [`testing::ManualClock`] | where "now" comes from; a clock tests move and step |
 //!
 //! # Security model
 //!
@@ -174,7 +174,7 @@ mod token;
 pub use authz::{Authorized, Policy};
 pub use browser::{CsrfProtected, CsrfToken, CSRF_FIELD, CSRF_HEADER};
 pub use client::ClientInfo;
-pub use clock::{Clock, ManualClock};
+pub use clock::Clock;
 pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, ErrorResponse, INVALID_TOKEN_MESSAGE};
 pub use fairing::SessionsFairing;

@@ -69,6 +69,7 @@ pub(crate) struct Hooks {
 /// As a [`Responder`](rocket::response::Responder) it answers 200 with
 /// `Cache-Control: no-store`.
 #[derive(Clone, Serialize)]
+#[non_exhaustive]
 pub struct TokenPair {
     /// The JWT to send as `Authorization: Bearer …`.
     pub access_token: String,
@@ -161,6 +162,7 @@ impl fmt::Debug for TokenPair {
 
 /// One active session of a user, as listed to that user.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// The session id (the `sid` claim of its access tokens).
     pub id: String,

@@ -29,6 +29,7 @@ use crate::store::{PruneCutoffs, PruneKind};
 
 /// What one prune pass deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PruneReport {
     /// Sessions deleted (expired, or revoked with no live access token left),
     /// with their refresh state.

@@ -27,7 +27,7 @@ use base64::Engine as _;
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
-use crate::clock::ManualClock;
+pub use crate::clock::ManualClock;
 use crate::fairing::SessionsFairing;
 use crate::token::{random_bytes, random_id};
 use crate::Sessions;
