@@ -2,7 +2,7 @@
 //! demo's pages. Each `Browser` keeps its own cookie jar, as a browser would.
 
 #[allow(dead_code)]
-#[path = "../examples/demo.rs"]
+#[path = "../examples/demo/main.rs"]
 mod demo;
 
 use std::collections::BTreeMap;

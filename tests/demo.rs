@@ -1,7 +1,7 @@
 //! The demo app's HTTP contract (DESIGN.md), end to end.
 
 #[allow(dead_code)]
-#[path = "../examples/demo.rs"]
+#[path = "../examples/demo/main.rs"]
 mod demo;
 
 use rocket::http::{ContentType, Header, Status};
@@ -320,9 +320,97 @@ async fn concurrent_password_hashing_is_capped_at_the_cores() {
         assert_eq!(response.status(), Status::Ok, "every login is answered");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let peak = demo::peak_concurrent_hashes(client.rocket());
+    let peak = demo::users::peak_concurrent_hashes(client.rocket());
     assert!(
         (1..=cores).contains(&peak),
         "at most one password hash per core at a time: {peak} on {cores} cores"
     );
+}
+
+/// Registers and logs in `username`; gives the token response.
+async fn signed_up(client: &Client, username: &str) -> Value {
+    let credentials = json!({ "username": username, "password": "correct horse battery" });
+    let registered = post_json(client, "/auth/register", credentials.clone()).await;
+    assert_eq!(registered.status(), Status::Created);
+    let login = post_json(client, "/auth/login", credentials).await;
+    assert_eq!(login.status(), Status::Ok);
+    login.into_json().await.unwrap()
+}
+
+async fn get_status(client: &Client, path: &'static str, access: &Value) -> Status {
+    let access = access["access_token"].as_str().unwrap();
+    client.get(path).header(bearer(access)).dispatch().await.status()
+}
+
+async fn refreshed(client: &Client, tokens: &Value) -> Value {
+    let response = post_json(
+        client,
+        "/auth/refresh",
+        json!({ "refresh_token": tokens["refresh_token"] }),
+    )
+    .await;
+    assert_eq!(response.status(), Status::Ok);
+    response.into_json().await.unwrap()
+}
+
+#[rocket::async_test]
+async fn the_first_user_is_the_admin_and_role_changes_reach_the_next_refresh() {
+    let harness = TestHarness::new();
+    let client = start(&harness).await;
+    let ada = signed_up(&client, "ada").await;
+    let bob = signed_up(&client, "bob").await;
+
+    let me = client
+        .get("/me")
+        .header(bearer(ada["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await;
+    assert_eq!(me.into_json::<Value>().await.unwrap()["roles"], json!(["admin"]));
+    assert_eq!(get_status(&client, "/admin/users", &ada).await, Status::Ok);
+    assert_eq!(get_status(&client, "/admin/users", &bob).await, Status::Forbidden);
+
+    let change = |username: &'static str, role: &'static str, by: &Value| {
+        let access = by["access_token"].as_str().unwrap().to_string();
+        let client = &client;
+        async move {
+            client
+                .put(format!("/admin/users/{username}/role"))
+                .header(bearer(&access))
+                .header(ContentType::JSON)
+                .body(json!({ "role": role }).to_string())
+                .dispatch()
+                .await
+                .status()
+        }
+    };
+    assert_eq!(
+        change("ada", "member", &bob).await,
+        Status::Forbidden,
+        "members manage nobody"
+    );
+    assert_eq!(change("bob", "root", &ada).await, Status::UnprocessableEntity);
+    assert_eq!(change("nobody", "admin", &ada).await, Status::NotFound);
+    assert_eq!(change("bob", "admin", &ada).await, Status::NoContent);
+
+    // Bob's token still says member until his next refresh.
+    assert_eq!(get_status(&client, "/admin/users", &bob).await, Status::Forbidden);
+    let bob = refreshed(&client, &bob).await;
+    assert_eq!(get_status(&client, "/admin/users", &bob).await, Status::Ok);
+    let listed = client
+        .get("/admin/users")
+        .header(bearer(bob["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await
+        .into_json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        json!([{ "username": "ada", "role": "admin" }, { "username": "bob", "role": "admin" }])
+    );
+
+    // And back: demoted, Bob loses the role at the next refresh.
+    assert_eq!(change("bob", "member", &ada).await, Status::NoContent);
+    let bob = refreshed(&client, &bob).await;
+    assert_eq!(get_status(&client, "/admin/users", &bob).await, Status::Forbidden);
 }

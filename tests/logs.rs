@@ -2,7 +2,7 @@
 
 mod common;
 #[allow(dead_code)]
-#[path = "../examples/demo.rs"]
+#[path = "../examples/demo/main.rs"]
 mod demo;
 
 use common::logs::{capture_logs, lines};

@@ -2,7 +2,7 @@
 //! route, a 5xx, or a panic.
 
 #[allow(dead_code)]
-#[path = "../examples/demo.rs"]
+#[path = "../examples/demo/main.rs"]
 mod demo;
 
 use proptest::prelude::*;

@@ -5,7 +5,7 @@
 //! and passes, unless `REQUIRE_BROWSER=1` (set by `.ci/run`, which installs them).
 
 #[allow(dead_code)]
-#[path = "../examples/demo.rs"]
+#[path = "../examples/demo/main.rs"]
 mod demo;
 
 use std::net::TcpListener;

@@ -1,0 +1,323 @@
+//! The demo's JSON API: register, login, password change, `/me`, the admin's
+//! role changes, `/health`, and JSON for every error.
+
+use rocket::http::Status;
+use rocket::serde::json::{self, Json};
+use rocket::{catch, get, post, put, Request, State};
+use rocket_sqlite_sessions::{AuthUser, Authorized, ClientInfo, FreshAuthUser, Sessions, TokenPair};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::users::*;
+
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_USERNAME_CHARS: usize = 128;
+
+#[derive(Deserialize)]
+pub(crate) struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// A JSON error answer: `{"error": code, "message": message}`.
+pub(crate) type ApiError = (Status, Json<Value>);
+
+pub(crate) fn api_error(status: Status, code: &str, message: &str) -> ApiError {
+    (status, Json(json!({ "error": code, "message": message })))
+}
+
+/// Maps a body that is not `{"username","password"}` to 422 (413 when too large).
+pub(crate) fn credentials(body: Result<Json<Credentials>, json::Error<'_>>) -> Result<Credentials, ApiError> {
+    match body {
+        Ok(Json(credentials)) => Ok(credentials),
+        Err(json::Error::Io(_)) => Err(api_error(
+            Status::PayloadTooLarge,
+            "payload_too_large",
+            "The request body is too large.",
+        )),
+        Err(json::Error::Parse(..)) => Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_request",
+            "The body must be JSON: {\"username\": \"…\", \"password\": \"…\"}.",
+        )),
+    }
+}
+
+pub(crate) fn internal_error() -> ApiError {
+    api_error(
+        Status::InternalServerError,
+        "internal_error",
+        "An internal error occurred.",
+    )
+}
+
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    log::error!("demo: users table: {error}");
+    api_error(
+        Status::ServiceUnavailable,
+        "unavailable",
+        "The database is temporarily unavailable; try again shortly.",
+    )
+}
+
+#[post("/register", data = "<body>")]
+pub(crate) async fn register(
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    body: Result<Json<Credentials>, json::Error<'_>>,
+) -> Result<(Status, Json<Value>), ApiError> {
+    let Credentials { username, password } = credentials(body)?;
+    let (user_id, _) = create_user(users, hashing, username, password).await?;
+    Ok((Status::Created, Json(json!({ "user_id": user_id }))))
+}
+
+pub(crate) fn invalid_credentials() -> ApiError {
+    api_error(
+        Status::Unauthorized,
+        "invalid_credentials",
+        "Invalid username or password.",
+    )
+}
+
+/// The crate's errors, but throttling, as the demo's JSON answers.
+pub(crate) fn session_error(error: rocket_sqlite_sessions::Error) -> ApiError {
+    use rocket_sqlite_sessions::Error;
+    match error {
+        Error::Store(cause) => unavailable(cause),
+        other => {
+            log::error!("demo: {other}");
+            api_error(
+                Status::InternalServerError,
+                "internal_error",
+                "An internal error occurred.",
+            )
+        }
+    }
+}
+
+/// A login-like failure: the crate's own 429 answer (with `Retry-After`), or one
+/// of the demo's.
+#[derive(rocket::Responder)]
+pub(crate) enum LoginError {
+    Throttled(rocket_sqlite_sessions::Error),
+    Other(ApiError),
+}
+
+impl From<ApiError> for LoginError {
+    fn from(error: ApiError) -> Self {
+        LoginError::Other(error)
+    }
+}
+
+pub(crate) fn login_error(error: rocket_sqlite_sessions::Error) -> LoginError {
+    match error {
+        throttled @ rocket_sqlite_sessions::Error::Throttled { .. } => LoginError::Throttled(throttled),
+        other => LoginError::Other(session_error(other)),
+    }
+}
+
+#[post("/login", data = "<body>")]
+pub(crate) async fn login(
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    body: Result<Json<Credentials>, json::Error<'_>>,
+) -> Result<TokenPair, LoginError> {
+    let Credentials { username, password } = credentials(body)?;
+    // Throttled attempts are refused before any password hashing.
+    let check = sessions
+        .credential_check(&username, &client)
+        .await
+        .map_err(login_error)?;
+    let user = verify_credentials(users, hashing, username.clone(), password).await?;
+    match user {
+        Some((user_id, role)) => {
+            check.passed().await.map_err(login_error)?;
+            sessions
+                .login(user_id, user_claims(&username, &role), &client)
+                .await
+                .map_err(login_error)
+        }
+        None => {
+            check.failed().await.map_err(login_error)?;
+            Err(invalid_credentials().into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password of a user who logged in recently, and ends every other
+/// session of theirs (the current one stays).
+#[post("/password", data = "<body>")]
+pub(crate) async fn change_password(
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    user: FreshAuthUser,
+    body: Result<Json<PasswordChange>, json::Error<'_>>,
+) -> Result<Status, LoginError> {
+    let PasswordChange {
+        current_password,
+        new_password,
+    } = match body {
+        Ok(Json(change)) => change,
+        Err(_) => {
+            return Err(api_error(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                "The body must be JSON: {\"current_password\": \"…\", \"new_password\": \"…\"}.",
+            )
+            .into())
+        }
+    };
+    if new_password.chars().count() < MIN_PASSWORD_CHARS || new_password.len() > MAX_PASSWORD_BYTES {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_password",
+            "The new password must be at least 8 characters (and at most 1024 bytes).",
+        )
+        .into());
+    }
+    let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
+    let username = username_of(&user).ok_or_else(invalid_credentials)?;
+    // Wrong current passwords count against the username like failed logins.
+    let check = sessions
+        .credential_check(&username, &client)
+        .await
+        .map_err(login_error)?;
+    let pool = users.pool.clone();
+    let found = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        find_user(&connection, &username)
+    })
+    .await?;
+    let new_hash = match found {
+        Some((_, stored, _)) => {
+            hashing
+                .run(move |area| {
+                    password_matches(&current_password, &stored, area).then(|| new_password_hash(&new_password, area))
+                })
+                .await?
+        }
+        None => None,
+    };
+    let changed = match new_hash {
+        Some(hash) => {
+            let hash = hash.map_err(unavailable)?;
+            let pool = users.pool.clone();
+            blocking(move || {
+                pool.get()
+                    .map_err(unavailable)?
+                    .execute(
+                        "UPDATE demo_users SET password_hash = ?1 WHERE id = ?2",
+                        rusqlite::params![hash, id],
+                    )
+                    .map_err(unavailable)?;
+                Ok(true)
+            })
+            .await?
+        }
+        None => false,
+    };
+    if !changed {
+        check.failed().await.map_err(login_error)?;
+        return Err(api_error(
+            Status::Forbidden,
+            "invalid_credentials",
+            "The current password is wrong.",
+        )
+        .into());
+    }
+    check.passed().await.map_err(login_error)?;
+    sessions.logout_others(&user).await.map_err(login_error)?;
+    Ok(Status::NoContent)
+}
+
+/// The caller, from the token alone: no database read, so this is the guard's
+/// cost beside `/health` in the load test (`scripts/load.sh`).
+#[get("/me")]
+pub(crate) fn me(user: AuthUser<Claims>) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        api_error(
+            Status::Unauthorized,
+            "invalid_token",
+            rocket_sqlite_sessions::INVALID_TOKEN_MESSAGE,
+        )
+    };
+    let user_id: i64 = user.id.parse().map_err(|_| not_found())?;
+    Ok(Json(json!({
+        "user_id": user_id,
+        "username": user.claims.username,
+        "roles": user.claims.roles,
+        "session_id": user.session_id,
+    })))
+}
+
+/// `GET /admin/users`, for admins: every user and their role.
+#[get("/admin/users")]
+pub(crate) async fn admin_users(_admin: Authorized<Admin>, users: &State<Users>) -> Result<Json<Value>, ApiError> {
+    let listed = list_users(users).await?;
+    Ok(Json(Value::Array(
+        listed
+            .into_iter()
+            .map(|(username, role)| json!({ "username": username, "role": role }))
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RoleChange {
+    role: String,
+}
+
+/// `PUT /admin/users/<username>/role` `{"role": "admin" | "member"}`, for
+/// admins: 204. The user's sessions carry the new role from their next refresh
+/// on (at most `access_ttl` later).
+#[put("/admin/users/<username>/role", data = "<body>")]
+pub(crate) async fn change_role(
+    admin: Authorized<Admin>,
+    users: &State<Users>,
+    sessions: &State<Sessions>,
+    username: &str,
+    body: Result<Json<RoleChange>, json::Error<'_>>,
+) -> Result<Status, ApiError> {
+    let role = body
+        .ok()
+        .and_then(|body| ROLES.into_iter().find(|role| *role == body.role))
+        .ok_or_else(|| {
+            api_error(
+                Status::UnprocessableEntity,
+                "invalid_role",
+                "The body must be {\"role\": \"admin\"} or {\"role\": \"member\"}.",
+            )
+        })?;
+    let Some(user_id) = set_role(users, username.to_string(), role).await? else {
+        return Err(api_error(Status::NotFound, "not_found", "No such user."));
+    };
+    sessions
+        .update_claims(user_id, user_claims(username, role))
+        .await
+        .map_err(session_error)?;
+    log::info!("demo: {} made {username} {role}", admin.claims.username);
+    Ok(Status::NoContent)
+}
+
+#[get("/health")]
+pub(crate) fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Every error the demo does not answer itself, as JSON.
+#[catch(default)]
+pub(crate) fn json_error(status: Status, _: &Request<'_>) -> (Status, Json<Value>) {
+    let code = status.reason_lossy().to_ascii_lowercase().replace([' ', '-'], "_");
+    api_error(status, &code, status.reason_lossy())
+}

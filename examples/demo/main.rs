@@ -1,0 +1,92 @@
+//! The demo app: a small API on rocket_sqlite_sessions.
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! Users live in the demo's own table (`demo_users`) in the same SQLite file as
+//! the sessions, passwords hashed with Argon2id. Registration, login (throttled
+//! by the crate's `credential_check`), password change (a `FreshAuthUser`
+//! route), `/me` and `/health` are the demo's; `/auth/refresh`, `/auth/logout`,
+//! `/auth/logout-all` and `/auth/sessions` come from
+//! `rocket_sqlite_sessions::routes()`.
+//!
+//! For browsers, plain HTML pages keep the tokens in cookies: `GET /register`,
+//! `POST /register`, `GET /login`, `POST /login`, `GET /` (with a visit
+//! counter in session data), `GET /account/sessions` with a revoke form per
+//! device, and `POST /logout`. Every form carries the CSRF token as its first
+//! field.
+//!
+//! Password hashing (Argon2id, 19 MiB each) runs at most once per core at a
+//! time, in work areas allocated once and reused: a burst of logins queues
+//! instead of multiplying the memory.
+//!
+//! **Roles.** The first user to register is the admin, the others members.
+//! Access tokens carry `{"username", "roles"}` (typed in `users::Claims`);
+//! `GET /admin/users` and `PUT /admin/users/<username>/role` take an
+//! `Authorized<Admin>` guard (403 for members). A role change rewrites the
+//! user's sessions' claims (`Sessions::update_claims`): it reaches them at
+//! their next refresh.
+//!
+//! **Audit log.** Every session event (login, refresh, logout, revoked
+//! session, reuse detected, throttled) is logged after its commit.
+//!
+//! The files: `main.rs` (the app, the audit log), `users.rs` (the users
+//! table, roles, password hashing), `api.rs` (the JSON API), `pages.rs` (the
+//! HTML pages).
+
+mod api;
+mod pages;
+pub(crate) mod users;
+
+use api::*;
+use pages::*;
+use rocket::{catchers, routes, Build, Rocket};
+use rocket_sqlite_sessions::{SessionEvent, Sessions};
+use users::*;
+
+/// The demo's routes, catchers and users table on `rocket`, which must have the
+/// sessions fairing attached.
+pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
+    rocket
+        .attach(users_fairing())
+        .manage(PasswordHashing::new())
+        .mount("/", routes![health, me, admin_users, change_role])
+        .mount(
+            "/",
+            routes![
+                register_page,
+                register_submit,
+                login_page,
+                login_submit,
+                home,
+                account_sessions,
+                revoke_device,
+                logout_page
+            ],
+        )
+        .mount("/auth", routes![register, login, change_password])
+        .mount("/auth", rocket_sqlite_sessions::routes())
+        .register("/", catchers![json_error])
+}
+
+/// The audit log: every session event, after it was committed. A stolen
+/// refresh token (reuse detected) is a warning.
+fn audit(event: &SessionEvent) {
+    match event {
+        SessionEvent::ReuseDetected { .. } => log::warn!("demo audit: {event:?}"),
+        _ => log::info!("demo audit: {event:?}"),
+    }
+}
+
+#[rocket::main]
+async fn main() {
+    if let Err(error) = app(rocket::build().attach(Sessions::fairing().events(audit)))
+        .launch()
+        .await
+    {
+        // Rocket has logged the cause (a bad `[sessions]` key is named there).
+        eprintln!("the demo did not start: {error}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,285 @@
+//! The demo's HTML pages for browsers: tokens in cookies, CSRF tokens in forms.
+
+use rocket::form::{Form, FromForm};
+use rocket::http::{CookieJar, Status};
+use rocket::response::content::RawHtml;
+use rocket::response::Redirect;
+use rocket::serde::json::Json;
+use rocket::{get, post, State};
+use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Sessions};
+
+use super::api::*;
+use super::users::*;
+
+// ---- Browser pages: cookies, CSRF, session data. No JavaScript needed. -------
+
+/// Text made safe for HTML.
+pub(crate) fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+pub(crate) fn html_page(title: &str, body: &str) -> RawHtml<String> {
+    RawHtml(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+ body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #1d2330; }}
+ h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; width: 100%; }}
+ th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #d8dde6; vertical-align: top; }}
+ .current {{ background: #eef6ee; }} .error {{ color: #a12020; }} form.inline {{ display: inline; }}
+ input {{ font: inherit; margin: .2rem 0; }} button {{ font: inherit; padding: .2rem .8rem; }}
+</style></head><body>
+<h1>{title}</h1>
+{body}
+</body></html>"#
+    ))
+}
+
+/// A hidden CSRF field: the first field of every form (the crate reads it there).
+pub(crate) fn csrf_field(csrf: &CsrfToken) -> String {
+    format!(r#"<input type="hidden" name="csrf_token" value="{}">"#, csrf.as_str())
+}
+
+/// A page, or a redirect elsewhere (signed out, or already signed in).
+#[derive(rocket::Responder)]
+pub(crate) enum Page {
+    Html(RawHtml<String>),
+    Elsewhere(Box<Redirect>),
+}
+
+pub(crate) fn redirect(to: &'static str) -> Page {
+    Page::Elsewhere(Box::new(Redirect::to(to)))
+}
+
+pub(crate) fn login_form(csrf: &CsrfToken, error: Option<&str>) -> RawHtml<String> {
+    let error = error.map_or(String::new(), |e| format!(r#"<p class="error">{}</p>"#, escape(e)));
+    html_page(
+        "Sign in",
+        &format!(
+            r#"{error}<form method="post" action="/login">
+{csrf}
+<label>Username<br><input name="username" autocomplete="username" required></label><br>
+<label>Password<br><input name="password" type="password" autocomplete="current-password" required></label><br>
+<button type="submit">Sign in</button>
+</form>
+<p>No account yet? <a href="/register">Register</a></p>"#,
+            csrf = csrf_field(csrf)
+        ),
+    )
+}
+
+pub(crate) fn register_form(csrf: &CsrfToken, error: Option<&str>) -> RawHtml<String> {
+    let error = error.map_or(String::new(), |e| format!(r#"<p class="error">{}</p>"#, escape(e)));
+    html_page(
+        "Register",
+        &format!(
+            r#"{error}<form method="post" action="/register">
+{csrf}
+<label>Username<br><input name="username" autocomplete="username" required></label><br>
+<label>Password (8 characters or more)<br><input name="password" type="password" autocomplete="new-password" minlength="8" required></label><br>
+<button type="submit">Register</button>
+</form>
+<p>Already registered? <a href="/login">Sign in</a></p>"#,
+            csrf = csrf_field(csrf)
+        ),
+    )
+}
+
+/// `form` for a signed-out visitor; a signed-in one goes home.
+pub(crate) fn signed_out_page(user: Option<AuthUser>, form: impl FnOnce() -> RawHtml<String>) -> Page {
+    match user {
+        Some(_) => redirect("/"),
+        None => Page::Html(form()),
+    }
+}
+
+#[get("/register")]
+pub(crate) fn register_page(user: Option<AuthUser>, csrf: CsrfToken) -> Page {
+    signed_out_page(user, || register_form(&csrf, None))
+}
+
+/// The fields of the sign-in and registration forms.
+#[derive(FromForm)]
+pub(crate) struct CredentialsForm {
+    #[field(name = "csrf_token")]
+    _csrf_token: String,
+    username: String,
+    password: String,
+}
+
+/// Registers a user from the form and signs them in.
+#[post("/register", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn register_submit(
+    _csrf: CsrfProtected,
+    csrf: CsrfToken,
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: Form<CredentialsForm>,
+) -> Result<Redirect, (Status, RawHtml<String>)> {
+    let CredentialsForm { username, password, .. } = form.into_inner();
+    let refuse = |(status, Json(body)): ApiError| {
+        let message = body["message"].as_str().unwrap_or("Please try again.").to_string();
+        (status, register_form(&csrf, Some(&message)))
+    };
+    let (user_id, role) = create_user(users, hashing, username.clone(), password)
+        .await
+        .map_err(refuse)?;
+    let pair = sessions
+        .login(user_id, user_claims(&username, &role), &client)
+        .await
+        .map_err(|e| refuse(session_error(e)))?;
+    sessions.set_cookies(cookies, &pair);
+    Ok(Redirect::to("/"))
+}
+
+#[get("/login")]
+pub(crate) fn login_page(user: Option<AuthUser>, csrf: CsrfToken) -> Page {
+    signed_out_page(user, || login_form(&csrf, None))
+}
+
+#[post("/login", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn login_submit(
+    _csrf: CsrfProtected,
+    csrf: CsrfToken,
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: Form<CredentialsForm>,
+) -> Result<Redirect, (Status, RawHtml<String>)> {
+    let CredentialsForm { username, password, .. } = form.into_inner();
+    let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message)));
+    let check = match sessions.credential_check(&username, &client).await {
+        Ok(check) => check,
+        Err(rocket_sqlite_sessions::Error::Throttled { retry_after }) => {
+            return Err(refuse(
+                Status::TooManyRequests,
+                &format!("Too many failed attempts; try again in {retry_after} seconds."),
+            ))
+        }
+        Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
+    };
+    let user_id = verify_credentials(users, hashing, username.clone(), password)
+        .await
+        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    let Some((user_id, role)) = user_id else {
+        let _ = check.failed().await;
+        return Err(refuse(Status::Unauthorized, "Invalid username or password."));
+    };
+    let _ = check.passed().await;
+    let pair = sessions
+        .login(user_id, user_claims(&username, &role), &client)
+        .await
+        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    sessions.set_cookies(cookies, &pair);
+    Ok(Redirect::to("/"))
+}
+
+#[get("/")]
+pub(crate) async fn home(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
+    let Some(user) = user else {
+        return redirect("/login");
+    };
+    let Some(username) = username_of(&user) else {
+        return redirect("/login");
+    };
+    // A visit counter kept in the session's data.
+    let visits: u64 = sessions
+        .session_value(&user.session_id, "visits")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        + 1;
+    let _ = sessions.set_session_value(&user.session_id, "visits", visits).await;
+    Page::Html(html_page(
+        "Demo",
+        &format!(
+            r#"<p>Signed in as {username}</p>
+<p>Visits in this session: <span id="visits">{visits}</span></p>
+<p><a href="/account/sessions">Your sessions</a></p>
+<form method="post" action="/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+            username = escape(&username),
+            csrf = csrf_field(&csrf)
+        ),
+    ))
+}
+
+#[get("/account/sessions")]
+pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
+    let Some(user) = user else {
+        return redirect("/login");
+    };
+    let Ok(listed) = sessions.sessions(&user.id).await else {
+        return redirect("/login");
+    };
+    let rows: String = listed
+        .iter()
+        .map(|session| {
+            let current = session.id == user.session_id;
+            let action = if current {
+                "<em>This device</em>".to_string()
+            } else {
+                format!(
+                    r#"<form class="inline" method="post" action="/account/sessions/{id}/revoke">{csrf}<button type="submit">Revoke</button></form>"#,
+                    id = escape(&session.id),
+                    csrf = csrf_field(&csrf)
+                )
+            };
+            format!(
+                r#"<tr class="{class}" data-session="{id}"><td>{device}</td><td>{ip}</td><td>{created}</td><td>{seen}</td><td>{action}</td></tr>"#,
+                class = if current { "current" } else { "other" },
+                id = escape(&session.id),
+                device = escape(session.user_agent.as_deref().unwrap_or("unknown device")),
+                ip = escape(session.ip.as_deref().unwrap_or("")),
+                created = session.created_at.format("%Y-%m-%d %H:%M UTC"),
+                seen = session.last_seen_at.format("%Y-%m-%d %H:%M UTC"),
+            )
+        })
+        .collect();
+    Page::Html(html_page(
+        "Your sessions",
+        &format!(
+            r#"<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
+<tbody>{rows}</tbody></table>
+<p><a href="/">Back</a></p>"#
+        ),
+    ))
+}
+
+#[post("/account/sessions/<id>/revoke")]
+pub(crate) async fn revoke_device(
+    user: AuthUser,
+    sessions: &State<Sessions>,
+    id: &str,
+) -> Result<Redirect, rocket_sqlite_sessions::Error> {
+    sessions.revoke_session(&user.id, id).await?;
+    Ok(Redirect::to("/account/sessions"))
+}
+
+#[post("/logout")]
+pub(crate) async fn logout_page(
+    user: AuthUser,
+    sessions: &State<Sessions>,
+    cookies: &CookieJar<'_>,
+) -> Result<Redirect, rocket_sqlite_sessions::Error> {
+    sessions.logout(&user).await?;
+    sessions.clear_cookies(cookies);
+    Ok(Redirect::to("/login"))
+}

@@ -1,0 +1,393 @@
+//! The demo's users: their table (in the sessions file, or `demo_users`), their
+//! roles, password hashing with Argon2id, and the claims their tokens carry.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use r2d2_sqlite::SqliteConnectionManager;
+use rocket::fairing::AdHoc;
+use rocket::http::Status;
+use rocket::{Orbit, Rocket};
+use rocket_sqlite_sessions::{AuthUser, Policy, SessionsConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::*;
+
+pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The demo's users table, in the sessions database file.
+pub(crate) struct Users {
+    pub(crate) pool: Pool,
+}
+
+/// The most password hashes `rocket` (the demo) has computed at once.
+// Read by tests/demo.rs, not by the app itself.
+#[allow(dead_code)]
+pub fn peak_concurrent_hashes(rocket: &Rocket<Orbit>) -> usize {
+    rocket
+        .state::<PasswordHashing>()
+        .map_or(0, |hashing| hashing.peak.load(Ordering::SeqCst))
+}
+
+/// Argon2 on at most one core each: a permit per core, and per permit a work
+/// area allocated once and reused. (On Tokio's blocking pool without a cap,
+/// 32 concurrent logins each allocated 19 MiB on their own thread, and glibc
+/// kept the memory: 7 GB.)
+pub(crate) struct PasswordHashing {
+    permits: rocket::tokio::sync::Semaphore,
+    work_areas: Mutex<Vec<Vec<Block>>>,
+    /// Hashes being computed now, and the most ever at once.
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl PasswordHashing {
+    pub(crate) fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordHashing {
+            permits: rocket::tokio::sync::Semaphore::new(cores),
+            work_areas: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `work` with a work area, once a core is free.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|_| internal_error())?;
+        let mut area = self
+            .work_areas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(running, Ordering::SeqCst);
+        let done = rocket::tokio::task::spawn_blocking(move || {
+            let result = work(&mut area);
+            (area, result)
+        })
+        .await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let (area, result) = done.map_err(|_| internal_error())?;
+        self.work_areas.lock().unwrap_or_else(|e| e.into_inner()).push(area);
+        Ok(result)
+    }
+}
+
+/// Argon2 of `password` and `salt` into an output of `len` bytes, in `area`
+/// (grown to the parameters' size the first time).
+pub(crate) fn argon2_into(
+    argon: &Argon2<'_>,
+    password: &str,
+    salt: &[u8],
+    len: usize,
+    area: &mut Vec<Block>,
+) -> argon2::password_hash::Result<Output> {
+    let blocks = argon.params().block_count();
+    if area.len() < blocks {
+        area.resize(blocks, Block::default());
+    }
+    Output::init_with(len, |out| {
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut area[..])
+            .map_err(Into::into)
+    })
+}
+
+/// A new Argon2id hash of `password`, as a PHC string.
+pub(crate) fn new_password_hash(password: &str, area: &mut Vec<Block>) -> argon2::password_hash::Result<String> {
+    let params = Params::default();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes)?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = argon2_into(&argon, password, salt_bytes, Params::DEFAULT_OUTPUT_LEN, area)?;
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    }
+    .to_string())
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    rocket::tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(api_error(
+            Status::InternalServerError,
+            "internal_error",
+            "An internal error occurred.",
+        ))
+    })
+}
+
+/// Checks a new user's name and password and stores them; the user's id.
+/// Registers a user; the first one is the admin. Gives the id and the role.
+pub(crate) async fn create_user(
+    users: &Users,
+    hashing: &PasswordHashing,
+    username: String,
+    password: String,
+) -> Result<(i64, String), ApiError> {
+    let username_chars = username.chars().count();
+    if username.trim().is_empty() || username_chars > MAX_USERNAME_CHARS || username.chars().any(char::is_control) {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_username",
+            "The username must be 1 to 128 characters, not all spaces, with no control characters.",
+        ));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(api_error(
+            Status::UnprocessableEntity,
+            "invalid_password",
+            "The password must be at least 8 characters (and at most 1024 bytes).",
+        ));
+    }
+    let hash = hashing
+        .run(move |area| new_password_hash(&password, area))
+        .await?
+        .map_err(unavailable)?;
+    let pool = users.pool.clone();
+    let user_id = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let inserted = connection.query_row(
+            "INSERT INTO demo_users (username, password_hash, created_at, role)
+             VALUES (?1, ?2, unixepoch(),
+                     CASE WHEN EXISTS (SELECT 1 FROM demo_users) THEN 'member' ELSE 'admin' END)
+             ON CONFLICT (username) DO NOTHING
+             RETURNING id, role",
+            rusqlite::params![username, hash],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        );
+        match inserted {
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                Err(api_error(Status::Conflict, "username_taken", "That username is taken."))
+            }
+            Ok(user) => Ok(user),
+            Err(e) => Err(unavailable(e)),
+        }
+    })
+    .await?;
+    Ok(user_id)
+}
+
+/// A hash to verify against when the username is unknown, so both failures take
+/// the same time.
+pub(crate) fn decoy_hash(area: &mut Vec<Block>) -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| new_password_hash("decoy password", area).expect("hashing a constant succeeds"))
+}
+
+/// The id and password hash of `username`, if there is such a user.
+/// The id, password hash and role of `username`.
+pub(crate) fn find_user(
+    connection: &rusqlite::Connection,
+    username: &str,
+) -> Result<Option<(i64, String, String)>, ApiError> {
+    connection
+        .query_row(
+            "SELECT id, password_hash, role FROM demo_users WHERE username = ?1",
+            [username],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(unavailable(e)),
+        })
+}
+
+/// Whether `password` matches `stored`, an Argon2 PHC string, computed in
+/// `area` (compared in constant time).
+pub(crate) fn password_matches(password: &str, stored: &str, area: &mut Vec<Block>) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    argon2_into(&argon, password, salt, expected.len(), area).is_ok_and(|computed| computed == expected)
+}
+
+/// The user id when `password` is `username`'s; `None` otherwise. Unknown users
+/// cost the same password hash as known ones.
+pub(crate) async fn verify_credentials(
+    users: &Users,
+    hashing: &PasswordHashing,
+    username: String,
+    password: String,
+) -> Result<Option<(i64, String)>, ApiError> {
+    let pool = users.pool.clone();
+    let found = blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        find_user(&connection, &username)
+    })
+    .await?;
+    hashing
+        .run(move |area| {
+            let matches = match &found {
+                Some((_, stored, _)) => password_matches(&password, stored, area),
+                // Unknown user: the same work, a certain no.
+                None => {
+                    std::hint::black_box(password_matches(&password, decoy_hash(area), area));
+                    false
+                }
+            };
+            found.filter(|_| matches).map(|(id, _, role)| (id, role))
+        })
+        .await
+}
+
+/// The roles a user can have; the first user to register is the admin.
+pub(crate) const ROLES: [&str; 2] = ["admin", "member"];
+
+/// The claims every access token of a user's sessions carries, so pages, `/me`
+/// and the admin guard answer without a database read. An admin's role change
+/// rewrites them ([`Sessions::update_claims`](rocket_sqlite_sessions::Sessions::update_claims)).
+pub(crate) fn user_claims(username: &str, role: &str) -> Value {
+    json!({ "username": username, "roles": [role] })
+}
+
+/// The claims, typed, for guards (`AuthUser<Claims>`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Claims {
+    pub(crate) username: String,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+}
+
+/// Who may manage users: the `Authorized<Admin>` guard.
+pub(crate) struct Admin;
+
+impl Policy for Admin {
+    type Claims = Claims;
+
+    fn allows(user: &AuthUser<Claims>) -> bool {
+        user.claims.roles.iter().any(|role| role == "admin")
+    }
+}
+
+/// Every user and their role, by username.
+pub(crate) async fn list_users(users: &Users) -> Result<Vec<(String, String)>, ApiError> {
+    let pool = users.pool.clone();
+    blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        let mut statement = connection
+            .prepare("SELECT username, role FROM demo_users ORDER BY username")
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    })
+    .await
+}
+
+/// Sets `username`'s role; gives their id, or `None` for an unknown user.
+pub(crate) async fn set_role(users: &Users, username: String, role: &'static str) -> Result<Option<i64>, ApiError> {
+    let pool = users.pool.clone();
+    blocking(move || {
+        let connection = pool.get().map_err(unavailable)?;
+        match connection.query_row(
+            "UPDATE demo_users SET role = ?2 WHERE username = ?1 RETURNING id",
+            rusqlite::params![username, role],
+            |row| row.get(0),
+        ) {
+            Ok(id) => Ok(Some(id)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    })
+    .await
+}
+
+/// The username carried by `user`'s token (see [`user_claims`]).
+pub(crate) fn username_of(user: &AuthUser) -> Option<String> {
+    user.claim("username")
+}
+
+/// Opens the demo's users table: in the sessions file, or in the SQLite file
+/// `demo_users` names (needed when the sessions are in PostgreSQL).
+pub(crate) fn users_fairing() -> AdHoc {
+    AdHoc::try_on_ignite("demo users", |rocket| async {
+        let database = match rocket.figment().extract_inner::<std::path::PathBuf>("demo_users") {
+            Ok(path) => path,
+            Err(_) => match SessionsConfig::from_figment(rocket.figment()) {
+                Ok(config) if config.database.to_string_lossy().starts_with("postgres") => {
+                    log::error!(
+                        "demo: the sessions are in PostgreSQL; name a SQLite file for the demo's users: \
+                         `demo_users = \"users.db\"` in Rocket.toml or ROCKET_DEMO_USERS=users.db"
+                    );
+                    return Err(rocket);
+                }
+                Ok(config) => config.database,
+                Err(e) => {
+                    log::error!("demo: {e}");
+                    return Err(rocket);
+                }
+            },
+        };
+        let manager = SqliteConnectionManager::file(&database).with_init(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        });
+        let opened = r2d2::Pool::builder()
+            .max_size(4)
+            .build(manager)
+            .map_err(|e| e.to_string())
+            .and_then(|pool| {
+                pool.get()
+                    .map_err(|e| e.to_string())?
+                    .execute_batch(
+                        "CREATE TABLE IF NOT EXISTS demo_users (
+                         id            INTEGER PRIMARY KEY,
+                         username      TEXT NOT NULL UNIQUE,
+                         password_hash TEXT NOT NULL,
+                         created_at    INTEGER NOT NULL
+                     )",
+                    )
+                    .map_err(|e| e.to_string())?;
+                // Roles came later: add the column to a table made before.
+                let connection = pool.get().map_err(|e| e.to_string())?;
+                let has_role = connection.prepare("SELECT role FROM demo_users LIMIT 0").is_ok();
+                if !has_role {
+                    connection
+                        .execute_batch("ALTER TABLE demo_users ADD COLUMN role TEXT NOT NULL DEFAULT 'member'")
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(pool)
+            });
+        match opened {
+            Ok(pool) => Ok(rocket.manage(Users { pool })),
+            Err(e) => {
+                log::error!("demo: cannot open the users table in `{}`: {e}", database.display());
+                Err(rocket)
+            }
+        }
+    })
+}
