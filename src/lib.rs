@@ -131,7 +131,7 @@
 //! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
 //! `revoked_tokens`, `revocation_log`, `auth_failures`, `auth_failure_scopes`,
 //! `auth_known_networks` and `auth_known_network_count`; an app may keep its
-//! own tables in the same file.
+//! own tables in the same file, which [`Sessions::database_path`] names.
 //!
 //! # More than one process, and PostgreSQL
 //!

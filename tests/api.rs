@@ -601,3 +601,25 @@ async fn a_login_url_that_is_not_a_path_of_the_app_fails_launch() {
     }
     assert!(logged("invalid `sessions.login_url`"));
 }
+
+#[rocket::async_test]
+async fn an_app_keeps_its_own_table_in_the_sessions_file() {
+    let app = app_with(|fairing| fairing).await;
+    let path = app.manager().database_path().expect("a SQLite file").to_path_buf();
+    assert_eq!(path, app.harness.database());
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    connection
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL); INSERT INTO notes (body) VALUES ('hello');")
+        .unwrap();
+    let tokens = app.login("alice").await;
+    let harness = app.stop().await;
+    // The crate's migrations and pruning leave the app's table alone.
+    let app = App::start_with(harness, |figment| figment).await;
+    app.manager().prune_now().await.unwrap();
+    assert_eq!(app.refresh_status(&tokens.refresh).await, Status::Ok);
+    let body: String = connection
+        .query_row("SELECT body FROM notes", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(body, "hello");
+}

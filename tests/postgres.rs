@@ -91,6 +91,7 @@ async fn one_prune_pass_at_a_time_and_each_gives_its_turn_back_at_once() {
         backend.configure(figment).merge(("sessions.auto_prune", false))
     })
     .await;
+    assert_eq!(app.manager().database_path(), None, "no file on PostgreSQL");
     // Passes one after the other all run: each gives the lock back before it
     // answers.
     for _ in 0..30 {
