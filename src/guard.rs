@@ -90,15 +90,16 @@ impl AuthUser {
             authenticated_at,
             claims,
         } = self;
-        let claims: Box<dyn std::any::Any> = Box::new(claims);
-        let claims = match claims.downcast::<C>() {
-            Ok(same) => *same,
-            Err(claims) => {
-                let map = claims
-                    .downcast::<Map<String, Value>>()
-                    .expect("the claims are a JSON object");
-                serde_json::from_value(Value::Object(*map))?
-            }
+        // On the guard's path for every request: the default `C` takes the
+        // map as it is, without an allocation or a parse.
+        let mut slot = Some(claims);
+        let same = (&mut slot as &mut dyn std::any::Any)
+            .downcast_mut::<Option<C>>()
+            .and_then(Option::take);
+        let claims = match (same, slot) {
+            (Some(same), _) => same,
+            (None, Some(map)) => serde_json::from_value(Value::Object(map))?,
+            (None, None) => unreachable!("the slot is emptied only when C is the map"),
         };
         Ok(AuthUser {
             id,

@@ -210,11 +210,10 @@ impl Sessions {
     /// the feed's position in the same snapshot.
     async fn load_revocations(&self) -> Result<i64, Error> {
         let snapshot = self.inner.store.load_revocations().await?;
-        let leeway = self.inner.settings.leeway;
         let (mut jtis, mut sessions) = (Vec::new(), Vec::new());
         for revoked in snapshot.revoked {
             match revoked {
-                Revoked::Token { jti, expires_at } => jtis.push((jti, expires_at.saturating_add(leeway))),
+                Revoked::Token { jti, expires_at } => jtis.push((jti, self.token_revocation_until(expires_at))),
                 Revoked::Session { id, revoked_at } => sessions.push((id, self.session_revocation_until(revoked_at))),
             }
         }
@@ -226,6 +225,12 @@ impl Sessions {
 
     fn now(&self) -> i64 {
         self.inner.clock.now()
+    }
+
+    /// The last moment a blocklisted access token expiring at `exp` can be
+    /// accepted.
+    fn token_revocation_until(&self, exp: i64) -> i64 {
+        exp.saturating_add(self.inner.settings.leeway)
     }
 
     /// The last moment an access token issued before `revoked_at` can be accepted.
@@ -243,13 +248,11 @@ impl Sessions {
         }
     }
 
-    /// Puts a revocation read from the feed into memory.
+    /// Puts a revocation (read from the feed, or just committed) into memory.
     pub(crate) fn apply_revoked(&self, revoked: Revoked) {
         let revocations = &self.inner.revocations;
         match revoked {
-            Revoked::Token { jti, expires_at } => {
-                revocations.revoke_jti(jti, expires_at.saturating_add(self.inner.settings.leeway))
-            }
+            Revoked::Token { jti, expires_at } => revocations.revoke_jti(jti, self.token_revocation_until(expires_at)),
             Revoked::Session { id, revoked_at } => {
                 revocations.revoke_session(id, self.session_revocation_until(revoked_at))
             }
@@ -259,13 +262,14 @@ impl Sessions {
     /// Puts revocations the store has committed into memory: the blocklisted
     /// token (its `jti` and `exp`) and the sessions, revoked at `now`.
     fn revoked_in_store(&self, token: Option<(&str, i64)>, sessions: impl IntoIterator<Item = String>, now: i64) {
-        let revocations = &self.inner.revocations;
-        if let Some((jti, exp)) = token {
-            revocations.revoke_jti(jti.to_string(), exp.saturating_add(self.inner.settings.leeway));
+        if let Some((jti, expires_at)) = token {
+            self.apply_revoked(Revoked::Token {
+                jti: jti.to_string(),
+                expires_at,
+            });
         }
-        let until = self.session_revocation_until(now);
-        for session_id in sessions {
-            revocations.revoke_session(session_id, until);
+        for id in sessions {
+            self.apply_revoked(Revoked::Session { id, revoked_at: now });
         }
     }
 

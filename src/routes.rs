@@ -98,17 +98,15 @@ impl<'r> FromRequest<'r> for CookieRefresh {
             return Outcome::Success(CookieRefresh::No);
         };
         let token = cookie.value().to_string();
+        // Not a token of this server: 401 (and the cookies cleared), as any
+        // dead refresh cookie.
+        let Some(session) = sessions.refresh_token_session(&token) else {
+            return Outcome::Success(CookieRefresh::Token(token));
+        };
         let proof = sessions.check_origin(request).is_ok()
-            && Sessions::presented_csrf_token(request).is_some_and(|presented| {
-                sessions
-                    .refresh_token_session(&token)
-                    .is_some_and(|session| sessions.csrf_token_matches(CsrfBinding::Session(&session), presented))
-            });
+            && Sessions::presented_csrf_token(request)
+                .is_some_and(|presented| sessions.csrf_token_matches(CsrfBinding::Session(&session), presented));
         if proof {
-            Outcome::Success(CookieRefresh::Token(token))
-        } else if sessions.refresh_token_session(&token).is_none() {
-            // Not a token of this server: 401 (and the cookies cleared), as
-            // any dead refresh cookie.
             Outcome::Success(CookieRefresh::Token(token))
         } else {
             mark_refused(request, Status::Forbidden);

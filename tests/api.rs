@@ -449,18 +449,22 @@ async fn a_login_with_its_own_lifetimes_keeps_them_across_refreshes() {
     assert_eq!(app.refresh_status(&capped.refresh).await, Status::Unauthorized);
 }
 
+/// The value of the cookie `name` in `app`'s client.
+fn cookie_value(app: &App, name: &str) -> String {
+    app.client
+        .cookies()
+        .get(name)
+        .expect("the cookie is set")
+        .value()
+        .to_string()
+}
+
 /// A browser signed in on `app` (session-long cookies in the tracked client),
 /// and its session's CSRF token.
 async fn browser_signed_in(app: &App, user: &str) -> String {
     let response = app.client.post(format!("/browser-login/{user}/true")).dispatch().await;
     assert_eq!(response.status(), Status::Ok);
-    let access = app
-        .client
-        .cookies()
-        .get("__Host-access_token")
-        .unwrap()
-        .value()
-        .to_string();
+    let access = cookie_value(app, "__Host-access_token");
     app.manager().csrf_token(&common::session_id_of(&access))
 }
 
@@ -468,13 +472,7 @@ async fn browser_signed_in(app: &App, user: &str) -> String {
 async fn the_crates_logout_in_cookie_mode_needs_csrf_proof_and_clears_the_cookies() {
     let app = app_with(|fairing| fairing).await;
     let csrf = browser_signed_in(&app, "ada").await;
-    let access = app
-        .client
-        .cookies()
-        .get("__Host-access_token")
-        .unwrap()
-        .value()
-        .to_string();
+    let access = cookie_value(&app, "__Host-access_token");
     let refused = app.client.post("/auth/logout").dispatch().await;
     assert_eq!(refused.status(), Status::Forbidden, "no CSRF token");
     assert_eq!(app.whoami_status(&access).await, Status::Ok, "still signed in");
@@ -496,13 +494,7 @@ async fn the_crates_logout_in_cookie_mode_needs_csrf_proof_and_clears_the_cookie
 async fn the_crates_refresh_in_cookie_mode_rotates_the_cookies() {
     let app = app_with(|fairing| fairing).await;
     let csrf = browser_signed_in(&app, "ada").await;
-    let before = app
-        .client
-        .cookies()
-        .get("__Host-refresh_token")
-        .unwrap()
-        .value()
-        .to_string();
+    let before = cookie_value(&app, "__Host-refresh_token");
 
     let refused = app.client.post("/auth/refresh").dispatch().await;
     assert_eq!(refused.status(), Status::Forbidden, "no CSRF token");
@@ -523,13 +515,7 @@ async fn the_crates_refresh_in_cookie_mode_rotates_the_cookies() {
         .await;
     assert_eq!(response.status(), Status::NoContent);
     assert_eq!(session_cookies(&response).len(), 2, "both cookies rotated");
-    let after = app
-        .client
-        .cookies()
-        .get("__Host-refresh_token")
-        .unwrap()
-        .value()
-        .to_string();
+    let after = cookie_value(&app, "__Host-refresh_token");
     assert_ne!(before, after);
     assert_eq!(
         app.refresh_status(&after).await,
