@@ -1,9 +1,5 @@
-//! One error type for the crate, and how it answers over HTTP.
-
-use rocket::http::{ContentType, Header, Status};
-use rocket::request::Request;
-use rocket::response::{self, Responder, Response};
-use std::io::Cursor;
+//! One error type for the crate. How each variant answers over HTTP is the
+//! web layer's business (its `Responder`).
 
 use crate::log_limit::LogLimit;
 use crate::store::StoreError;
@@ -27,7 +23,7 @@ pub const INVALID_TOKEN_MESSAGE: &str = "The token is missing, malformed, expire
 
 /// What went wrong in a session operation.
 ///
-/// As a Rocket [`Responder`] each variant becomes a JSON body
+/// As a Rocket [`Responder`](rocket::response::Responder) each variant becomes a JSON body
 /// `{"error": "<code>", "message": "…"}` with a fixed text: details of store
 /// failures go to the log, never to the client.
 #[derive(Debug, thiserror::Error)]
@@ -81,147 +77,4 @@ pub enum Error {
     /// claims). Answers 500; the cause is logged.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// The response every token failure gets, from a guard or from a route.
-pub(crate) fn invalid_token_response<'o>() -> Response<'o> {
-    json_response(Status::Unauthorized, "invalid_token", INVALID_TOKEN_MESSAGE)
-        .header(Header::new("WWW-Authenticate", r#"Bearer error="invalid_token""#))
-        .finalize()
-}
-
-/// The step-up answer of RFC 9470: the token is valid, but the login is too old.
-pub(crate) fn login_too_old_response<'o>(max_age: i64) -> Response<'o> {
-    json_response(
-        Status::Unauthorized,
-        "insufficient_user_authentication",
-        "This action needs a recent login; sign in again.",
-    )
-    .header(Header::new(
-        "WWW-Authenticate",
-        format!(r#"Bearer error="insufficient_user_authentication", max_age={max_age}"#),
-    ))
-    .finalize()
-}
-
-/// The answer to a request that failed CSRF protection.
-pub(crate) fn csrf_refused_response<'o>() -> Response<'o> {
-    json_response(
-        Status::Forbidden,
-        "csrf_failed",
-        "This request must come from the app's own pages, with their CSRF token.",
-    )
-    .finalize()
-}
-
-/// The answer to a signed-in caller who may not do this.
-pub(crate) fn forbidden_response<'o>() -> Response<'o> {
-    json_response(Status::Forbidden, "forbidden", "You are not allowed to do this.").finalize()
-}
-
-/// Replaces `response`'s status and body with the generic token failure.
-pub(crate) fn rewrite_as_invalid_token(response: &mut Response<'_>) {
-    response.merge(invalid_token_response());
-}
-
-fn body(code: &str, message: &str) -> String {
-    serde_json::json!({ "error": code, "message": message }).to_string()
-}
-
-pub(crate) fn json_response<'o>(status: Status, code: &str, message: &str) -> response::Builder<'o> {
-    let body = body(code, message);
-    let mut builder = Response::build();
-    builder
-        .status(status)
-        .header(ContentType::JSON)
-        .header(Header::new("Cache-Control", "no-store"))
-        .sized_body(body.len(), Cursor::new(body));
-    builder
-}
-
-/// An error answer in the crate's shape, for the app's own errors: the status,
-/// a JSON body `{"error": "<code>", "message": "…"}` and
-/// `Cache-Control: no-store`, as every error of the crate.
-///
-/// ```
-/// # use rocket::post;
-/// use rocket::http::Status;
-/// use rocket_sqlite_sessions::ErrorResponse;
-///
-/// #[post("/notes")]
-/// fn create_note() -> Result<&'static str, ErrorResponse> {
-///     Err(ErrorResponse::new(Status::Conflict, "duplicate_note", "A note with this title exists."))
-/// }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorResponse {
-    status: Status,
-    code: String,
-    message: String,
-}
-
-impl ErrorResponse {
-    /// An answer with `status`, a machine-readable `code` and a `message` for
-    /// people.
-    pub fn new(status: Status, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorResponse {
-            status,
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl<'r> Responder<'r, 'static> for ErrorResponse {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Ok(json_response(self.status, &self.code, &self.message).finalize())
-    }
-}
-
-impl<'r> Responder<'r, 'static> for Error {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let response = match self {
-            Error::InvalidToken => invalid_token_response(),
-            Error::Throttled { retry_after } => json_response(
-                Status::TooManyRequests,
-                "too_many_attempts",
-                &format!("Too many failed attempts; try again in {retry_after} seconds."),
-            )
-            .header(Header::new("Retry-After", retry_after.to_string()))
-            .finalize(),
-            Error::LoginTooOld { max_age } => login_too_old_response(max_age),
-            Error::CsrfRefused => csrf_refused_response(),
-            Error::Forbidden => forbidden_response(),
-            Error::SessionNotFound => json_response(
-                Status::NotFound,
-                "not_found",
-                "No such session among your active sessions.",
-            )
-            .finalize(),
-            Error::Store(cause) => {
-                log_store_failure(format_args!("{} {}", request.method(), request.uri().path()), &cause);
-                json_response(
-                    Status::ServiceUnavailable,
-                    "unavailable",
-                    "The session store is temporarily unavailable; try again shortly.",
-                )
-                .header(Header::new("Retry-After", "1"))
-                .finalize()
-            }
-            Error::Internal(cause) | Error::InvalidArgument(cause) => {
-                log::error!(
-                    "rocket_sqlite_sessions: {} {}: internal error: {cause}",
-                    request.method(),
-                    request.uri().path()
-                );
-                json_response(
-                    Status::InternalServerError,
-                    "internal_error",
-                    "An internal error occurred.",
-                )
-                .finalize()
-            }
-        };
-        Ok(response)
-    }
 }

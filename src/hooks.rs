@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -130,5 +131,21 @@ where
 {
     fn on_event(&self, event: &SessionEvent) {
         self(event)
+    }
+}
+
+/// The app's hooks, registered on the fairing and held by the sessions.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) claims_source: Option<Arc<dyn ClaimsSource>>,
+    pub(crate) events: Option<Arc<dyn SessionEvents>>,
+}
+
+impl Hooks {
+    /// Tells the app's [`SessionEvents`], if any, of `event` (committed).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        if let Some(events) = &self.events {
+            events.on_event(&event());
+        }
     }
 }

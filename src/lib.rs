@@ -149,40 +149,44 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod authz;
-mod browser;
+// The layers, bottom to top; a module imports only from its own layer or
+// below (tests/architecture.rs checks it). See "How the code is laid out".
+//
+// 1. Ground: imports nothing of the crate.
 mod client;
 mod clock;
-mod config;
-mod error;
-mod fairing;
-mod feed;
-mod guard;
+mod crypto;
 mod hooks;
 mod log_limit;
-mod manager;
-mod prune;
-mod revocation;
+mod origin;
 mod rotation;
-mod routes;
-mod session_data;
+mod user;
+// 2. Domain: tokens, CSRF keys, the store and its backends.
+mod csrf;
 mod store;
-pub mod testing;
-mod throttle;
 mod token;
+// 3. Configuration, errors, the revocations held in memory.
+mod config;
+mod error;
+mod revocation;
+// 4. The service: no request anywhere.
+mod sessions;
+// 5. The web layer: guards, routes, the fairing.
+mod web;
+// 6. Top: the docs above, these re-exports, and test support.
+pub mod testing;
 
-pub use authz::{Authorized, Policy};
-pub use browser::{CsrfProtected, CsrfToken, CSRF_FIELD, CSRF_HEADER};
 pub use client::ClientInfo;
 pub use clock::Clock;
 pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
-pub use error::{Error, ErrorResponse, INVALID_TOKEN_MESSAGE};
-pub use fairing::SessionsFairing;
-pub use guard::{AuthUser, FreshAuthUser};
+pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
-pub use manager::{LoginOptions, SessionInfo, Sessions, TokenPair};
-pub use prune::PruneReport;
-pub use routes::routes;
-pub use session_data::MAX_SESSION_DATA_BYTES;
+pub use sessions::{
+    CredentialCheck, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
+};
 pub use store::StoreError;
-pub use throttle::CredentialCheck;
+pub use user::AuthUser;
+pub use web::{
+    routes, Authorized, CsrfProtected, CsrfToken, ErrorResponse, FreshAuthUser, Policy, SessionsFairing, CSRF_FIELD,
+    CSRF_HEADER,
+};

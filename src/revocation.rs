@@ -1,11 +1,16 @@
-//! What is revoked, held in memory so the guard never waits on SQLite.
+//! What is revoked, held in memory so the guard never waits on the store.
 //!
 //! The store is the durable copy; [`Revocations`] is rebuilt from it at ignite and
-//! updated by every revocation before (or together with) the write to the store,
-//! so a revoked token fails at once, everywhere in the process.
+//! given every revocation once the store has committed it (this process's own,
+//! and other processes' through the feed), so memory and disk never disagree.
+//! Each entry is kept for as long as it can still reject a token: a `jti`
+//! until its token's `exp` plus `leeway`, a session until every access token
+//! issued before its revocation has expired.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
+
+use crate::store::Revoked;
 
 /// Revoked session ids and blocklisted `jti`s, each with the unix time after which
 /// no access token it could reject is still within its `exp` (plus leeway).
@@ -13,9 +18,55 @@ use std::sync::{PoisonError, RwLock};
 pub(crate) struct Revocations {
     jtis: RwLock<HashMap<String, i64>>,
     sessions: RwLock<HashMap<String, i64>>,
+    /// The longest an access token lives, and the clock skew allowed: how
+    /// long a revocation matters.
+    access_ttl: i64,
+    leeway: i64,
 }
 
 impl Revocations {
+    /// Empty, for access tokens living `access_ttl` seconds with `leeway`.
+    pub(crate) fn new(access_ttl: i64, leeway: i64) -> Self {
+        Revocations {
+            access_ttl,
+            leeway,
+            ..Revocations::default()
+        }
+    }
+
+    /// The last moment a blocklisted access token expiring at `exp` can be
+    /// accepted.
+    fn token_until(&self, exp: i64) -> i64 {
+        exp.saturating_add(self.leeway)
+    }
+
+    /// The last moment an access token issued before `revoked_at` can be accepted.
+    fn session_until(&self, revoked_at: i64) -> i64 {
+        revoked_at.saturating_add(self.access_ttl).saturating_add(self.leeway)
+    }
+
+    /// Puts a committed revocation (read from the feed, or just made) into
+    /// memory.
+    pub(crate) fn apply(&self, revoked: Revoked) {
+        match revoked {
+            Revoked::Token { jti, expires_at } => self.revoke_jti(jti, self.token_until(expires_at)),
+            Revoked::Session { id, revoked_at } => self.revoke_session(id, self.session_until(revoked_at)),
+        }
+    }
+
+    /// Replaces everything with what the store says is revoked, whatever the
+    /// clock says (pruning decides what is over).
+    pub(crate) fn load_snapshot(&self, revoked: Vec<Revoked>) {
+        let (mut jtis, mut sessions) = (Vec::new(), Vec::new());
+        for revoked in revoked {
+            match revoked {
+                Revoked::Token { jti, expires_at } => jtis.push((jti, self.token_until(expires_at))),
+                Revoked::Session { id, revoked_at } => sessions.push((id, self.session_until(revoked_at))),
+            }
+        }
+        self.load(jtis, sessions);
+    }
+
     /// Whether an access token with this `jti` and `sid` must be refused.
     pub(crate) fn is_revoked(&self, jti: &str, session_id: &str) -> bool {
         read(&self.sessions).contains_key(session_id) || read(&self.jtis).contains_key(jti)
@@ -30,7 +81,7 @@ impl Revocations {
     }
 
     /// Replaces everything with what the store says is revoked.
-    pub(crate) fn load(&self, jtis: Vec<(String, i64)>, sessions: Vec<(String, i64)>) {
+    fn load(&self, jtis: Vec<(String, i64)>, sessions: Vec<(String, i64)>) {
         *write(&self.jtis) = jtis.into_iter().collect();
         *write(&self.sessions) = sessions.into_iter().collect();
     }

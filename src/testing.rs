@@ -28,9 +28,9 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 pub use crate::clock::ManualClock;
-use crate::fairing::SessionsFairing;
-use crate::token::{random_bytes, random_id};
-use crate::Sessions;
+use crate::crypto::{random_bytes, random_id};
+use crate::sessions::Sessions;
+use crate::web::SessionsFairing;
 
 /// A temporary database, a fixed secret and a [`ManualClock`] for one test.
 pub struct TestHarness {

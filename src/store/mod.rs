@@ -11,13 +11,14 @@
 //! that makes it, to an append-only log with a sequence number handed out in
 //! commit order. Each process loads the revocations and the log's last number
 //! in one snapshot at launch, then follows the log from there
-//! ([`crate::feed`]): a revocation made by another process reaches this one's
+//! (the service's feed follower): a revocation made by another process reaches this one's
 //! memory within about [`FEED_POLL`].
 //!
 //! Backends: SQLite ([`sqlite`], always built) and PostgreSQL (`postgres`,
 //! behind the cargo feature of that name). `rusqlite` is used only under
 //! `src/store/sqlite/`, `tokio-postgres` only under `src/store/postgres/`.
 
+mod database;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -27,8 +28,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Database;
 use crate::rotation::{Decision, Presented, RefreshState, RotationPolicy};
+#[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
+pub(crate) use database::{redact_password, Database};
 
 /// The longest a revocation made by another process takes to reach this one
 /// when nothing wakes the feed sooner: the safety poll of PostgreSQL, the

@@ -23,6 +23,7 @@
 //! (see the README's "Moving to PostgreSQL").
 
 mod failures;
+mod listener;
 mod migrate;
 mod prune;
 mod sessions;
@@ -30,26 +31,23 @@ mod sessions;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rocket::tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::NoTls;
 
-use crate::config::redact_password;
-use crate::log_limit::LogLimit;
 use crate::rotation::{Decision, RefreshState};
+use crate::store::redact_password;
 use crate::store::{
     Attempt, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind, PruneTurn,
     PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError, StoreFuture,
-    ThrottledUntil, FEED_POLL,
+    ThrottledUntil,
 };
 
 /// The channel revocations are announced on (the payload is the schema).
 const CHANNEL: &str = "rocket_sessions_revocations";
-/// The `application_name` of the listening connection, before its schema.
-const LISTENER_NAME: &str = "rocket_sessions listener";
 /// Connections in the pool.
 const POOL_SIZE: usize = 16;
 /// How long a request waits for a pooled connection, or for a new one.
@@ -57,11 +55,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first key of the crate's advisory locks (the second is the schema's
 /// hash): "rss" in ASCII.
 const ADVISORY_KEY: i32 = 0x0072_7373;
-/// The longest wait between two attempts to reconnect the listener.
-const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
-
-/// Failures of the listening connection, logged at most once a minute.
-static LISTENER_FAILURES: LogLimit = LogLimit::new();
 
 /// Sessions kept in a PostgreSQL database.
 pub(crate) struct PostgresStore {
@@ -144,88 +137,13 @@ impl PostgresStore {
                 })?;
         }
         let wake = Arc::new(Notify::new());
-        let listener = rocket::tokio::spawn(listen(config, Arc::downgrade(&wake)));
+        let listener = rocket::tokio::spawn(listener::listen(config, Arc::downgrade(&wake)));
         Ok(PostgresStore { pool, wake, listener })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
-}
-
-/// Keeps a connection that `LISTEN`s on [`CHANNEL`], reconnecting with a
-/// growing wait when it drops; wakes the feed after every notification and
-/// every (re)connect. Ends once the store is dropped.
-async fn listen(config: tokio_postgres::Config, wake: Weak<Notify>) {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match listen_once(&config, &wake).await {
-            Ok(()) => return,
-            Err(error) => LISTENER_FAILURES.log(
-                log::Level::Warn,
-                format_args!(
-                    "the PostgreSQL connection that listens for revocations failed: {error}; reconnecting \
-                     (until then, revocations of other instances arrive within {} s)",
-                    FEED_POLL.as_secs()
-                ),
-            ),
-        }
-        rocket::tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(MAX_RECONNECT_WAIT);
-    }
-}
-
-/// One listening connection, until it fails (`Err`) or the store is gone
-/// (`Ok`).
-async fn listen_once(config: &tokio_postgres::Config, wake: &Weak<Notify>) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (messages, mut received) = rocket::tokio::sync::mpsc::unbounded_channel();
-    // The connection does its I/O only while polled: a task polls it and
-    // passes on what the server sends unasked.
-    let driver = rocket::tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    if messages.send(Ok(())).is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    let _ = messages.send(Err(error));
-                    return;
-                }
-                None => return,
-            }
-        }
-    });
-    // Named after its schema, so an operator sees which listener is whose in
-    // pg_stat_activity.
-    let listened = client
-        .batch_execute(&format!(
-            "LISTEN {CHANNEL}; SELECT set_config('application_name', '{LISTENER_NAME} ' || current_schema(), false)"
-        ))
-        .await;
-    if let Err(error) = listened {
-        driver.abort();
-        return Err(error.into());
-    }
-    // Connected: whatever was missed while down is read now.
-    if let Some(wake) = wake.upgrade() {
-        wake.notify_one();
-    }
-    let outcome = loop {
-        match received.recv().await {
-            Some(Ok(())) => match wake.upgrade() {
-                Some(wake) => wake.notify_one(),
-                None => break Ok(()),
-            },
-            Some(Err(error)) => break Err(error.into()),
-            None => break Err(StoreError::other("the listening connection closed")),
-        }
-    };
-    driver.abort();
-    outcome
 }
 
 impl SessionStore for PostgresStore {
@@ -259,10 +177,7 @@ impl SessionStore for PostgresStore {
     fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize> {
         Box::pin(async move {
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached("UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-                .await?;
-            Ok(client.execute(&statement, &[&user_id, &claims_json]).await? as usize)
+            sessions::update_claims(&client, &user_id, &claims_json).await
         })
     }
 
@@ -328,30 +243,12 @@ impl SessionStore for PostgresStore {
             // A connection of its own, out of the pool: the lock lives as long
             // as it, and is released by the server when the turn drops it.
             let client = deadpool_postgres::Object::take(self.client().await?);
-            let taken: bool = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
-                    &[&ADVISORY_KEY],
-                )
-                .await?
-                .get(0);
-            Ok(taken.then(|| Box::new(client) as PruneTurn))
+            prune::take_turn(client).await
         })
     }
 
     fn end_prune_turn(&self, turn: PruneTurn) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let Ok(client) = turn.downcast::<deadpool_postgres::ClientWrapper>() else {
-                return;
-            };
-            // On failure the lock goes with the connection, dropped here.
-            let _ = client
-                .execute(
-                    "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
-                    &[&ADVISORY_KEY],
-                )
-                .await;
-        })
+        Box::pin(prune::end_turn(turn))
     }
 
     fn load_revocations(&self) -> StoreFuture<'_, RevocationSnapshot> {

@@ -3,7 +3,8 @@
 
 use deadpool_postgres::Object;
 
-use crate::store::{PruneCutoffs, PruneKind, PrunedBatch, StoreError};
+use super::ADVISORY_KEY;
+use crate::store::{PruneCutoffs, PruneKind, PruneTurn, PrunedBatch, StoreError};
 
 /// Deletes at most `batch` rows of `kind` that nothing needs any more.
 pub(super) async fn batch(
@@ -54,4 +55,31 @@ pub(super) async fn batch(
         deleted: deleted as usize,
         resume_after: (deleted >= batch as u64).then_some(0),
     })
+}
+
+/// The prune turn on `client`, a connection of its own: a session-level
+/// advisory lock, or `None` when another instance holds it.
+pub(super) async fn take_turn(client: deadpool_postgres::ClientWrapper) -> Result<Option<PruneTurn>, StoreError> {
+    let taken: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+            &[&ADVISORY_KEY],
+        )
+        .await?
+        .get(0);
+    Ok(taken.then(|| Box::new(client) as PruneTurn))
+}
+
+/// Gives a turn back at once; on failure the lock goes with the connection,
+/// dropped here.
+pub(super) async fn end_turn(turn: PruneTurn) {
+    let Ok(client) = turn.downcast::<deadpool_postgres::ClientWrapper>() else {
+        return;
+    };
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
+            &[&ADVISORY_KEY],
+        )
+        .await;
 }

@@ -252,6 +252,15 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
 }
 
 /// The active sessions of `user_id`, most recently used first.
+/// Replaces the app claims of every live session of `user_id`; gives how
+/// many there were.
+pub(super) async fn update_claims(client: &Object, user_id: &str, claims_json: &str) -> Result<usize, StoreError> {
+    let statement = client
+        .prepare_cached("UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+        .await?;
+    Ok(client.execute(&statement, &[&user_id, &claims_json]).await? as usize)
+}
+
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
     let statement = client
         .prepare_cached(

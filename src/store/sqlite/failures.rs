@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Tx;
-use crate::store::{FailureScope, StoreError, ThrottledUntil};
+use crate::store::{Attempt, PassedCredentials, StoreError, ThrottledUntil};
 
 /// A table whose rows are capped, and how to find its oldest.
 struct Capped {
@@ -41,14 +41,15 @@ impl Tx<'_> {
     /// seconds. A waiver holds for a network remembered after `known_since`. At
     /// most `capacity` scopes are kept: new ones take the place of those whose
     /// window started first.
-    pub(crate) fn count_attempt(
-        &self,
-        scopes: &[FailureScope],
-        now: i64,
-        window: i64,
-        known_since: i64,
-        capacity: u64,
-    ) -> Result<Result<(), ThrottledUntil>, StoreError> {
+    pub(crate) fn count_attempt(&self, attempt: &Attempt) -> Result<Result<(), ThrottledUntil>, StoreError> {
+        let Attempt {
+            scopes,
+            now,
+            window,
+            known_since,
+            capacity,
+        } = attempt;
+        let (now, window, known_since, capacity) = (*now, *window, *known_since, *capacity);
         let mut stored = Vec::with_capacity(scopes.len());
         let mut throttled_until = None;
         for scope in scopes {
@@ -125,6 +126,16 @@ impl Tx<'_> {
 
     /// Takes back one attempt counted in `scope`'s current window (an attempt
     /// that turned out to succeed).
+    /// Right credentials: forgets the scope's failures, uncounts the attempt
+    /// elsewhere and remembers the network, in one write.
+    pub(crate) fn credentials_passed(&self, passed: &PassedCredentials) -> Result<(), StoreError> {
+        self.forget_failures(&passed.forget)?;
+        for scope in &passed.uncount {
+            self.uncount_attempt(scope, passed.now, passed.window)?;
+        }
+        self.remember_network(&passed.known_network, passed.now, passed.capacity)
+    }
+
     pub(crate) fn uncount_attempt(&self, scope: &[u8; 32], now: i64, window: i64) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
@@ -167,10 +178,22 @@ impl Tx<'_> {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::FailureScope;
+
+    /// An attempt at 1000 in a window of 900 s, with room for ten counters.
+    fn attempt(scopes: Vec<FailureScope>) -> Attempt {
+        Attempt {
+            scopes,
+            now: 1000,
+            window: 900,
+            known_since: 0,
+            capacity: 10,
+        }
+    }
 
     #[rocket::async_test]
     async fn making_room_never_evicts_the_scopes_of_the_attempt_counting() {
-        let directory = std::env::temp_dir().join(format!("rss-failures-{}", crate::token::random_id()));
+        let directory = std::env::temp_dir().join(format!("rss-failures-{}", crate::crypto::random_id()));
         std::fs::create_dir_all(&directory).unwrap();
         let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
         let scope = |byte: u8| FailureScope {
@@ -182,14 +205,14 @@ mod tests {
         // would go first.
         for byte in 0..10 {
             let counted = store
-                .write(move |tx| tx.count_attempt(&[scope(byte)], 1000, 900, 0, 10))
+                .write(move |tx| tx.count_attempt(&attempt(vec![scope(byte)])))
                 .await
                 .unwrap();
             assert_eq!(counted, Ok(()));
         }
         // An attempt counting the smallest key and a new one.
         store
-            .write(move |tx| tx.count_attempt(&[scope(0), scope(200)], 1000, 900, 0, 10))
+            .write(move |tx| tx.count_attempt(&attempt(vec![scope(0), scope(200)])))
             .await
             .unwrap()
             .unwrap();

@@ -1,4 +1,4 @@
-//! Schema migrations: numbered files in `sql/`, embedded in the binary, applied in
+//! Schema migrations: numbered files in `sql/sqlite/`, embedded in the binary, applied in
 //! one transaction and tracked by `PRAGMA user_version`.
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -7,12 +7,12 @@ use crate::store::{ErrorKind, StoreError};
 
 /// Every migration, in order; the schema version is the number applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../../sql/0001_init.sql"),
-    include_str!("../../../sql/0002_auth_failures.sql"),
-    include_str!("../../../sql/0003_bounded_rows.sql"),
-    include_str!("../../../sql/0004_known_networks.sql"),
-    include_str!("../../../sql/0005_revocation_feed.sql"),
-    include_str!("../../../sql/0006_login_options.sql"),
+    include_str!("../../../sql/sqlite/0001_init.sql"),
+    include_str!("../../../sql/sqlite/0002_auth_failures.sql"),
+    include_str!("../../../sql/sqlite/0003_bounded_rows.sql"),
+    include_str!("../../../sql/sqlite/0004_known_networks.sql"),
+    include_str!("../../../sql/sqlite/0005_revocation_feed.sql"),
+    include_str!("../../../sql/sqlite/0006_login_options.sql"),
 ];
 
 /// The schema version this build writes.

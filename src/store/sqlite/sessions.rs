@@ -4,7 +4,9 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{Reader, Tx};
 use crate::rotation::{self, Decision, RefreshState};
-use crate::store::{FeedPage, NewSession, RefreshRequest, RevocationSnapshot, Revoked, SessionRecord, StoreError};
+use crate::store::{
+    FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
+};
 
 impl Tx<'_> {
     /// Inserts a session with its first refresh token's hash.
@@ -109,6 +111,35 @@ impl Tx<'_> {
         Ok(Some((state, decision)))
     }
 
+    /// Makes `revocation` with its feed entries; gives the sessions that were
+    /// live until now.
+    pub(crate) fn revoke(&self, revocation: &Revocation, now: i64) -> Result<Vec<String>, StoreError> {
+        match revocation {
+            Revocation::Session {
+                session_id,
+                reason,
+                blocklist,
+            } => {
+                let blocklist = blocklist.as_ref().map(|(jti, exp)| (jti.as_str(), *exp));
+                let live = self.revoke_session(session_id, now, reason, blocklist)?;
+                Ok(if live { vec![session_id.clone()] } else { Vec::new() })
+            }
+            Revocation::UserSessions {
+                user_id,
+                keep,
+                reason,
+                blocklist,
+            } => {
+                let blocklist = blocklist.as_ref().map(|(jti, exp)| (jti.as_str(), *exp));
+                self.revoke_user_sessions(user_id, keep.as_deref(), now, reason, blocklist)
+            }
+            Revocation::OwnSession { user_id, session_id } => {
+                let live = self.revoke_own_session(user_id, session_id, now)?;
+                Ok(if live { vec![session_id.clone()] } else { Vec::new() })
+            }
+        }
+    }
+
     /// Revokes one session and, when given, blocklists an access token's `jti`
     /// until its `exp`, with their feed entries. Returns whether the session
     /// was live until now.
@@ -157,7 +188,7 @@ impl Tx<'_> {
 
     /// Revokes every live session of `user_id` but `keep` (when given), and
     /// blocklists `blocklist`'s `jti` when given; returns the revoked ids.
-    pub(crate) fn revoke_user_sessions(
+    fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep: Option<&str>,
@@ -184,7 +215,7 @@ impl Tx<'_> {
     }
 
     /// Revokes `session_id` only if it is an active session of `user_id`.
-    pub(crate) fn revoke_own_session(&self, user_id: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
+    fn revoke_own_session(&self, user_id: &str, session_id: &str, now: i64) -> Result<bool, StoreError> {
         let changed = self
             .0
             .prepare_cached(

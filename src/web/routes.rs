@@ -7,10 +7,14 @@ use rocket::serde::json::{self, Json};
 use rocket::{delete, get, post, Route, State};
 use serde::{Deserialize, Serialize};
 
-use crate::browser::CsrfBinding;
-use crate::error::{json_response, Error};
-use crate::guard::{mark_refused, AuthUser};
-use crate::manager::{ClientInfo, SessionInfo, Sessions, TokenPair};
+use crate::client::ClientInfo;
+use crate::csrf::CsrfBinding;
+use crate::error::Error;
+use crate::sessions::{SessionInfo, Sessions, TokenPair};
+use crate::user::AuthUser;
+use crate::web::csrf_proof::{check_origin, presented_csrf_token};
+use crate::web::request::record;
+use crate::web::responses::json_response;
 
 /// The crate's endpoints, to mount under a base of the app's choosing:
 ///
@@ -87,13 +91,13 @@ impl<'r> FromRequest<'r> for CookieRefresh {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(sessions) = request.rocket().state::<Sessions>() else {
+        let Some(sessions) = record(request).sessions() else {
             return Outcome::Success(CookieRefresh::No);
         };
         let json = request
             .content_type()
             .is_some_and(|content_type| content_type.is_json());
-        let cookie = request.cookies().get(&sessions.inner.settings.refresh_cookie);
+        let cookie = request.cookies().get(&sessions.settings().browser.refresh_cookie);
         let (Some(cookie), false, None) = (cookie, json, request.headers().get_one("Authorization")) else {
             return Outcome::Success(CookieRefresh::No);
         };
@@ -103,13 +107,13 @@ impl<'r> FromRequest<'r> for CookieRefresh {
         let Some(session) = sessions.refresh_token_session(&token) else {
             return Outcome::Success(CookieRefresh::Token(token));
         };
-        let proof = sessions.check_origin(request).is_ok()
-            && Sessions::presented_csrf_token(request)
+        let proof = check_origin(request, &sessions.settings().browser).is_ok()
+            && presented_csrf_token(request)
                 .is_some_and(|presented| sessions.csrf_token_matches(CsrfBinding::Session(&session), presented));
         if proof {
             Outcome::Success(CookieRefresh::Token(token))
         } else {
-            mark_refused(request, Status::Forbidden);
+            record(request).mark_refused(Status::Forbidden);
             Outcome::Success(CookieRefresh::Refused)
         }
     }
@@ -218,13 +222,4 @@ async fn list_sessions(sessions: &State<Sessions>, user: AuthUser) -> Result<Jso
 async fn revoke_session(sessions: &State<Sessions>, user: AuthUser, id: &str) -> Result<Status, Error> {
     sessions.revoke_session(&user.id, id).await?;
     Ok(Status::NoContent)
-}
-
-impl<'r> Responder<'r, 'static> for TokenPair {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        rocket::Response::build_from(Json(self).respond_to(request)?)
-            .raw_header("Cache-Control", "no-store")
-            .raw_header("Pragma", "no-cache")
-            .ok()
-    }
 }

@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::{FeedCursor, Inner, Sessions};
 use crate::log_limit::LogLimit;
-use crate::manager::{Inner, Sessions};
 use crate::store::FEED_POLL;
 
 /// Entries read at a time.
@@ -28,11 +28,13 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 /// Failures to read the feed, logged at most once a minute.
 static FEED_FAILURES: LogLimit = LogLimit::new();
 
-/// Starts the task that applies feed entries after `cursor`. It ends at
-/// shutdown, or once the `Sessions` are dropped.
-pub(crate) fn follow(sessions: &Sessions, cursor: i64) {
-    let inner = Arc::downgrade(&sessions.inner);
-    rocket::tokio::spawn(run(inner, cursor));
+impl Sessions {
+    /// Starts the task that applies feed entries after `cursor`. It ends at
+    /// shutdown, or once the `Sessions` are dropped.
+    pub(crate) fn follow_feed(&self, cursor: FeedCursor) {
+        let inner = Arc::downgrade(&self.inner);
+        rocket::tokio::spawn(run(inner, cursor.0));
+    }
 }
 
 async fn run(inner: Weak<Inner>, mut cursor: i64) {
@@ -59,7 +61,7 @@ async fn run(inner: Weak<Inner>, mut cursor: i64) {
             Ok(page) => {
                 caught_up = page.entries.len() < PAGE as usize;
                 for revoked in page.entries {
-                    sessions.apply_revoked(revoked);
+                    sessions.inner.revocations.apply(revoked);
                 }
                 cursor = page.cursor;
             }

@@ -8,7 +8,8 @@ use rocket::request::{FromRequest, Outcome, Request};
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::guard::AuthUser;
+use crate::user::AuthUser;
+use crate::web::request::{fairing_missing, record};
 
 /// Who may pass an [`Authorized`] guard: a predicate over the user's claims.
 ///
@@ -82,17 +83,8 @@ where
 
 impl<P: Policy> rocket::Sentinel for Authorized<P> {
     fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
-        crate::guard::fairing_missing(rocket, "Authorized")
+        fairing_missing(rocket, "Authorized")
     }
-}
-
-/// Set when [`Authorized`] refused a valid user: the response hook gives the
-/// 403 the crate's body, whatever catcher the app has.
-pub(crate) struct PolicyRefused(pub(crate) bool);
-
-/// Whether [`Authorized`] refused `request` (403).
-pub(crate) fn policy_refused(request: &Request<'_>) -> bool {
-    request.local_cache(|| PolicyRefused(false)).0
 }
 
 #[rocket::async_trait]
@@ -118,7 +110,9 @@ impl<'r, P: Policy> FromRequest<'r> for Authorized<P> {
                 user.id,
                 std::any::type_name::<P>()
             );
-            request.local_cache(|| PolicyRefused(true));
+            // The response hook gives the 403 the crate's body, whatever catcher
+            // the app has.
+            record(request).mark_policy_refused();
             Outcome::Error((Status::Forbidden, Error::Forbidden))
         }
     }

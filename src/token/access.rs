@@ -1,4 +1,4 @@
-//! Access-token claims and keys; refresh-token generation and hashing.
+//! Access tokens: HS256 JWTs, signed and verified in one pass.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,13 +7,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use rand::TryRngCore as _;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
-use crate::config::Settings;
+use crate::crypto::derived_key_id;
 
 /// The one algorithm that signs and verifies access tokens (RFC 8725 §3.1).
 const ALGORITHM: Algorithm = Algorithm::HS256;
@@ -26,15 +25,6 @@ const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 const LATEST_TIME: i64 = 253_402_300_799;
 /// Longer tokens are refused before any decoding.
 pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 4096;
-/// The bytes of a refresh token: session id, generation, secret, tag.
-const SESSION_ID_BYTES: usize = 16;
-const GENERATION_BYTES: usize = 8;
-const SECRET_BYTES: usize = 32;
-const TAG_BYTES: usize = 16;
-const TAGGED_BYTES: usize = SESSION_ID_BYTES + GENERATION_BYTES + SECRET_BYTES;
-const REFRESH_TOKEN_BYTES: usize = TAGGED_BYTES + TAG_BYTES;
-/// A refresh token's length in base64url without padding.
-pub(crate) const REFRESH_TOKEN_LEN: usize = REFRESH_TOKEN_BYTES * 4 / 3;
 /// Claim names the crate sets itself; app claims may not use them.
 pub(crate) const RESERVED_CLAIMS: [&str; 10] = [
     "sub",
@@ -48,169 +38,6 @@ pub(crate) const RESERVED_CLAIMS: [&str; 10] = [
     "aud",
     "typ",
 ];
-
-/// `N` bytes from the operating system's CSPRNG.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut bytes)
-        .expect("the operating system's random number generator failed");
-    bytes
-}
-
-/// A fresh 128-bit identifier, base64url: session ids and `jti`s.
-pub(crate) fn random_id() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
-}
-
-/// A refresh token: what the client holds. Only its [`hash`](Self::hash) is
-/// ever stored.
-///
-/// 72 bytes, base64url (96 characters): the session id (16 bytes), the
-/// token's generation in its session (8, big-endian), a secret (32) and a tag
-/// (16). The first token of a session has a random secret; each successor's
-/// secret is an HMAC of the whole previous token under a server key, so a
-/// successor can be derived again from the token it replaces (a replay within
-/// the grace window gets the same successor) but never from what the database
-/// holds. The tag, an HMAC of the rest under a server key, proves the server
-/// issued the token: forged tokens are refused without a store lookup, and an
-/// earlier token of a session is recognised as such (reuse) from its
-/// generation alone.
-pub(crate) struct RefreshToken([u8; REFRESH_TOKEN_BYTES]);
-
-impl RefreshToken {
-    /// Reads a presented token, or `None` when it cannot be one of ours (wrong
-    /// length or alphabet), so garbage never reaches the store.
-    pub(crate) fn parse(presented: &str) -> Option<RefreshToken> {
-        if presented.len() != REFRESH_TOKEN_LEN {
-            return None;
-        }
-        // 96 characters carry exactly 72 bytes: no stray bits, one spelling.
-        URL_SAFE_NO_PAD
-            .decode(presented)
-            .ok()?
-            .try_into()
-            .ok()
-            .map(RefreshToken)
-    }
-
-    /// The session this token belongs to.
-    pub(crate) fn session_id(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.0[..SESSION_ID_BYTES])
-    }
-
-    /// The token's generation: 0 at login, one more at each rotation.
-    pub(crate) fn generation(&self) -> u64 {
-        let bytes = &self.0[SESSION_ID_BYTES..SESSION_ID_BYTES + GENERATION_BYTES];
-        u64::from_be_bytes(bytes.try_into().expect("eight bytes"))
-    }
-
-    /// The SHA-256 of the token: what the store keeps.
-    pub(crate) fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.0).into()
-    }
-
-    /// The token as the client receives it.
-    pub(crate) fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
-    }
-}
-
-// A refresh token must never be printed by accident.
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshToken(<redacted>)")
-    }
-}
-
-/// The keys that derive and tag refresh tokens: one per signing key, derived
-/// from it (never equal to it), the first current. Each is kept as an HMAC
-/// already keyed, cloned for every use.
-pub(crate) struct RefreshKeys(Vec<Hmac<Sha256>>);
-
-impl RefreshKeys {
-    pub(crate) fn new<'a>(signing_secrets: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        RefreshKeys(
-            signing_secrets
-                .into_iter()
-                .map(|secret| {
-                    let key = derive_key(secret, b"rocket_sqlite_sessions refresh key");
-                    Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length")
-                })
-                .collect(),
-        )
-    }
-
-    /// The first refresh token of session `session_id` (a [`random_id`]), or
-    /// `None` when the id is not 16 bytes of base64url.
-    pub(crate) fn first(&self, session_id: &str) -> Option<RefreshToken> {
-        let id: [u8; SESSION_ID_BYTES] = URL_SAFE_NO_PAD.decode(session_id).ok()?.try_into().ok()?;
-        let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
-        bytes[..SESSION_ID_BYTES].copy_from_slice(&id);
-        bytes[TAGGED_BYTES - SECRET_BYTES..TAGGED_BYTES].copy_from_slice(&random_bytes::<SECRET_BYTES>());
-        Some(tagged(&self.0[0], bytes))
-    }
-
-    /// Whether the server issued `token`: its tag is right under one of the keys
-    /// (compared in constant time).
-    pub(crate) fn issued(&self, token: &RefreshToken) -> bool {
-        self.0.iter().any(|key| {
-            keyed(key, b"tag")
-                .chain_update(&token.0[..TAGGED_BYTES])
-                .verify_truncated_left(&token.0[TAGGED_BYTES..])
-                .is_ok()
-        })
-    }
-
-    /// The successor of `token` under each key, the current key's first; `None`
-    /// past the last generation (`i64::MAX`, what SQLite stores).
-    pub(crate) fn successors(&self, token: &RefreshToken) -> Option<Vec<RefreshToken>> {
-        let generation = token
-            .generation()
-            .checked_add(1)
-            .filter(|g| i64::try_from(*g).is_ok())?;
-        Some(
-            self.0
-                .iter()
-                .map(|key| {
-                    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
-                    bytes[..SESSION_ID_BYTES].copy_from_slice(&token.0[..SESSION_ID_BYTES]);
-                    bytes[SESSION_ID_BYTES..SESSION_ID_BYTES + GENERATION_BYTES]
-                        .copy_from_slice(&generation.to_be_bytes());
-                    let secret = keyed(key, b"next").chain_update(token.0).finalize().into_bytes();
-                    bytes[TAGGED_BYTES - SECRET_BYTES..TAGGED_BYTES].copy_from_slice(&secret);
-                    tagged(key, bytes)
-                })
-                .collect(),
-        )
-    }
-}
-
-/// `bytes` with the tag of the rest under `key` in place.
-fn tagged(key: &Hmac<Sha256>, mut bytes: [u8; REFRESH_TOKEN_BYTES]) -> RefreshToken {
-    let tag = keyed(key, b"tag")
-        .chain_update(&bytes[..TAGGED_BYTES])
-        .finalize()
-        .into_bytes();
-    bytes[TAGGED_BYTES..].copy_from_slice(&tag[..TAG_BYTES]);
-    RefreshToken(bytes)
-}
-
-/// An HMAC under `key` for one purpose (domain separation).
-fn keyed(key: &Hmac<Sha256>, purpose: &[u8]) -> Hmac<Sha256> {
-    let mut mac = key.clone();
-    mac.update(purpose);
-    mac.update(&[0]);
-    mac
-}
-
-/// A key for one purpose, derived from a signing secret, so that no other use
-/// ever holds the JWT key itself.
-pub(crate) fn derive_key(signing_secret: &[u8], purpose: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret).expect("HMAC takes any key length");
-    mac.update(purpose);
-    mac.finalize().into_bytes().into()
-}
 
 /// The claims of an access token.
 ///
@@ -375,6 +202,36 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// A validated HMAC key and its id.
+#[derive(Clone)]
+pub(crate) struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+}
+
+impl SigningKey {
+    /// The one key of `secret`, with an id derived from it.
+    pub(crate) fn derived(secret: Vec<u8>) -> Self {
+        SigningKey {
+            kid: derived_key_id(&secret),
+            secret,
+        }
+    }
+}
+
+/// What an access token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessRules {
+    /// The `iss` claim to set and require, when given.
+    pub issuer: Option<String>,
+    /// The `aud` claim to set and require, when given.
+    pub audience: Option<String>,
+    /// The longest lifetime (`exp - iat`) a token may have, in seconds.
+    pub access_ttl: i64,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: i64,
+}
+
 /// Signs access tokens with the first configured key and verifies them with the
 /// key their `kid` names.
 pub(crate) struct TokenCodec {
@@ -383,37 +240,28 @@ pub(crate) struct TokenCodec {
     /// The signing key, keyed once; each signature clones it.
     signing_mac: Hmac<Sha256>,
     verifying: Vec<(String, DecodingKey)>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    access_ttl: i64,
-    leeway: i64,
+    rules: AccessRules,
 }
 
 impl TokenCodec {
-    pub(crate) fn new(settings: &Settings) -> Self {
-        let signing = &settings.keys[0];
+    /// A codec signing with `keys[0]` and verifying with every key.
+    pub(crate) fn new(keys: &[SigningKey], rules: AccessRules) -> Self {
+        let signing = &keys[0];
         let header = serde_json::json!({ "alg": ALGORITHM_NAME, "typ": ACCESS_TOKEN_TYPE, "kid": signing.kid });
         TokenCodec {
             signing_prefix: format!("{}.", URL_SAFE_NO_PAD.encode(header.to_string())),
             signing_mac: Hmac::<Sha256>::new_from_slice(&signing.secret).expect("HMAC takes any key length"),
-            verifying: settings
-                .keys
+            verifying: keys
                 .iter()
                 .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
                 .collect(),
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
-            access_ttl: settings.access_ttl,
-            leeway: settings.leeway,
+            rules,
         }
     }
 
-    pub(crate) fn issuer(&self) -> Option<&str> {
-        self.issuer.as_deref()
-    }
-
-    pub(crate) fn audience(&self) -> Option<&str> {
-        self.audience.as_deref()
+    /// The rules tokens of this codec follow.
+    pub(crate) fn rules(&self) -> &AccessRules {
+        &self.rules
     }
 
     /// Signs `claims` (HS256, RFC 7515 §7.1): the constant header, the claims,
@@ -487,10 +335,10 @@ impl TokenCodec {
         {
             return Err(Rejection::Claims);
         }
-        if now >= claims.exp.saturating_add(self.leeway) {
+        if now >= claims.exp.saturating_add(self.rules.leeway) {
             return Err(Rejection::Expired);
         }
-        let latest_start = now.saturating_add(self.leeway);
+        let latest_start = now.saturating_add(self.rules.leeway);
         if claims.iat > latest_start
             || claims.nbf.is_some_and(|nbf| nbf > latest_start)
             || claims.auth_time > claims.iat
@@ -501,78 +349,37 @@ impl TokenCodec {
             || claims
                 .exp
                 .checked_sub(claims.iat)
-                .is_none_or(|life| life > self.access_ttl)
+                .is_none_or(|life| life > self.rules.access_ttl)
         {
             return Err(Rejection::Lifetime);
         }
-        if self.issuer.is_some() && claims.iss != self.issuer {
+        if self.rules.issuer.is_some() && claims.iss != self.rules.issuer {
             return Err(Rejection::Issuer);
         }
-        if self.audience.is_some() && claims.aud != self.audience {
+        if self.rules.audience.is_some() && claims.aud != self.rules.audience {
             return Err(Rejection::Audience);
         }
         Ok(claims)
     }
 }
 
-/// A key id derived from the key, so tokens name the key that signed them without
-/// the configuration having to.
-pub(crate) fn derived_key_id(secret: &[u8]) -> String {
-    let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions kid\0")
-        .chain_update(secret)
-        .finalize();
-    URL_SAFE_NO_PAD.encode(&digest[..9])
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1).
+/// Tokens in the query string or body are never read.
+pub(crate) fn bearer_token(value: &str) -> Result<&str, Rejection> {
+    let (scheme, token) = value.split_once(' ').ok_or(Rejection::Missing)?;
+    if !scheme.eq_ignore_ascii_case("Bearer") {
+        return Err(Rejection::Missing);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(Rejection::Missing);
+    }
+    Ok(token)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(secrets: &[&[u8]]) -> RefreshKeys {
-        RefreshKeys::new(secrets.iter().copied())
-    }
-
-    #[test]
-    fn refresh_tokens_are_96_chars_tagged_and_distinct() {
-        let keys = keys(&[&[1; 32]]);
-        let session = random_id();
-        let a = keys.first(&session).unwrap();
-        let b = keys.first(&session).unwrap();
-        assert_eq!(a.encode().len(), 96);
-        assert_ne!(a.encode(), b.encode());
-        let read = RefreshToken::parse(&a.encode()).unwrap();
-        assert_eq!((read.session_id(), read.generation()), (session, 0));
-        assert!(keys.issued(&read));
-        assert!(!self::keys(&[&[2; 32]]).issued(&read), "another server's key");
-    }
-
-    #[test]
-    fn a_successor_is_derived_again_from_its_predecessor_only() {
-        let keys = keys(&[&[1; 32], &[2; 32]]);
-        let first = keys.first(&random_id()).unwrap();
-        let next = keys.successors(&first).unwrap();
-        assert_eq!(next.len(), 2, "one per key");
-        assert_eq!(next[0].generation(), 1);
-        assert_eq!(next[0].encode(), keys.successors(&first).unwrap()[0].encode());
-        assert_ne!(next[0].encode(), next[1].encode());
-        assert!(keys.issued(&next[0]) && keys.issued(&next[1]));
-        let other = keys.first(&first.session_id()).unwrap();
-        assert_ne!(keys.successors(&other).unwrap()[0].encode(), next[0].encode());
-    }
-
-    #[test]
-    fn presented_garbage_is_not_parsed() {
-        let token = keys(&[&[1; 32]]).first(&random_id()).unwrap().encode();
-        assert!(RefreshToken::parse("").is_none());
-        assert!(RefreshToken::parse(&"a".repeat(43)).is_none());
-        assert!(RefreshToken::parse(&format!("{token}A")).is_none());
-        assert!(RefreshToken::parse(&"!".repeat(96)).is_none());
-        assert!(RefreshToken::parse(&"é".repeat(48)).is_none());
-        let mut flipped = token.into_bytes();
-        flipped[50] = if flipped[50] == b'A' { b'B' } else { b'A' };
-        let flipped = RefreshToken::parse(std::str::from_utf8(&flipped).unwrap()).unwrap();
-        assert!(!keys(&[&[1; 32]]).issued(&flipped), "any change breaks the tag");
-    }
 
     const CLAIMS: &str = r#""sub":"u","sid":"s","jti":"j","iat":1,"exp":2,"auth_time":1"#;
 
@@ -596,10 +403,5 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<AccessClaims>(&bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn ids_carry_128_bits() {
-        assert_eq!(URL_SAFE_NO_PAD.decode(random_id()).unwrap().len(), 16);
     }
 }

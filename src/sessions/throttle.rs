@@ -1,4 +1,4 @@
-//! Throttling of failed logins, counted in SQLite.
+//! Throttling of failed logins, counted in the store.
 //!
 //! Three counters, each over a window of `login_failure_window` seconds from
 //! its first failure; past its limit, attempts get 429 with `Retry-After`
@@ -38,14 +38,16 @@ use ipnet::Ipv6Net;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::Sessions;
+use crate::client::{canonical, ClientInfo};
 use crate::error::Error;
-use crate::manager::{ClientInfo, Sessions};
+use crate::hooks::SessionEvent;
 use crate::store::{Attempt, FailureScope, PassedCredentials, ThrottledUntil};
 
 /// The network an address is counted in: an IPv4 address alone, an IPv6 one by
 /// its /64 (one host usually holds a whole /64).
 fn network_of(ip: IpAddr) -> String {
-    match crate::client::canonical(ip) {
+    match canonical(ip) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => Ipv6Net::new(v6, 64).expect("64 is a prefix length").trunc().to_string(),
     }
@@ -114,7 +116,7 @@ impl Sessions {
     /// network has too many recent failures; [`Error::Store`] when the store
     /// fails.
     pub async fn credential_check(&self, username: &str, client: &ClientInfo) -> Result<CredentialCheck, Error> {
-        let settings = &self.inner.settings;
+        let settings = &self.inner.settings.throttling;
         let network = client.ip.map(network_of);
         let here = network.as_deref().unwrap_or("unknown");
         let check = CredentialCheck {
@@ -143,7 +145,7 @@ impl Sessions {
         }));
         let now = self.inner.clock.now();
         let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
-        let known_since = now.saturating_sub(settings.absolute_timeout);
+        let known_since = now.saturating_sub(self.inner.settings.lifetimes.absolute_timeout);
         let counted = self
             .inner
             .store
@@ -159,7 +161,7 @@ impl Sessions {
             Ok(()) => Ok(check),
             Err(ThrottledUntil(until)) => {
                 let retry_after = until.saturating_sub(now).max(1) as u64;
-                self.emit(|| crate::hooks::SessionEvent::Throttled {
+                self.emit(|| SessionEvent::Throttled {
                     username: username.to_string(),
                     ip: client.ip,
                     retry_after,
@@ -178,7 +180,7 @@ impl CredentialCheck {
     /// # Errors
     /// [`Error::Store`] when the store fails.
     pub async fn passed(self) -> Result<(), Error> {
-        let settings = &self.sessions.inner.settings;
+        let settings = &self.sessions.inner.settings.throttling;
         let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
         let now = self.sessions.inner.clock.now();
         let CredentialCheck {

@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::Sessions;
 use crate::error::Error;
-use crate::manager::Sessions;
 
 /// The most app data one session may hold, as JSON.
 pub const MAX_SESSION_DATA_BYTES: usize = 64 * 1024;

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
+use super::Sessions;
 use crate::error::Error;
-use crate::manager::Sessions;
 use crate::store::{PruneCutoffs, PruneKind};
 
 /// What one prune pass deleted.
@@ -71,15 +71,16 @@ impl Sessions {
     async fn prune_pass(&self) -> Result<PruneReport, Error> {
         let started = Instant::now();
         let settings = &self.inner.settings;
+        let (access_ttl, leeway) = (settings.tokens.access_ttl, settings.tokens.leeway);
         let now = self.inner.clock.surely_passed();
         let cutoffs = PruneCutoffs {
-            expired_at_or_before: now.saturating_sub(settings.leeway),
-            revoked_at_or_before: now.saturating_sub(settings.access_ttl).saturating_sub(settings.leeway),
-            blocklist_expired_at_or_before: now.saturating_sub(settings.leeway),
-            window_started_at_or_before: now.saturating_sub(settings.login_failure_window),
-            known_network_used_at_or_before: now.saturating_sub(settings.absolute_timeout),
+            expired_at_or_before: now.saturating_sub(leeway),
+            revoked_at_or_before: now.saturating_sub(access_ttl).saturating_sub(leeway),
+            blocklist_expired_at_or_before: now.saturating_sub(leeway),
+            window_started_at_or_before: now.saturating_sub(settings.throttling.login_failure_window),
+            known_network_used_at_or_before: now.saturating_sub(settings.lifetimes.absolute_timeout),
         };
-        let batch = settings.prune_batch;
+        let batch = settings.pruning.batch;
         let mut report = PruneReport::default();
 
         let Some(turn) = self.inner.store.prune_turn().await? else {
@@ -133,10 +134,6 @@ impl Sessions {
         report
     }
 
-    fn stopping(&self) -> bool {
-        self.inner.stopping.load(Ordering::SeqCst)
-    }
-
     /// One scheduled pass: logged, never fatal to the job.
     async fn scheduled_prune(&self) {
         let Ok(_pass) = self.inner.prune_lock.try_lock() else {
@@ -178,14 +175,17 @@ async fn yield_to_requests(batch_took: Duration) {
     rocket::tokio::time::sleep(batch_took).await;
 }
 
-/// Starts the job that prunes on `schedule`.
-pub(crate) async fn start(sessions: Sessions, schedule: &str) -> Result<JobScheduler, JobSchedulerError> {
-    let scheduler = JobScheduler::new().await?;
-    let job = Job::new_async(schedule, move |_, _| {
-        let sessions = sessions.clone();
-        Box::pin(async move { sessions.scheduled_prune().await })
-    })?;
-    scheduler.add(job).await?;
-    scheduler.start().await?;
-    Ok(scheduler)
+impl Sessions {
+    /// Starts the job that prunes on `prune_schedule`.
+    pub(crate) async fn start_pruning(&self) -> Result<JobScheduler, JobSchedulerError> {
+        let scheduler = JobScheduler::new().await?;
+        let sessions = self.clone();
+        let job = Job::new_async(self.inner.settings.pruning.schedule.as_str(), move |_, _| {
+            let sessions = sessions.clone();
+            Box::pin(async move { sessions.scheduled_prune().await })
+        })?;
+        scheduler.add(job).await?;
+        scheduler.start().await?;
+        Ok(scheduler)
+    }
 }

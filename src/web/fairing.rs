@@ -1,4 +1,5 @@
-//! The fairing: configuration and store at ignite, the uniform 401 on responses.
+//! The fairing: configuration, store, feed follower and pruning at ignite;
+//! the crate's answers on responses; pruning stopped at shutdown.
 
 use std::sync::Arc;
 
@@ -7,16 +8,16 @@ use rocket::http::Status;
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use tokio_cron_scheduler::JobScheduler;
 
-use crate::browser::{csrf_field_of, is_unsafe, PeekedCsrfField, CSRF_HEADER, CSRF_PEEK_BYTES};
 use crate::clock::Clock;
 use crate::config::{ConfigError, SessionsConfig};
-use crate::error::{
-    csrf_refused_response, forbidden_response, login_too_old_response, rewrite_as_invalid_token, Error,
+use crate::error::Error;
+use crate::hooks::{ClaimsSource, Hooks, SessionEvents};
+use crate::sessions::Sessions;
+use crate::web::csrf_proof::{csrf_field_of, is_unsafe, CSRF_HEADER, CSRF_PEEK_BYTES};
+use crate::web::request::record;
+use crate::web::responses::{
+    csrf_refused_response, forbidden_response, login_too_old_response, rewrite_as_invalid_token,
 };
-use crate::guard::{self, StaleLogin};
-use crate::hooks::{ClaimsSource, SessionEvents};
-use crate::manager::{Hooks, Sessions};
-use crate::prune;
 
 /// The fairing returned by [`Sessions::fairing()`].
 ///
@@ -111,19 +112,9 @@ impl Fairing for SessionsFairing {
             );
         }
         let database = settings.database.clone();
-        let (auto_prune, schedule) = (settings.auto_prune, settings.prune_schedule.clone());
-        match Sessions::open(settings, self.clock.clone(), self.hooks.clone()).await {
-            Ok(sessions) if auto_prune => match prune::start(sessions.clone(), &schedule).await {
-                Ok(scheduler) => {
-                    *self.scheduler.lock().await = Some(scheduler);
-                    Ok(rocket.manage(sessions))
-                }
-                Err(error) => {
-                    log::error!("rocket_sqlite_sessions: the pruning job did not start: {error}");
-                    Err(rocket)
-                }
-            },
-            Ok(sessions) => Ok(rocket.manage(sessions)),
+        let auto_prune = settings.pruning.auto;
+        let (sessions, cursor) = match Sessions::open(settings, self.clock.clone(), self.hooks.clone()).await {
+            Ok(opened) => opened,
             Err(error) => {
                 let message = match error {
                     // The store's message names the path and what to check.
@@ -135,9 +126,20 @@ impl Fairing for SessionsFairing {
                     message,
                 };
                 log::error!("rocket_sqlite_sessions: {error}");
-                Err(rocket)
+                return Err(rocket);
+            }
+        };
+        sessions.follow_feed(cursor);
+        if auto_prune {
+            match sessions.start_pruning().await {
+                Ok(scheduler) => *self.scheduler.lock().await = Some(scheduler),
+                Err(error) => {
+                    log::error!("rocket_sqlite_sessions: the pruning job did not start: {error}");
+                    return Err(rocket);
+                }
             }
         }
+        Ok(rocket.manage(sessions))
     }
 
     async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
@@ -152,7 +154,8 @@ impl Fairing for SessionsFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let Some(sessions) = request.rocket().state::<Sessions>() else {
+        let record = record(request);
+        let Some(sessions) = record.sessions() else {
             return;
         };
         if let Some(login) = login_redirect(sessions, request, response) {
@@ -161,14 +164,14 @@ impl Fairing for SessionsFairing {
         sessions.finish_cookies(request, response);
         match response.status() {
             Status::Unauthorized => {
-                if guard::token_refused(request) {
+                if record.token_refused() {
                     rewrite_as_invalid_token(response);
-                } else if let Some(max_age) = StaleLogin::of(request) {
+                } else if let Some(max_age) = record.stale_login() {
                     response.merge(login_too_old_response(max_age));
                 }
             }
-            Status::Forbidden if guard::csrf_refused(request) => response.merge(csrf_refused_response()),
-            Status::Forbidden if crate::authz::policy_refused(request) => response.merge(forbidden_response()),
+            Status::Forbidden if record.csrf_refused() => response.merge(csrf_refused_response()),
+            Status::Forbidden if record.policy_refused() => response.merge(forbidden_response()),
             _ => {}
         }
     }
@@ -181,7 +184,7 @@ impl Fairing for SessionsFairing {
             .is_some_and(|content_type| content_type.is_form());
         if form && is_unsafe(request.method()) && request.headers().get_one(CSRF_HEADER).is_none() {
             let field = csrf_field_of(data.peek(CSRF_PEEK_BYTES).await);
-            request.local_cache(|| PeekedCsrfField(field));
+            record(request).peeked_csrf_field(field);
         }
     }
 }
@@ -189,14 +192,14 @@ impl Fairing for SessionsFairing {
 /// The redirect to `login_url` that replaces a guard's 401 for a browser's
 /// page request, when configured.
 fn login_redirect<'r>(sessions: &Sessions, request: &Request<'_>, response: &Response<'r>) -> Option<Response<'r>> {
-    let login_url = sessions.inner.settings.login_url.as_deref()?;
+    let login_url = sessions.settings().browser.login_url.as_deref()?;
     let page_request = matches!(request.method(), rocket::http::Method::Get | rocket::http::Method::Head)
         && request.headers().get_one("Authorization").is_none()
         && request
             .headers()
             .get("Accept")
             .any(|accept| accept.to_ascii_lowercase().contains("text/html"));
-    if response.status() != Status::Unauthorized || !guard::token_refused(request) || !page_request {
+    if response.status() != Status::Unauthorized || !record(request).token_refused() || !page_request {
         return None;
     }
     let asked = request.uri().to_string();

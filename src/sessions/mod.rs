@@ -1,0 +1,169 @@
+//! The service: [`Sessions`], the managed state that logs in, refreshes,
+//! lists and revokes. Nothing here sees a request: the web layer turns
+//! requests into these calls.
+//!
+//! - [`login`]: a new session and its first token pair ([`TokenPair`],
+//!   [`LoginOptions`]);
+//! - [`refresh`]: rotating a refresh token;
+//! - [`verify`]: checking an access token, from memory;
+//! - [`revoke`]: logout, logout everywhere, the other sessions, claims;
+//! - [`devices`]: a user's list of sessions ([`SessionInfo`]) and revoking one;
+//! - [`data`]: typed app data on the session;
+//! - [`throttle`]: counting failed logins ([`CredentialCheck`]);
+//! - [`prune`]: the pruning pass and its schedule ([`PruneReport`]);
+//! - [`feed`]: following the revocation feed of other processes.
+
+mod data;
+mod devices;
+mod feed;
+mod login;
+mod prune;
+mod refresh;
+mod revoke;
+mod throttle;
+mod verify;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::derive_key;
+use crate::csrf::{CsrfBinding, CsrfKeys};
+use crate::error::Error;
+use crate::hooks::{Hooks, SessionEvent};
+use crate::revocation::Revocations;
+use crate::store::{self, Database, SessionStore};
+use crate::token::{RefreshKeys, TokenCodec};
+
+pub use data::MAX_SESSION_DATA_BYTES;
+pub use devices::SessionInfo;
+pub use login::{LoginOptions, TokenPair};
+pub use prune::PruneReport;
+pub use throttle::CredentialCheck;
+
+/// Session management for one Rocket app: managed state put in place by
+/// [`Sessions::fairing()`], reachable from handlers as `&State<Sessions>`.
+///
+/// Every method that touches SQLite runs it on Tokio's blocking pool (PostgreSQL
+/// is asynchronous); checking an access token ([`AuthUser`](crate::AuthUser))
+/// never touches the store at all.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn SessionStore>,
+    codec: TokenCodec,
+    /// Derive and tag refresh tokens.
+    refresh_keys: RefreshKeys,
+    /// CSRF keys derived from the signing keys, the first one current.
+    csrf_keys: CsrfKeys,
+    /// Keys the throttling scopes (an HMAC, so no stored scope reveals a name
+    /// or an address).
+    throttle_key: [u8; 32],
+    revocations: Revocations,
+    clock: Clock,
+    settings: Settings,
+    /// Held for the length of a prune pass, so passes never overlap.
+    prune_lock: rocket::tokio::sync::Mutex<()>,
+    /// Set at shutdown: a prune pass stops before its next batch, the feed
+    /// follower at its next wake-up.
+    stopping: AtomicBool,
+    /// Wakes the feed follower at shutdown.
+    feed_stop: rocket::tokio::sync::Notify,
+    /// The app's hooks.
+    hooks: Hooks,
+}
+
+/// Where the revocation feed stood when the revocations were loaded: the
+/// follower starts there.
+pub(crate) struct FeedCursor(i64);
+
+impl Sessions {
+    /// Opens the store and loads what is revoked into memory; the feed
+    /// follower starts from the cursor given ([`follow_feed`](Self::follow_feed)).
+    pub(crate) async fn open(settings: Settings, clock: Clock, hooks: Hooks) -> Result<(Sessions, FeedCursor), Error> {
+        let store = store::open(&settings.database).await?;
+        let secrets = || settings.keys.iter().map(|key| key.secret.as_slice());
+        let sessions = Sessions {
+            inner: Arc::new(Inner {
+                codec: TokenCodec::new(&settings.keys, settings.tokens.clone()),
+                csrf_keys: CsrfKeys::new(secrets()),
+                refresh_keys: RefreshKeys::new(secrets()),
+                throttle_key: derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions throttle key"),
+                store,
+                revocations: Revocations::new(settings.tokens.access_ttl, settings.tokens.leeway),
+                clock,
+                settings,
+                prune_lock: rocket::tokio::sync::Mutex::new(()),
+                stopping: AtomicBool::new(false),
+                feed_stop: rocket::tokio::sync::Notify::new(),
+                hooks,
+            }),
+        };
+        let cursor = sessions.load_revocations().await?;
+        Ok((sessions, FeedCursor(cursor)))
+    }
+
+    /// Rebuilds the in-memory revocation state from the store; gives the
+    /// feed's position in the same snapshot.
+    async fn load_revocations(&self) -> Result<i64, Error> {
+        let snapshot = self.inner.store.load_revocations().await?;
+        let revocations = &self.inner.revocations;
+        revocations.load_snapshot(snapshot.revoked);
+        let (jtis, sessions) = revocations.len();
+        log::info!("rocket_sqlite_sessions: {jtis} blocklisted tokens and {sessions} revoked sessions loaded");
+        Ok(snapshot.cursor)
+    }
+
+    /// The validated configuration.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Now, on the sessions' clock.
+    fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// Tells the app's hooks of `event` (committed).
+    fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        self.inner.hooks.emit(event);
+    }
+
+    /// Whether shutdown has begun.
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The SQLite file the sessions are kept in (`None` on PostgreSQL): an
+    /// app may keep its own tables in it, with its own connections. The crate
+    /// owns its tables (listed in the crate docs) and `PRAGMA user_version`.
+    pub fn database_path(&self) -> Option<&std::path::Path> {
+        match &self.inner.settings.database {
+            Database::Sqlite(path) => Some(path),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// The CSRF token of a signed-in session, for pages to put in forms
+    /// (`csrf_token`) or scripts to send (`X-CSRF-Token`). The
+    /// [`CsrfToken`](crate::CsrfToken) guard gives it to handlers.
+    pub fn csrf_token(&self, session_id: &str) -> String {
+        self.csrf_token_for(CsrfBinding::Session(session_id))
+    }
+
+    /// The CSRF token of `binding` under the current key.
+    pub(crate) fn csrf_token_for(&self, binding: CsrfBinding<'_>) -> String {
+        self.inner.csrf_keys.token(binding)
+    }
+
+    /// Whether `presented` is the CSRF token of `binding` under any current key
+    /// (compared in constant time).
+    pub(crate) fn csrf_token_matches(&self, binding: CsrfBinding<'_>, presented: &str) -> bool {
+        self.inner.csrf_keys.matches(binding, presented)
+    }
+}

@@ -1,0 +1,145 @@
+//! Revoking: logout, logout everywhere, the other sessions of a user, and
+//! their claims. Every revocation is stored first and then put in memory, so
+//! the two never disagree.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::login::app_claims;
+use super::Sessions;
+use crate::error::Error;
+use crate::hooks::SessionEvent;
+use crate::store::{Revocation, Revoked};
+use crate::user::AuthUser;
+
+impl Sessions {
+    /// Ends the session `user` authenticated with: its access token's `jti` is
+    /// blocklisted until its `exp`, the session and its refresh tokens revoked.
+    ///
+    /// The revocation is stored first and then applied in memory, so the two
+    /// never disagree: when this fails nothing was revoked anywhere and the
+    /// call can be repeated.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the revocation cannot be stored; then nothing was
+    /// revoked.
+    pub async fn logout<C>(&self, user: &AuthUser<C>) -> Result<(), Error> {
+        let now = self.now();
+        let revocation = Revocation::Session {
+            session_id: user.session_id.clone(),
+            reason: "logout",
+            blocklist: Some((user.jti.clone(), user.expires_at)),
+        };
+        let ended = self.inner.store.revoke(revocation, now).await?;
+        self.revoked_in_store(Some((&user.jti, user.expires_at)), [user.session_id.clone()], now);
+        if !ended.is_empty() {
+            self.emit(|| SessionEvent::LoggedOut {
+                user_id: user.id.clone(),
+                session_id: user.session_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends every session of `user_id` (logout everywhere). Returns how many were
+    /// live.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; then nothing was revoked.
+    pub async fn logout_all(&self, user_id: impl fmt::Display) -> Result<usize, Error> {
+        self.revoke_sessions_of(&user_id.to_string(), None, None, "logout everywhere")
+            .await
+    }
+
+    /// [`logout_all`](Self::logout_all) for `user`, blocklisting its access
+    /// token too, in one write: when it fails nothing was revoked.
+    pub(crate) async fn logout_everywhere<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
+        let token = (user.jti.clone(), user.expires_at);
+        self.revoke_sessions_of(&user.id, None, Some(token), "logout everywhere")
+            .await
+    }
+
+    /// Ends every session of `user` except the one it authenticated with: after a
+    /// password change (ASVS 3.3.3), the other devices must sign in again.
+    /// Returns how many were live.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; then nothing was revoked.
+    pub async fn logout_others<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
+        self.revoke_sessions_of(&user.id, Some(&user.session_id), None, "other sessions ended")
+            .await
+    }
+
+    /// Revokes every live session of `user_id` but `keep` (and blocklists
+    /// `token`'s `jti`), in the store and then in memory; returns how many
+    /// sessions there were.
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        token: Option<(String, i64)>,
+        reason: &'static str,
+    ) -> Result<usize, Error> {
+        let now = self.now();
+        let revocation = Revocation::UserSessions {
+            user_id: user_id.to_string(),
+            keep: keep.map(str::to_string),
+            reason,
+            blocklist: token.clone(),
+        };
+        let revoked = self.inner.store.revoke(revocation, now).await?;
+        let count = revoked.len();
+        for session_id in &revoked {
+            self.emit(|| SessionEvent::SessionRevoked {
+                user_id: user_id.to_string(),
+                session_id: session_id.clone(),
+                reason,
+            });
+        }
+        self.revoked_in_store(token.as_ref().map(|(jti, exp)| (jti.as_str(), *exp)), revoked, now);
+        Ok(count)
+    }
+
+    /// Replaces the app claims of every live session of `user_id`: from their
+    /// next refresh on, their access tokens carry `claims` (a demoted admin
+    /// loses the role at most `access_ttl` later). Returns how many sessions
+    /// there were. Access tokens already issued keep their claims until they
+    /// expire; end the sessions instead ([`logout_all`](Self::logout_all)) when
+    /// that is too late.
+    ///
+    /// ```
+    /// # async fn demote(sessions: &rocket_sqlite_sessions::Sessions) -> Result<(), rocket_sqlite_sessions::Error> {
+    /// sessions.update_claims(42, serde_json::json!({ "roles": ["member"] })).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for claims that are not a JSON object or use a name
+    /// the crate sets itself (as for [`login`](Self::login)); [`Error::Store`]
+    /// when the store fails.
+    pub async fn update_claims(&self, user_id: impl fmt::Display, claims: impl Serialize) -> Result<usize, Error> {
+        let claims_json = Value::Object(app_claims(claims)?).to_string();
+        Ok(self.inner.store.update_claims(user_id.to_string(), claims_json).await?)
+    }
+
+    /// Puts revocations the store has committed into memory: the blocklisted
+    /// token (its `jti` and `exp`) and the sessions, revoked at `now`.
+    pub(crate) fn revoked_in_store(
+        &self,
+        token: Option<(&str, i64)>,
+        sessions: impl IntoIterator<Item = String>,
+        now: i64,
+    ) {
+        if let Some((jti, expires_at)) = token {
+            self.inner.revocations.apply(Revoked::Token {
+                jti: jti.to_string(),
+                expires_at,
+            });
+        }
+        for id in sessions {
+            self.inner.revocations.apply(Revoked::Session { id, revoked_at: now });
+        }
+    }
+}

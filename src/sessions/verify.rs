@@ -1,0 +1,88 @@
+//! Checking an access token, from memory only: signature, times, issuer and
+//! audience, then the revocations. The guard's whole check.
+
+use super::Sessions;
+use crate::error::Error;
+use crate::token::{bearer_token, AccessClaims, Rejection};
+use crate::user::AuthUser;
+
+impl Sessions {
+    /// Checks an `Authorization` header value (`Bearer <access token>`) exactly as
+    /// [`AuthUser`] does, from memory only, for a token that reaches the app
+    /// outside a request guard: the first message of a WebSocket, a job queued
+    /// with the caller's token.
+    ///
+    /// ```
+    /// # fn check(sessions: &rocket_sqlite_sessions::Sessions, header: &str) {
+    /// match sessions.verify_authorization(header) {
+    ///     Ok(user) => println!("hello {}", user.id),
+    ///     Err(refused) => println!("{refused}"),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for every failure, whatever the cause (the cause
+    /// is logged at debug level).
+    pub fn verify_authorization(&self, authorization: &str) -> Result<AuthUser, Error> {
+        self.authenticate_header(authorization).map_err(|rejection| {
+            log::debug!("rocket_sqlite_sessions: access token refused: {rejection}");
+            Error::InvalidToken
+        })
+    }
+
+    /// Whether access tokens of session `session_id`, or the one token `jti`,
+    /// are revoked: answered from memory, as the guard does. A long-lived
+    /// connection that authenticated once (a WebSocket, a server-sent event
+    /// stream) can ask this from time to time and close when its session ends.
+    pub fn is_revoked(&self, session_id: &str, jti: &str) -> bool {
+        self.inner.revocations.is_revoked(jti, session_id)
+    }
+
+    /// [`verify_authorization`](Self::verify_authorization), with the reason for
+    /// a refusal.
+    pub(crate) fn authenticate_header(&self, authorization: &str) -> Result<AuthUser, Rejection> {
+        self.authenticate(bearer_token(authorization)?)
+    }
+
+    /// Checks an access token completely, from memory only: form, header,
+    /// signature, times, issuer and audience, then the blocklist and revoked
+    /// sessions.
+    pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
+        let claims = self.inner.codec.verify(token, self.now())?;
+        if self.inner.revocations.is_revoked(&claims.jti, &claims.sid) {
+            return Err(Rejection::Revoked);
+        }
+        Ok(user_of(claims))
+    }
+
+    /// `Ok` when `user` logged in no more than `fresh_age` seconds ago, else
+    /// `Err(fresh_age)`.
+    pub(crate) fn check_fresh<C>(&self, user: &AuthUser<C>) -> Result<(), i64> {
+        let (leeway, fresh_age) = (
+            self.inner.settings.tokens.leeway,
+            self.inner.settings.lifetimes.fresh_age,
+        );
+        // A login in the future (beyond the clock skew allowed) has an unknown
+        // age: not fresh.
+        let age = self.now().checked_sub(user.authenticated_at);
+        if age.is_some_and(|age| (-leeway..=fresh_age).contains(&age)) {
+            Ok(())
+        } else {
+            Err(fresh_age)
+        }
+    }
+}
+
+/// The user an access token's claims name.
+pub(crate) fn user_of(claims: AccessClaims) -> AuthUser {
+    AuthUser {
+        id: claims.sub,
+        session_id: claims.sid,
+        jti: claims.jti,
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+        authenticated_at: claims.auth_time,
+        claims: claims.app,
+    }
+}

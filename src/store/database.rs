@@ -1,0 +1,94 @@
+//! Where the sessions are kept: the backend the `database` key names, shown
+//! without its password.
+
+use std::path::PathBuf;
+
+/// Where the sessions are kept: the backend `database` names.
+#[derive(Clone)]
+pub(crate) enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl Database {
+    /// The backend `database` names; the error says what is wrong with it.
+    pub(crate) fn parse(database: &std::path::Path) -> Result<Database, String> {
+        let text = database.to_string_lossy();
+        if text.trim().is_empty() {
+            return Err("must be a file path or a postgres:// URL".into());
+        }
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Ok(Database::Sqlite(database.to_path_buf()));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Database::Postgres(text.into_owned()))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(
+                "is a PostgreSQL URL, but rocket_sqlite_sessions was built without its `postgres` feature; \
+                 enable it in Cargo.toml: rocket_sqlite_sessions = { version = \"…\", features = [\"postgres\"] }"
+                    .into(),
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `url` with the password of its user part, if any, replaced by `***`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let redacted = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.find("password=") {
+        Some(at) => {
+            let end = tail[at..].find('&').map_or(tail.len(), |n| at + n);
+            format!("{}password=***{}", &tail[..at], &tail[end..])
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{redacted}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_password("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_password("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(
+            redact_password("postgres:///db?host=/run/pg&password=pw&user=u"),
+            "postgres:///db?host=/run/pg&password=***&user=u"
+        );
+        assert_eq!(redact_password("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+    }
+}

@@ -1,0 +1,218 @@
+//! The SQLite file itself: created private, its WAL kept bounded, watched
+//! for deletion or replacement.
+//!
+//! Checkpoints are automatic in SQLite only when a commit
+//! finds the WAL long, and then that commit pays for them. Here a background
+//! thread checkpoints every 200 ms without blocking writes (`PASSIVE`); but
+//! under steady writes a passive checkpoint never catches up, and SQLite
+//! restarts the WAL from its start only when a write begins with every frame
+//! copied back. So once the `-wal` file passes [`WAL_LIMIT_BYTES`], the writing
+//! thread itself finishes the checkpoint between two batches, when no write of
+//! this process can add frames; the next batch then restarts the WAL and SQLite
+//! cuts the file back to the limit (`journal_size_limit`). The file stays
+//! within the limit plus one batch, unless a reader holds an old snapshot.
+//!
+//!
+//! Before each batch (and every 200 ms) the path is
+//! checked to still name the file opened at launch; once it is deleted or
+//! replaced, every read and write fails with a [`StoreError`] (503) instead of
+//! going to a file nobody will open again, and one error line is logged.
+//!
+//! Files are created readable and writable by their owner only (0600); SQLite
+//! gives the `-wal` and `-shm` files the database file's mode.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{lock, Shared, BUSY_TIMEOUT, STATEMENT_CACHE};
+use crate::log_limit::LogLimit;
+use crate::store::{ErrorKind, StoreError};
+
+/// How often the background checkpointer copies the WAL into the database and
+/// checks that the file is still there.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Past this size the `-wal` file is checkpointed to its end by the writing
+/// thread, and cut back to it at the next restart (`journal_size_limit`).
+pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Repeated failures of the background checkpointer.
+static CHECKPOINT_FAILURES: LogLimit = LogLimit::new();
+
+impl Shared {
+    /// Finishes the checkpoint when the WAL has passed its limit (see the
+    /// module docs).
+    pub(super) fn bound_wal(&self, connection: &Connection) {
+        if wal_bytes(&self.path) <= WAL_LIMIT_BYTES {
+            return;
+        }
+        let _only_checkpoint = lock(&self.checkpointing);
+        match checkpoint(connection) {
+            Ok((frames, copied)) if copied < frames => log::debug!(
+                "rocket_sqlite_sessions: WAL catch-up left {} of {frames} frames to readers",
+                frames - copied
+            ),
+            Ok(_) => {}
+            Err(error) => CHECKPOINT_FAILURES.log(log::Level::Warn, format_args!("WAL checkpoint failed: {error}")),
+        }
+    }
+
+    /// `Ok` while the path names the file opened at launch.
+    pub(super) fn ensure_file(&self) -> Result<(), StoreError> {
+        if !self.lost.load(Ordering::SeqCst) && FileIdentity::of(&self.path) == self.identity {
+            return Ok(());
+        }
+        let message = format!(
+            "the database file `{}` was deleted or replaced while the app was running; every read and \
+             write now fails (503) so that none is lost silently. Put the file back and restart the app",
+            self.path.display()
+        );
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            log::error!("rocket_sqlite_sessions: {message}");
+        }
+        Err(StoreError::new(ErrorKind::Other, message))
+    }
+}
+
+/// The device and inode a path names (its existence elsewhere than on Unix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileIdentity {
+    #[cfg(unix)]
+    device: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileIdentity {
+    pub(super) fn of(path: &Path) -> Option<FileIdentity> {
+        let metadata = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Some(FileIdentity {
+                device: metadata.dev(),
+                inode: metadata.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Some(FileIdentity {})
+        }
+    }
+}
+
+/// Creates `path` empty with mode 0600 when it does not exist (SQLite would
+/// create it 0644); warns when an existing file is open to other users.
+pub(super) fn create_private(path: &Path) -> Result<(), StoreError> {
+    let io_error = |error: std::io::Error| {
+        let kind = match error.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+            _ => ErrorKind::Other,
+        };
+        StoreError::new(kind, error.to_string())
+    };
+    match std::fs::metadata(path) {
+        Ok(metadata) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = metadata.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    log::warn!(
+                        "rocket_sqlite_sessions: `{}` can be read or written by other users (mode {mode:o}); \
+                         it holds session data: `chmod 600` it",
+                        path.display()
+                    );
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = metadata;
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(path) {
+                Ok(_) => Ok(()),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(error) => Err(io_error(error)),
+            }
+        }
+        Err(error) => Err(io_error(error)),
+    }
+}
+
+/// A connection to `path`, configured.
+pub(super) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let mut connection = Connection::open(path)?;
+    configure(&mut connection)?;
+    Ok(connection)
+}
+
+/// Per-connection settings: WAL so readers never wait on the writer, NORMAL sync
+/// (durable across application crashes; WAL keeps the file consistent across power
+/// loss), no automatic checkpoints (see the module docs), and a WAL file cut
+/// back to [`WAL_LIMIT_BYTES`] when it restarts.
+pub(super) fn configure(connection: &mut Connection) -> Result<(), rusqlite::Error> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    connection.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+    ))
+}
+
+/// The size of the `-wal` file beside `database`; 0 when there is none.
+fn wal_bytes(database: &Path) -> u64 {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |metadata| metadata.len())
+}
+
+/// One passive checkpoint: the frames in the WAL and those copied back.
+fn checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
+}
+
+/// Starts the thread that checkpoints the WAL and checks the file in the
+/// background. It ends once the store is dropped, with a last checkpoint.
+pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError> {
+    let connection = open_connection(&shared.path)?;
+    let store: Weak<Shared> = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Some(shared) = store.upgrade() {
+                if shared.ensure_file().is_ok() {
+                    let _only_checkpoint = lock(&shared.checkpointing);
+                    if let Err(error) = checkpoint(&connection) {
+                        CHECKPOINT_FAILURES.log(log::Level::Warn, format_args!("WAL checkpoint failed: {error}"));
+                    }
+                }
+                drop(shared);
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+            let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        })
+        .map_err(|e| {
+            StoreError::new(
+                ErrorKind::Other,
+                format!("cannot start the WAL checkpointer thread: {e}"),
+            )
+        })?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Browser apps' session cookies: tokens in `__Host-` cookies, written by
+//! the handler or by the fairing's response hook after a silent refresh.
+//!
+//! A request with an `Authorization` header is judged by it alone. Without one,
+//! [`AuthUser`](crate::AuthUser) reads the access cookie; when that is missing or
+//! expired and the refresh cookie is valid, it rotates the pair, sets both
+//! cookies on the response and lets the request through (racing requests get
+//! the same successor within the refresh token's grace window, so none of them
+//! logs the user out).
+//!
+//! The guard does not write its cookie changes (a rotation, or clearing dead
+//! cookies) to the request's cookie jar: Rocket drops the jar's changes when a
+//! catcher answers (a 401, a 403, a 404), and a rotation the browser never
+//! hears of turns into reuse a few seconds later. The fairing's response hook
+//! writes them instead, whatever answered, unless the handler set those
+//! cookies itself (a login or a logout); and any response that sets them gets
+//! `Cache-Control: no-store` and `Vary: Cookie`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rocket::http::{Cookie, CookieJar, SameSite};
+use rocket::request::Request;
+
+use crate::config::SameSitePolicy;
+use crate::crypto::random_bytes;
+use crate::sessions::{Sessions, TokenPair};
+use crate::web::request::{record, CookieChange};
+
+impl Sessions {
+    /// Puts `pair` in the session cookies: `__Host-` names by default, `Secure`,
+    /// `HttpOnly`, `SameSite` as configured, `Path=/`, no `Domain`, `Max-Age` the
+    /// token's lifetime. For a browser login form:
+    ///
+    /// ```no_run
+    /// # use rocket::{post, State, http::CookieJar, response::Redirect};
+    /// # use rocket_sqlite_sessions::{ClientInfo, Error, Sessions};
+    /// #[post("/login")]
+    /// async fn login(sessions: &State<Sessions>, client: ClientInfo, cookies: &CookieJar<'_>)
+    ///     -> Result<Redirect, Error>
+    /// {
+    ///     // …after checking the form's credentials…
+    ///     let pair = sessions.login("42", (), &client).await?;
+    ///     sessions.set_cookies(cookies, &pair);
+    ///     Ok(Redirect::to("/"))
+    /// }
+    /// ```
+    pub fn set_cookies(&self, jar: &CookieJar<'_>, pair: &TokenPair) {
+        for cookie in self.cookies_for(&CookieChange::Set(pair.clone())) {
+            jar.add(cookie);
+        }
+    }
+
+    /// Expires both session cookies (same name, path and attributes, `Max-Age=0`),
+    /// for logout in the browser.
+    pub fn clear_cookies(&self, jar: &CookieJar<'_>) {
+        for cookie in self.cookies_for(&CookieChange::Clear) {
+            jar.add(cookie);
+        }
+    }
+
+    /// The two session cookies for `change`.
+    fn cookies_for(&self, change: &CookieChange) -> [Cookie<'static>; 2] {
+        let settings = &self.settings().browser;
+        let (access, refresh) = (&settings.access_cookie, &settings.refresh_cookie);
+        match change {
+            // A session-only login's cookies get no Max-Age: the browser
+            // forgets them when it closes.
+            CookieChange::Set(pair) => [
+                self.session_cookie(
+                    access,
+                    pair.access_token.clone(),
+                    pair.persistent.then_some(pair.expires_in),
+                ),
+                self.session_cookie(
+                    refresh,
+                    pair.refresh_token.clone(),
+                    pair.persistent.then_some(pair.refresh_expires_in),
+                ),
+            ],
+            CookieChange::Clear => [
+                self.session_cookie(access, String::new(), Some(0)),
+                self.session_cookie(refresh, String::new(), Some(0)),
+            ],
+        }
+    }
+
+    /// Writes the guard's cookie change for `request` into `response` (see the
+    /// module docs), and keeps any response that sets the session cookies out
+    /// of caches.
+    pub(crate) fn finish_cookies<'r>(&self, request: &'r Request<'_>, response: &mut rocket::Response<'r>) {
+        let settings = &self.settings().browser;
+        let sets_ours = |response: &rocket::Response<'_>| {
+            response.headers().get("Set-Cookie").any(|header| {
+                Cookie::parse(header).is_ok_and(|cookie| {
+                    cookie.name() == settings.access_cookie || cookie.name() == settings.refresh_cookie
+                })
+            })
+        };
+        let mut sets_them = sets_ours(response);
+        if !sets_them {
+            if let Some(change) = record(request).cookie_change() {
+                for cookie in self.cookies_for(change) {
+                    response.adjoin_header(cookie);
+                }
+                sets_them = true;
+            }
+        }
+        if sets_them {
+            response.set_raw_header("Cache-Control", "no-store");
+            response.adjoin_raw_header("Vary", "Cookie");
+        }
+    }
+
+    fn session_cookie(&self, name: &str, value: String, max_age: Option<i64>) -> Cookie<'static> {
+        let same_site = match self.settings().browser.same_site {
+            SameSitePolicy::Lax => SameSite::Lax,
+            SameSitePolicy::Strict => SameSite::Strict,
+        };
+        // Secure always, whatever Rocket knows of TLS: behind a TLS-terminating
+        // proxy Rocket itself speaks plain HTTP.
+        let mut cookie = Cookie::build((name.to_string(), value))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .same_site(same_site)
+            .build();
+        if let Some(max_age) = max_age {
+            cookie.set_max_age(rocket::time::Duration::seconds(max_age.max(0)));
+        }
+        cookie
+    }
+
+    /// The value of the pre-session cookie, set now when missing.
+    pub(crate) fn pre_session_value(&self, jar: &CookieJar<'_>) -> String {
+        let name = &self.settings().browser.csrf_cookie;
+        if let Some(cookie) = jar.get(name) {
+            if URL_SAFE_NO_PAD
+                .decode(cookie.value())
+                .is_ok_and(|bytes| bytes.len() == 16)
+            {
+                return cookie.value().to_string();
+            }
+        }
+        let value = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
+        // It lives as long as the browser session.
+        jar.add(self.session_cookie(name, value.clone(), None));
+        value
+    }
+}

@@ -1,0 +1,118 @@
+//! The verdict on a request: who it is from, decided once, from its bearer
+//! token or its cookies (refreshing them silently), with CSRF proof for
+//! unsafe cookie requests.
+
+use rocket::request::Request;
+
+use crate::client::ClientInfo;
+use crate::csrf::{CsrfBinding, CsrfRefusal};
+use crate::error::{log_store_failure, Error};
+use crate::sessions::Sessions;
+use crate::token::Rejection;
+use crate::web::csrf_proof::{check_origin, is_unsafe, presented_csrf_token};
+use crate::web::request::{record, CookieChange, Verdict};
+
+/// The request's verdict, decided once and kept in its record.
+pub(crate) async fn verdict<'r>(request: &'r Request<'_>, sessions: &Sessions) -> &'r Verdict {
+    let record = record(request);
+    if let Some(decided) = record.verdict() {
+        return decided;
+    }
+    let decided = match request.headers().get_one("Authorization") {
+        // A bearer token is judged from memory, without awaiting anything.
+        Some(_) => decide_bearer(request, sessions),
+        // Boxed: the cookie path's future (a silent refresh) is large, and would
+        // otherwise make every guard's future as large.
+        None => Box::pin(decide_cookies(request, sessions)).await,
+    };
+    record.decide(decided)
+}
+
+/// The verdict on a request with an `Authorization` header. It is judged alone:
+/// an invalid one never falls back to cookies.
+fn decide_bearer(request: &Request<'_>, sessions: &Sessions) -> Verdict {
+    let mut authorization = request.headers().get("Authorization");
+    // Two Authorization headers are one too many.
+    let judged = match (authorization.next(), authorization.next()) {
+        (Some(value), None) => sessions.authenticate_header(value),
+        _ => Err(Rejection::Missing),
+    };
+    match judged {
+        Ok(user) => Verdict::User(user),
+        Err(rejection) => Verdict::Rejected(rejection),
+    }
+}
+
+/// The verdict on a request without an `Authorization` header: its cookies.
+/// Cookie changes (a rotation, clearing dead cookies) are left for the
+/// fairing's response hook, which writes them whatever answers the request.
+async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
+    let settings = &sessions.settings().browser;
+    let jar = request.cookies();
+    let access = jar.get(&settings.access_cookie).map(|c| c.value().to_string());
+    let refresh = jar.get(&settings.refresh_cookie).map(|c| c.value().to_string());
+    if access.is_none() && refresh.is_none() {
+        return Verdict::Rejected(Rejection::Missing);
+    }
+    let change = |change: CookieChange| record(request).change_cookies(change);
+    // For unsafe methods, before anything else and before any rotation: a
+    // forged request stops here.
+    let csrf = if is_unsafe(request.method()) {
+        if let Err(refusal) = check_origin(request, settings) {
+            return Verdict::Csrf(refusal);
+        }
+        match presented_csrf_token(request) {
+            Some(presented) => Some(presented),
+            None => return Verdict::Csrf(CsrfRefusal::MissingToken),
+        }
+    } else {
+        None
+    };
+    let by_access = access.as_deref().map(|token| sessions.authenticate(token));
+    let user = match (by_access, refresh) {
+        (Some(Ok(user)), _) => user,
+        (by_access, None) => {
+            change(CookieChange::Clear);
+            return Verdict::Rejected(by_access.map_or(Rejection::Missing, |r| r.unwrap_err()));
+        }
+        (_, Some(refresh)) => {
+            // The refresh token names its session: a wrong CSRF token is
+            // refused before the rotation, which would otherwise be lost.
+            if let Some(presented) = csrf {
+                match sessions.refresh_token_session(&refresh) {
+                    Some(session_id) if sessions.csrf_token_matches(CsrfBinding::Session(&session_id), presented) => {}
+                    Some(_) => return Verdict::Csrf(CsrfRefusal::WrongToken),
+                    None => {
+                        change(CookieChange::Clear);
+                        return Verdict::Rejected(Rejection::Refresh);
+                    }
+                }
+            }
+            match sessions.refresh_issuing(&refresh, &ClientInfo::of(request)).await {
+                // The user just issued, not its token parsed again; a logout
+                // committed since the rotation still refuses it.
+                Ok(issued) if sessions.is_revoked(&issued.user.session_id, &issued.user.jti) => {
+                    return Verdict::Rejected(Rejection::Revoked)
+                }
+                Ok(issued) => {
+                    change(CookieChange::Set(issued.pair));
+                    issued.user
+                }
+                Err(Error::Store(cause)) => {
+                    log_store_failure(format_args!("silent refresh"), &cause);
+                    return Verdict::Unavailable;
+                }
+                Err(_) => {
+                    change(CookieChange::Clear);
+                    return Verdict::Rejected(Rejection::Refresh);
+                }
+            }
+        }
+    };
+    if let Some(presented) = csrf {
+        if !sessions.csrf_token_matches(CsrfBinding::Session(&user.session_id), presented) {
+            return Verdict::Csrf(CsrfRefusal::WrongToken);
+        }
+    }
+    Verdict::User(user)
+}
