@@ -8,23 +8,17 @@ use rocket_sqlite_sessions::{AuthUser, Authorized, ClientInfo, FreshAuthUser, Se
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::users::*;
-
-pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
-pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
-pub(crate) const MAX_USERNAME_CHARS: usize = 128;
+use super::errors::{api_error, unavailable, ApiError};
+use super::users::{
+    blocking, create_user, find_user, list_users, new_password_hash, password_matches, set_role, user_claims,
+    username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    ROLES,
+};
 
 #[derive(Deserialize)]
 pub(crate) struct Credentials {
     username: String,
     password: String,
-}
-
-/// A JSON error answer: `{"error": code, "message": message}`.
-pub(crate) type ApiError = (Status, Json<Value>);
-
-pub(crate) fn api_error(status: Status, code: &str, message: &str) -> ApiError {
-    (status, Json(json!({ "error": code, "message": message })))
 }
 
 /// Maps a body that is not `{"username","password"}` to 422 (413 when too large).
@@ -42,23 +36,6 @@ pub(crate) fn credentials(body: Result<Json<Credentials>, json::Error<'_>>) -> R
             "The body must be JSON: {\"username\": \"…\", \"password\": \"…\"}.",
         )),
     }
-}
-
-pub(crate) fn internal_error() -> ApiError {
-    api_error(
-        Status::InternalServerError,
-        "internal_error",
-        "An internal error occurred.",
-    )
-}
-
-pub(crate) fn unavailable(error: impl std::fmt::Display) -> ApiError {
-    log::error!("demo: users table: {error}");
-    api_error(
-        Status::ServiceUnavailable,
-        "unavailable",
-        "The database is temporarily unavailable; try again shortly.",
-    )
 }
 
 #[post("/register", data = "<body>")]

@@ -33,17 +33,21 @@
 //!
 //! The files: `main.rs` (the app, the audit log), `users.rs` (the users
 //! table, roles, password hashing), `api.rs` (the JSON API), `pages.rs` (the
-//! HTML pages).
+//! HTML pages), `errors.rs` (JSON errors). Each imports what it uses by name,
+//! and none imports one that imports it.
 
 mod api;
+mod errors;
 mod pages;
 pub(crate) mod users;
 
-use api::*;
-use pages::*;
+use api::{admin_users, change_password, change_role, health, json_error, login, me, register};
+use pages::{
+    account_sessions, home, login_page, login_submit, logout_page, register_page, register_submit, revoke_device,
+};
 use rocket::{catchers, routes, Build, Rocket};
 use rocket_sqlite_sessions::{SessionEvent, Sessions};
-use users::*;
+use users::{users_fairing, PasswordHashing};
 
 /// The demo's routes, catchers and users table on `rocket`, which must have the
 /// sessions fairing attached.

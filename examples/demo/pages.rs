@@ -8,8 +8,9 @@ use rocket::serde::json::Json;
 use rocket::{get, post, State};
 use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Sessions};
 
-use super::api::*;
-use super::users::*;
+use super::api::session_error;
+use super::errors::ApiError;
+use super::users::{create_user, user_claims, username_of, verify_credentials, PasswordHashing, Users};
 
 // ---- Browser pages: cookies, CSRF, session data. No JavaScript needed. -------
 

@@ -14,7 +14,12 @@ use rocket_sqlite_sessions::{AuthUser, Policy, SessionsConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::*;
+use super::errors::{api_error, internal_error, unavailable, ApiError};
+
+/// The rules for usernames and passwords.
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_USERNAME_CHARS: usize = 128;
 
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
 

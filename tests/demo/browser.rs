@@ -1,9 +1,7 @@
 //! Browser apps over HTTP: cookies, silent refresh, CSRF, session data, and the
 //! demo's pages. Each `Browser` keeps its own cookie jar, as a browser would.
 
-#[allow(dead_code)]
-#[path = "../examples/demo/main.rs"]
-mod demo;
+use crate::demo;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,7 +23,7 @@ struct Demo {
 
 impl Demo {
     async fn start() -> Demo {
-        let harness = TestHarness::new();
+        let harness = demo::harness();
         let rocket = demo::app(harness.rocket());
         Demo::on(harness, rocket).await
     }
@@ -34,14 +32,7 @@ impl Demo {
     async fn on(harness: TestHarness, rocket: rocket::Rocket<rocket::Build>) -> Demo {
         let client = Client::untracked(rocket).await.unwrap();
         let demo = Demo { harness, client };
-        let registered = demo
-            .client
-            .post("/auth/register")
-            .header(ContentType::JSON)
-            .body(json!({ "username": "alice", "password": "password one" }).to_string())
-            .dispatch()
-            .await
-            .status();
+        let registered = demo::register(&demo.client, "alice", "password one").await.status();
         assert_eq!(registered, Status::Created);
         demo
     }
@@ -159,7 +150,7 @@ async fn the_login_form_signs_in_with_host_cookies() {
 
 #[rocket::async_test]
 async fn strict_same_site_is_configurable() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let rocket =
         demo::app(rocket::custom(harness.figment().merge(("sessions.same_site", "strict"))).attach(harness.fairing()));
     let demo = Demo::on(harness, rocket).await;
@@ -599,7 +590,7 @@ fn gone(_user: rocket_sqlite_sessions::AuthUser) -> Option<String> {
 impl Demo {
     /// The demo with [`gone`] mounted.
     async fn with_gone() -> Demo {
-        let harness = TestHarness::new();
+        let harness = demo::harness();
         let rocket = demo::app(harness.rocket()).mount("/", rocket::routes![gone]);
         Demo::on(harness, rocket).await
     }
@@ -761,7 +752,7 @@ async fn csrf_a_multipart_form_needs_the_header() {
 
 #[rocket::async_test]
 async fn csrf_the_origin_must_match_in_scheme_and_port() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let rocket = demo::app(
         rocket::custom(harness.figment().merge(("sessions.trusted_proxies", ["127.0.0.1"]))).attach(harness.fairing()),
     );

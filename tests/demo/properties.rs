@@ -1,9 +1,7 @@
 //! Properties over random input: no header or body gets a 2xx from a guarded
 //! route, a 5xx, or a panic.
 
-#[allow(dead_code)]
-#[path = "../examples/demo/main.rs"]
-mod demo;
+use crate::demo;
 
 use proptest::prelude::*;
 use rocket::http::{ContentType, Header, Status};
@@ -20,7 +18,7 @@ fn demo() -> (TestHarness, Client, String) {
 
 /// The demo with one signed-in user; returns its token response.
 fn demo_tokens() -> (TestHarness, Client, Value) {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = Client::tracked(demo::app(harness.rocket())).unwrap();
     let credentials = json!({ "username": "alice", "password": "password one" }).to_string();
     client

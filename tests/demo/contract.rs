@@ -1,36 +1,15 @@
-//! The demo app's HTTP contract (DESIGN.md), end to end.
+//! The demo app's HTTP contract (the README's "The demo's API"), end to end.
 
-#[allow(dead_code)]
-#[path = "../examples/demo/main.rs"]
-mod demo;
-
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
-use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
 
-async fn start(harness: &TestHarness) -> Client {
-    Client::tracked(demo::app(harness.rocket()))
-        .await
-        .expect("the demo launches")
-}
-
-async fn post_json<'c>(client: &'c Client, path: &'static str, body: Value) -> LocalResponse<'c> {
-    client
-        .post(path)
-        .header(ContentType::JSON)
-        .body(body.to_string())
-        .dispatch()
-        .await
-}
-
-fn bearer(token: &str) -> Header<'static> {
-    Header::new("Authorization", format!("Bearer {token}"))
-}
+use crate::common::bearer;
+use crate::demo::{self, login, post_json, start};
 
 #[rocket::async_test]
 async fn register_login_me_refresh_logout() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     let credentials = json!({ "username": "alice", "password": "correct horse battery" });
 
@@ -86,7 +65,7 @@ async fn register_login_me_refresh_logout() {
 
 #[rocket::async_test]
 async fn registration_refuses_taken_names_and_bad_input() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     let alice = json!({ "username": "alice", "password": "correct horse" });
     assert_eq!(
@@ -117,7 +96,7 @@ async fn registration_refuses_taken_names_and_bad_input() {
 
 #[rocket::async_test]
 async fn login_gives_one_answer_for_unknown_user_and_wrong_password() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     let alice = json!({ "username": "alice", "password": "correct horse" });
     post_json(&client, "/auth/register", alice).await;
@@ -143,7 +122,7 @@ async fn login_gives_one_answer_for_unknown_user_and_wrong_password() {
 
 #[rocket::async_test]
 async fn health_needs_no_token_and_me_needs_one() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     assert_eq!(client.get("/health").dispatch().await.status(), Status::Ok);
     let me = client.get("/me").dispatch().await;
@@ -155,17 +134,6 @@ async fn health_needs_no_token_and_me_needs_one() {
     let missing = client.get("/no/such/page").dispatch().await;
     assert_eq!(missing.status(), Status::NotFound);
     assert!(missing.into_json::<Value>().await.is_some(), "errors are JSON");
-}
-
-async fn login(client: &Client, username: &str, password: &str) -> Value {
-    let response = post_json(
-        client,
-        "/auth/login",
-        json!({ "username": username, "password": password }),
-    )
-    .await;
-    assert_eq!(response.status(), Status::Ok, "login as {username}");
-    response.into_json().await.unwrap()
 }
 
 async fn change_password<'c>(client: &'c Client, access: &str, current: &str, new: &str) -> LocalResponse<'c> {
@@ -180,7 +148,7 @@ async fn change_password<'c>(client: &'c Client, access: &str, current: &str, ne
 
 #[rocket::async_test]
 async fn a_password_change_ends_every_other_session_and_keeps_this_one() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     post_json(
         &client,
@@ -241,7 +209,7 @@ async fn a_password_change_ends_every_other_session_and_keeps_this_one() {
 
 #[rocket::async_test]
 async fn a_password_change_needs_a_recent_login() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     post_json(
         &client,
@@ -275,7 +243,7 @@ async fn a_password_change_needs_a_recent_login() {
 
 #[rocket::async_test]
 async fn repeated_wrong_passwords_throttle_the_username() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     post_json(
         &client,
@@ -306,7 +274,7 @@ async fn repeated_wrong_passwords_throttle_the_username() {
 
 #[rocket::async_test]
 async fn concurrent_password_hashing_is_capped_at_the_cores() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     let credentials = json!({ "username": "alice", "password": "correct horse battery" });
     assert_eq!(
@@ -355,7 +323,7 @@ async fn refreshed(client: &Client, tokens: &Value) -> Value {
 
 #[rocket::async_test]
 async fn the_first_user_is_the_admin_and_role_changes_reach_the_next_refresh() {
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = start(&harness).await;
     let ada = signed_up(&client, "ada").await;
     let bob = signed_up(&client, "bob").await;

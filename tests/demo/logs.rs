@@ -1,28 +1,19 @@
 //! No issued token ever reaches the log, at any level.
 
-mod common;
-#[allow(dead_code)]
-#[path = "../examples/demo/main.rs"]
-mod demo;
-
-use common::logs::{capture_logs, lines};
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::Status;
 use rocket::local::asynchronous::Client;
-use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
+
+use crate::common::bearer;
+use crate::common::logs::{capture_logs, lines};
+use crate::demo::{self, post_json};
 
 #[rocket::async_test]
 async fn a_full_session_lifecycle_logs_no_token() {
     capture_logs();
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let client = Client::tracked(demo::app(harness.rocket())).await.unwrap();
-    let post = |path: &'static str, body: Value| {
-        client
-            .post(path)
-            .header(ContentType::JSON)
-            .body(body.to_string())
-            .dispatch()
-    };
+    let post = |path: &'static str, body: Value| post_json(&client, path, body);
     let mut issued: Vec<String> = Vec::new();
     let mut remember = |tokens: &Value| {
         for field in ["access_token", "refresh_token"] {
@@ -48,12 +39,7 @@ async fn a_full_session_lifecycle_logs_no_token() {
         .await
         .unwrap();
     remember(&second);
-    let bearer = |tokens: &Value| {
-        Header::new(
-            "Authorization",
-            format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
-        )
-    };
+    let bearer = |tokens: &Value| bearer(tokens["access_token"].as_str().unwrap());
 
     assert_eq!(
         client.get("/me").header(bearer(&first)).dispatch().await.status(),
@@ -69,7 +55,7 @@ async fn a_full_session_lifecycle_logs_no_token() {
     let tampered = format!("{}x", rotated["access_token"].as_str().unwrap());
     let tampered_status = client
         .get("/me")
-        .header(Header::new("Authorization", format!("Bearer {tampered}")))
+        .header(crate::common::bearer(&tampered))
         .dispatch()
         .await
         .status();
@@ -110,7 +96,7 @@ async fn a_full_session_lifecycle_logs_no_token() {
 #[rocket::async_test]
 async fn a_log_level_that_prints_credentials_gets_a_launch_warning() {
     capture_logs();
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let rocket = rocket::custom(harness.figment().merge(("log_level", "debug"))).attach(harness.fairing());
     let _client = Client::tracked(rocket).await.unwrap();
     assert!(

@@ -4,9 +4,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test says so
 //! and passes, unless `REQUIRE_BROWSER=1` (set by `.ci/run`, which installs them).
 
-#[allow(dead_code)]
-#[path = "../examples/demo/main.rs"]
-mod demo;
+use crate::demo;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use rocket::{get, routes};
-use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -153,7 +150,7 @@ async fn the_demo_in_headless_chromium() {
         eprintln!("skipped: install Debian's chromium and chromium-driver to run the browser test");
         return;
     }
-    let harness = TestHarness::new();
+    let harness = demo::harness();
     let (app_port, attacker_port, driver_port) = (free_port(), free_port(), free_port());
     let base = format!("http://localhost:{app_port}");
     let app = demo::app(
