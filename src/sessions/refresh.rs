@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::login::{app_claims, client_record, Grant, Issued, TokenPair};
 use super::Sessions;
@@ -101,20 +101,9 @@ impl Sessions {
             Decision::Rotate { expires_at } => (0, expires_at),
             Decision::Replay { key } => (key, state.expires_at),
         };
-        let app = match &self.inner.hooks.claims_source {
-            Some(source) => match source.claims(&state.user_id).await {
-                Some(claims) => Some(app_claims(claims)?),
-                None => None,
-            },
-            None => None,
-        };
-        let app = match app {
-            Some(app) => app,
-            None => match serde_json::from_str::<Value>(&state.claims_json) {
-                Ok(Value::Object(map)) => map,
-                _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
-            },
-        };
+        let app = self
+            .next_claims(&state.user_id, &session_id, &state.claims_json)
+            .await?;
         self.emit(|| SessionEvent::Refreshed {
             user_id: state.user_id.clone(),
             session_id: session_id.clone(),
@@ -138,5 +127,24 @@ impl Sessions {
         RefreshToken::parse(presented)
             .filter(|token| self.inner.refresh_keys.issued(token))
             .map(|token| token.session_id())
+    }
+
+    /// The app claims of a session's next access token: the claims source's,
+    /// when it gives some, else the session's own (`claims_json`).
+    async fn next_claims(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        claims_json: &str,
+    ) -> Result<Map<String, Value>, Error> {
+        if let Some(source) = &self.inner.hooks.claims_source {
+            if let Some(claims) = source.claims(user_id).await {
+                return app_claims(claims);
+            }
+        }
+        match serde_json::from_str::<Value>(claims_json) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
+        }
     }
 }
