@@ -144,6 +144,20 @@
 //! "postgres://…"` keeps the sessions in PostgreSQL instead, with the same API;
 //! the README's "Moving to PostgreSQL" gives its limits (no TLS yet).
 //!
+//! # How the code is laid out
+//!
+//! For contributors: `src/` is six layers, bottom to top, and a file imports
+//! only from its own layer or below, with no import cycle (the repository's
+//! `tests/architecture.rs` checks it). **Ground** (randomness, origins,
+//! `AuthUser`, `ClientInfo`, the clock, the pure refresh decision, the hook
+//! traits) imports nothing of the crate; **domain** is the tokens, the CSRF
+//! keys and the store with its two backends; then **configuration and
+//! errors** (with the revocations held in memory); the **service**
+//! (`sessions/`: [`Sessions`], which never sees a request); the **web** layer
+//! (`web/`: every guard, the routes, the fairing, cookies, the answers); and at
+//! the **top** these docs, the re-exports and [`testing`]. The README's "How
+//! the code is laid out" names every file.
+//!
 //! [Rocket]: https://rocket.rs
 
 #![deny(missing_docs)]
