@@ -58,6 +58,14 @@ pub enum Error {
     /// decided so). Answers 403 with `{"error": "forbidden", …}`.
     #[error("forbidden")]
     Forbidden,
+    /// The user's sessions were ended or their claims replaced (a password
+    /// or role change, logout everywhere) while this login was checking the
+    /// credentials, or its credential check is older than
+    /// `login_failure_window`: the login may rest on a stale password or
+    /// stale roles, so it is refused. Answers 409 with
+    /// `{"error": "login_superseded", …}`; the user signs in again.
+    #[error("the login was superseded by a change to the user; sign in again")]
+    LoginSuperseded,
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,

@@ -77,7 +77,7 @@
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in |
 //! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
-//! | [`CredentialCheck`] | throttling of failed logins, from [`Sessions::credential_check`] |
+//! | [`CredentialCheck`], [`LoginMark`] | throttling of failed logins, from [`Sessions::credential_check`]; [`CredentialCheck::login`] refuses a login that a password or role change overtook |
 //! | [`Sessions::set_cookies`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection |
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
@@ -196,7 +196,7 @@ pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SEC
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
 pub use sessions::{
-    CredentialCheck, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
+    CredentialCheck, LoginMark, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
 };
 pub use store::StoreError;
 pub use user::AuthUser;

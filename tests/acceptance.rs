@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::Backend;
 use common::{assert_invalid_token, tokens_of, App, Tokens};
+use rocket::futures::future::join_all;
 use rocket::http::{ContentType, Status};
 use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
@@ -37,6 +38,34 @@ async fn refused_within(app: &App, access: &str) -> Option<Duration> {
             other => panic!("unexpected {other}"),
         }
     }
+}
+
+/// Logins in flight at once in the cut-off tests, and the rounds of each.
+const IN_FLIGHT: usize = 6;
+const ROUNDS: usize = 5;
+
+/// The `role` claim of `tokens`' access token, as the app sees it.
+async fn role_of(app: &App, tokens: &Tokens) -> String {
+    let whoami: Value = app.whoami(&tokens.access).await.into_json().await.unwrap();
+    whoami["role"].as_str().unwrap_or_default().to_string()
+}
+
+/// How many of the sessions `answers` got still carry `role`: their access
+/// token, or the next one a refresh gives.
+async fn sessions_with_role(app: &App, answers: &[(Status, Option<Tokens>)], role: &str) -> usize {
+    let mut with_role = 0;
+    for tokens in answers.iter().filter_map(|(_, tokens)| tokens.as_ref()) {
+        if role_of(app, tokens).await == role {
+            with_role += 1;
+            continue;
+        }
+        let refreshed = app.refresh(&tokens.refresh).await;
+        if refreshed.status() == Status::Ok {
+            let next = tokens_of(refreshed).await;
+            with_role += usize::from(role_of(app, &next).await == role);
+        }
+    }
+    with_role
 }
 
 async fn try_login(app: &App, username: &str, password: &str) -> Status {
@@ -303,6 +332,125 @@ macro_rules! acceptance_suite {
                 assert_invalid_token(app.refresh(&tokens.refresh).await).await;
             }
 
+            // User-wide cut-offs: logins in flight when a user changes.
+
+            /// Logins held at the gate (their credentials read) while `change`
+            /// runs, then let go; gives their answers.
+            async fn in_flight_during<F: std::future::Future<Output = ()>>(
+                login_on: &App,
+                username: &str,
+                password: &str,
+                change: F,
+            ) -> Vec<(Status, Option<Tokens>)> {
+                let directory = login_on.directory();
+                directory.close();
+                let logins = (0..IN_FLIGHT).map(|_| login_on.gated_login(username, password));
+                let changed = async {
+                    directory.wait_for(IN_FLIGHT).await;
+                    change.await;
+                    directory.open();
+                };
+                rocket::tokio::join!(join_all(logins), changed).0
+            }
+
+            #[rocket::async_test]
+            async fn logins_in_flight_during_a_demotion_get_no_session_with_the_old_role() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                for round in 0..ROUNDS {
+                    app.directory().set("alice", "right", "admin");
+                    let answers = in_flight_during(&app, "alice", "right", async {
+                        app.directory().set("alice", "right", "member");
+                        app.manager()
+                            .update_claims("alice", json!({ "role": "member" }))
+                            .await
+                            .unwrap();
+                    })
+                    .await;
+                    let admins = sessions_with_role(&app, &answers, "admin").await;
+                    assert_eq!(admins, 0, "round {round}: sessions kept the old role");
+                    assert!(
+                        answers.iter().all(|(status, _)| *status == Status::Conflict),
+                        "round {round}: every login in flight is refused: {:?}",
+                        answers.iter().map(|(status, _)| *status).collect::<Vec<_>>()
+                    );
+                    assert!(app.manager().sessions("alice").await.unwrap().is_empty());
+                    // A login begun after the demotion gets the new role.
+                    let (status, tokens) = app.gated_login("alice", "right").await;
+                    assert_eq!(status, Status::Ok, "round {round}");
+                    assert_eq!(role_of(&app, &tokens.unwrap()).await, "member");
+                    app.manager().logout_all("alice").await.unwrap();
+                }
+            }
+
+            #[rocket::async_test]
+            async fn logins_in_flight_during_a_password_change_get_no_session() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                for round in 0..ROUNDS {
+                    let (old, new) = (format!("old{round}"), format!("new{round}"));
+                    app.directory().set("alice", &old, "member");
+                    let (status, device) = app.gated_login("alice", &old).await;
+                    assert_eq!(status, Status::Ok);
+                    let device = device.unwrap();
+                    let user = app
+                        .manager()
+                        .verify_authorization(&format!("Bearer {}", device.access))
+                        .unwrap();
+                    let answers = in_flight_during(&app, "alice", &old, async {
+                        app.directory().set("alice", &new, "member");
+                        app.manager().logout_others(&user).await.unwrap();
+                    })
+                    .await;
+                    assert!(
+                        answers.iter().all(|(status, _)| *status == Status::Conflict),
+                        "round {round}: every login with the old password is refused: {:?}",
+                        answers.iter().map(|(status, _)| *status).collect::<Vec<_>>()
+                    );
+                    let live = app.manager().sessions("alice").await.unwrap();
+                    assert_eq!(
+                        live.iter().map(|session| session.id.as_str()).collect::<Vec<_>>(),
+                        [user.session_id.as_str()],
+                        "round {round}: only the device that changed the password"
+                    );
+                    let device = app.rotate(&device.refresh).await;
+                    assert_eq!(app.whoami_status(&device.access).await, Status::Ok);
+                    assert_eq!(app.gated_login("alice", &old).await.0, Status::Unauthorized);
+                    assert_eq!(app.gated_login("alice", &new).await.0, Status::Ok);
+                    app.manager().logout_all("alice").await.unwrap();
+                }
+            }
+
+            #[rocket::async_test]
+            async fn a_login_whose_check_is_older_than_the_window_is_refused() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                app.directory().set("alice", "right", "member");
+                let answers = in_flight_during(&app, "alice", "right", async {
+                    app.harness.clock().advance(901);
+                })
+                .await;
+                assert!(answers.iter().all(|(status, _)| *status == Status::Conflict));
+                assert_eq!(app.gated_login("alice", "right").await.0, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            async fn cut_offs_are_pruned_once_no_login_can_precede_them() {
+                let Some(app) = start_without_pruning_job().await else {
+                    return;
+                };
+                for user in ["alice", "bob", "carol"] {
+                    app.manager().logout_all(user).await.unwrap();
+                }
+                assert_eq!(app.manager().prune_now().await.unwrap().user_cutoffs, 0);
+                app.harness.clock().advance(900 + 5);
+                assert_eq!(app.manager().prune_now().await.unwrap().user_cutoffs, 3);
+                assert_eq!(app.manager().prune_now().await.unwrap().user_cutoffs, 0);
+            }
+
             // Two instances on one database.
 
             /// Two apps on one fresh database of this backend.
@@ -378,6 +526,23 @@ macro_rules! acceptance_suite {
                 a.harness.clock().advance(11);
                 assert_invalid_token(a.refresh(&first.refresh).await).await;
                 assert!(refused_within(&b, &second.access).await.is_some());
+            }
+            #[rocket::async_test]
+            async fn a_demotion_on_one_instance_refuses_the_logins_in_flight_on_the_other() {
+                let Some((a, b)) = two().await else { return };
+                for round in 0..ROUNDS {
+                    b.directory().set("alice", "right", "admin");
+                    let answers = in_flight_during(&b, "alice", "right", async {
+                        b.directory().set("alice", "right", "member");
+                        a.manager()
+                            .update_claims("alice", json!({ "role": "member" }))
+                            .await
+                            .unwrap();
+                    })
+                    .await;
+                    assert_eq!(sessions_with_role(&b, &answers, "admin").await, 0, "round {round}");
+                    assert!(answers.iter().all(|(status, _)| *status == Status::Conflict));
+                }
             }
         }
     };

@@ -97,9 +97,9 @@ async fn small_batches_delete_everything_in_several_transactions() {
     assert_eq!(count_rows(&app.harness, "revocation_log"), 0);
     assert_eq!(
         report.batches,
-        3 + 3 + 6 + 1 + 1,
+        3 + 3 + 6 + 1 + 1 + 1,
         "three batches of at most two rows for sessions and for the blocklist, six for the feed (five \
-         full, one that finds it empty), one each for failure counters and known networks"
+         full, one that finds it empty), one each for failure counters, known networks and user cut-offs"
     );
 }
 

@@ -73,11 +73,11 @@ pub(crate) fn session_error(error: rocket_sqlite_sessions::Error) -> ApiError {
     }
 }
 
-/// A login-like failure: the crate's own 429 answer (with `Retry-After`), or one
-/// of the demo's.
+/// A login-like failure: the crate's own answer (429 with `Retry-After`, or
+/// 409 when the user changed while signing in), or one of the demo's.
 #[derive(rocket::Responder)]
 pub(crate) enum LoginError {
-    Throttled(rocket_sqlite_sessions::Error),
+    Crate(rocket_sqlite_sessions::Error),
     Other(ApiError),
 }
 
@@ -89,7 +89,8 @@ impl From<ApiError> for LoginError {
 
 pub(crate) fn login_error(error: rocket_sqlite_sessions::Error) -> LoginError {
     match error {
-        throttled @ rocket_sqlite_sessions::Error::Throttled { .. } => LoginError::Throttled(throttled),
+        answered @ (rocket_sqlite_sessions::Error::Throttled { .. }
+        | rocket_sqlite_sessions::Error::LoginSuperseded) => LoginError::Crate(answered),
         other => LoginError::Other(session_error(other)),
     }
 }
@@ -110,13 +111,11 @@ pub(crate) async fn login(
         .map_err(login_error)?;
     let user = verify_credentials(users, hashing, username.clone(), password).await?;
     match user {
-        Some((user_id, role)) => {
-            check.passed().await.map_err(login_error)?;
-            sessions
-                .login(user_id, user_claims(&username, &role), &client)
-                .await
-                .map_err(login_error)
-        }
+        // Refused (409) if a password or role change came while verifying.
+        Some((user_id, role)) => check
+            .login(user_id, user_claims(&username, &role), &client)
+            .await
+            .map_err(login_error),
         None => {
             check.failed().await.map_err(login_error)?;
             Err(invalid_credentials().into())

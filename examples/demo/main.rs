@@ -6,7 +6,8 @@
 //!
 //! Users live in the demo's own table (`demo_users`) in the same SQLite file as
 //! the sessions, passwords hashed with Argon2id. Registration, login (throttled
-//! by the crate's `credential_check`), password change (a `FreshAuthUser`
+//! by the crate's `credential_check`, and refused with 409 when a password or
+//! role change overtook it), password change (a `FreshAuthUser`
 //! route), `/me` and `/health` are the demo's; `/auth/refresh`, `/auth/logout`,
 //! `/auth/logout-all` and `/auth/sessions` come from
 //! `rocket_sqlite_sessions::routes()`.

@@ -183,11 +183,16 @@ pub(crate) async fn login_submit(
         let _ = check.failed().await;
         return Err(refuse(Status::Unauthorized, "Invalid username or password."));
     };
-    let _ = check.passed().await;
-    let pair = sessions
-        .login(user_id, user_claims(&username, &role), &client)
-        .await
-        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    let pair = match check.login(user_id, user_claims(&username, &role), &client).await {
+        Ok(pair) => pair,
+        Err(rocket_sqlite_sessions::Error::LoginSuperseded) => {
+            return Err(refuse(
+                Status::Conflict,
+                "Your account changed while you signed in; please sign in again.",
+            ))
+        }
+        Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
+    };
     sessions.set_cookies(cookies, &pair);
     Ok(Redirect::to("/"))
 }

@@ -55,6 +55,25 @@ pub struct LoginOptions {
     refresh_ttl: Option<i64>,
     absolute_timeout: Option<i64>,
     persistent: bool,
+    mark: Option<LoginMark>,
+}
+
+/// When a login's credentials were read, as user-wide cut-offs count:
+/// [`CredentialCheck::mark`](crate::CredentialCheck::mark) (taken when the
+/// check began), or [`Sessions::login_mark`] for an app that checks
+/// credentials without one. Given to the login
+/// ([`LoginOptions::after`]), it refuses the login when a cut-off of its user
+/// came later: `logout_all`, `logout_others` (a password change) or
+/// `update_claims` (a role change) made while the app was checking the
+/// password or reading the roles. Then the login answers
+/// [`Error::LoginSuperseded`] (409), and the user signs in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginMark {
+    /// The cut-off counter when the credentials were about to be read.
+    pub(crate) seq: i64,
+    /// When, on the sessions' clock: a mark is good for
+    /// `login_failure_window` seconds.
+    pub(crate) at: i64,
 }
 
 impl Default for LoginOptions {
@@ -70,6 +89,7 @@ impl LoginOptions {
             refresh_ttl: None,
             absolute_timeout: None,
             persistent: true,
+            mark: None,
         }
     }
 
@@ -92,6 +112,16 @@ impl LoginOptions {
     /// so. Bearer clients are not affected.
     pub fn session_only(mut self) -> Self {
         self.persistent = false;
+        self
+    }
+
+    /// The login's credentials were read after `mark`: the login is refused
+    /// ([`Error::LoginSuperseded`]) when a cut-off of its user came later
+    /// (see [`LoginMark`]), or when the mark is older than
+    /// `login_failure_window`. [`CredentialCheck::login`](crate::CredentialCheck::login)
+    /// sets it for its own check.
+    pub fn after(mut self, mark: LoginMark) -> Self {
+        self.mark = Some(mark);
         self
     }
 }
@@ -138,6 +168,14 @@ impl Sessions {
     /// e.g. `serde_json::json!({"roles": ["admin"]})`; pass `()` for none. The
     /// session id is always fresh and random, never chosen by the client.
     ///
+    /// A login this way is not checked against user-wide cut-offs: a
+    /// `logout_all`, `logout_others` or `update_claims` made while the app was
+    /// reading the credentials does not reach it. Log in through the
+    /// [`CredentialCheck`](crate::CredentialCheck)
+    /// ([`CredentialCheck::login`](crate::CredentialCheck::login)), or give
+    /// [`login_with`](Self::login_with) a [`LoginMark`] taken before reading
+    /// the credentials.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `claims` is not a JSON object or uses a
     /// name the crate sets itself (`sub`, `sid`, `jti`, `iat`, `exp`, `nbf`,
@@ -171,7 +209,9 @@ impl Sessions {
     /// ```
     ///
     /// # Errors
-    /// As [`login`](Self::login).
+    /// As [`login`](Self::login), and [`Error::LoginSuperseded`] when the
+    /// options carry a [`LoginMark`] and a cut-off of the user came after it
+    /// (or the mark is older than `login_failure_window`).
     pub async fn login_with(
         &self,
         user_id: impl fmt::Display,
@@ -201,8 +241,15 @@ impl Sessions {
             .min(now.saturating_add(refresh_ttl))
             .min(absolute_expires_at);
         let claims_json = Value::Object(app_claims.clone()).to_string();
+        if let Some(mark) = options.mark {
+            if now.saturating_sub(mark.at) > self.inner.settings.throttling.login_failure_window {
+                log::debug!("rocket_sqlite_sessions: login of {user_id} refused: its credential check is too old");
+                return Err(Error::LoginSuperseded);
+            }
+        }
 
-        self.inner
+        let created = self
+            .inner
             .store
             .create_session(NewSession {
                 id: session_id.clone(),
@@ -215,8 +262,16 @@ impl Sessions {
                 refresh_hash: refresh.hash(),
                 refresh_ttl: options.refresh_ttl,
                 persistent: options.persistent,
+                checked_at_mark: options.mark.map(|mark| mark.seq),
             })
             .await?;
+        if !created {
+            log::debug!(
+                "rocket_sqlite_sessions: login of {user_id} refused: a cut-off of the user came after its \
+                 credentials were read"
+            );
+            return Err(Error::LoginSuperseded);
+        }
         self.emit(|| SessionEvent::LoggedIn {
             user_id: user_id.to_string(),
             session_id: session_id.clone(),
@@ -235,6 +290,20 @@ impl Sessions {
             refresh,
         )?;
         Ok(issued.pair)
+    }
+
+    /// A mark to take before reading a user's credentials (password hash,
+    /// roles) when the app checks them without a
+    /// [`CredentialCheck`](crate::CredentialCheck), and to give the login
+    /// ([`LoginOptions::after`]): a cut-off of the user made while the app
+    /// reads them refuses the login.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn login_mark(&self) -> Result<LoginMark, Error> {
+        let at = self.now();
+        let seq = self.inner.store.cutoff_mark().await?;
+        Ok(LoginMark { seq, at })
     }
 
     /// Signs an access token for `grant` and pairs it with `refresh`; the

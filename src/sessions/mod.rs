@@ -38,7 +38,7 @@ use crate::token::{RefreshKeys, TokenCodec};
 
 pub use data::MAX_SESSION_DATA_BYTES;
 pub use devices::SessionInfo;
-pub use login::{LoginOptions, TokenPair};
+pub use login::{LoginMark, LoginOptions, TokenPair};
 pub use prune::PruneReport;
 pub use throttle::CredentialCheck;
 

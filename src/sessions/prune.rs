@@ -44,6 +44,9 @@ pub struct PruneReport {
     /// Networks users signed in from, forgotten `absolute_timeout` after the
     /// last sign-in from there.
     pub known_networks: usize,
+    /// User-wide cut-offs older than `login_failure_window`, which no login
+    /// still in flight can precede.
+    pub user_cutoffs: usize,
     /// In-memory revocation entries dropped for the same reason.
     pub revocations_forgotten: usize,
     /// Transactions the pass used.
@@ -79,6 +82,10 @@ impl Sessions {
             blocklist_expired_at_or_before: now.saturating_sub(leeway),
             window_started_at_or_before: now.saturating_sub(settings.throttling.login_failure_window),
             known_network_used_at_or_before: now.saturating_sub(settings.lifetimes.absolute_timeout),
+            // A login whose check is older than the window is refused anyway.
+            user_cutoff_at_or_before: now
+                .saturating_sub(settings.throttling.login_failure_window)
+                .saturating_sub(leeway),
         };
         let batch = settings.pruning.batch;
         let mut report = PruneReport::default();
@@ -118,6 +125,7 @@ impl Sessions {
                     PruneKind::RevocationFeed => &mut report.feed_entries,
                     PruneKind::FailureCounters => &mut report.auth_failures,
                     PruneKind::KnownNetworks => &mut report.known_networks,
+                    PruneKind::UserCutoffs => &mut report.user_cutoffs,
                 } += pruned.deleted;
                 match pruned.resume_after {
                     Some(resume_after) => after = resume_after,
@@ -143,12 +151,14 @@ impl Sessions {
         match self.prune_pass().await {
             Ok(report) => log::info!(
                 "rocket_sqlite_sessions: prune pass{} deleted {} sessions, {} blocklisted tokens, \
-                 {} failure counters, {} known networks ({} revocations forgotten) in {} batches, {:.1} ms",
+                 {} failure counters, {} known networks, {} user cut-offs ({} revocations forgotten) in {} \
+                 batches, {:.1} ms",
                 if report.completed { "" } else { " (stopped by shutdown)" },
                 report.sessions,
                 report.revoked_tokens,
                 report.auth_failures,
                 report.known_networks,
+                report.user_cutoffs,
                 report.revocations_forgotten,
                 report.batches,
                 report.duration.as_secs_f64() * 1000.0

@@ -44,7 +44,8 @@ impl Sessions {
     }
 
     /// Ends every session of `user_id` (logout everywhere). Returns how many were
-    /// live.
+    /// live. A login of the user whose credential check began before this is
+    /// refused ([`Error::LoginSuperseded`]).
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
@@ -63,7 +64,9 @@ impl Sessions {
 
     /// Ends every session of `user` except the one it authenticated with: after a
     /// password change (ASVS 3.3.3), the other devices must sign in again.
-    /// Returns how many were live.
+    /// Returns how many were live. A login of the user whose credential check
+    /// began before this (with the old password, perhaps) is refused
+    /// ([`Error::LoginSuperseded`]).
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
@@ -107,7 +110,9 @@ impl Sessions {
     /// loses the role at most `access_ttl` later). Returns how many sessions
     /// there were. Access tokens already issued keep their claims until they
     /// expire; end the sessions instead ([`logout_all`](Self::logout_all)) when
-    /// that is too late.
+    /// that is too late. A login of the user whose credential check began
+    /// before this (with the old claims) is refused
+    /// ([`Error::LoginSuperseded`]).
     ///
     /// ```
     /// # async fn demote(sessions: &rocket_sqlite_sessions::Sessions) -> Result<(), rocket_sqlite_sessions::Error> {
@@ -121,7 +126,12 @@ impl Sessions {
     /// when the store fails.
     pub async fn update_claims(&self, user_id: impl fmt::Display, claims: impl Serialize) -> Result<usize, Error> {
         let claims_json = Value::Object(app_claims(claims)?).to_string();
-        Ok(self.inner.store.update_claims(user_id.to_string(), claims_json).await?)
+        let now = self.now();
+        Ok(self
+            .inner
+            .store
+            .update_claims(user_id.to_string(), claims_json, now)
+            .await?)
     }
 
     /// Puts revocations the store has committed into memory: the blocklisted

@@ -38,6 +38,9 @@ use ipnet::Ipv6Net;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use serde::Serialize;
+
+use super::login::{LoginMark, LoginOptions, TokenPair};
 use super::Sessions;
 use crate::client::{canonical, ClientInfo};
 use crate::error::Error;
@@ -67,10 +70,8 @@ fn network_of(ip: IpAddr) -> String {
 /// {
 ///     let check = sessions.credential_check(username, client).await?; // 429 when throttled
 ///     match password_matches(username, password) {
-///         Some(user_id) => {
-///             check.passed().await?;
-///             Ok(Some(sessions.login(&user_id, (), client).await?))
-///         }
+///         // Refused (409) if the user's password or roles changed meanwhile.
+///         Some(user_id) => Ok(Some(check.login(&user_id, (), client).await?)),
 ///         None => {
 ///             check.failed().await?;
 ///             Ok(None) // the app answers 401
@@ -89,6 +90,8 @@ pub struct CredentialCheck {
     known_network: [u8; 32],
     /// The network over all usernames.
     network: Option<[u8; 32]>,
+    /// When the check began, as user-wide cut-offs count.
+    mark: LoginMark,
 }
 
 impl Sessions {
@@ -119,26 +122,23 @@ impl Sessions {
         let settings = &self.inner.settings.throttling;
         let network = client.ip.map(network_of);
         let here = network.as_deref().unwrap_or("unknown");
-        let check = CredentialCheck {
-            sessions: self.clone(),
-            user_here: self.failure_scope("user from network", &[username, here]),
-            user_anywhere: self.failure_scope("user", &[username]),
-            known_network: self.failure_scope("known network", &[username, here]),
-            network: network.map(|network| self.failure_scope("network", &[&network])),
-        };
+        let user_here = self.failure_scope("user from network", &[username, here]);
+        let user_anywhere = self.failure_scope("user", &[username]);
+        let known_network = self.failure_scope("known network", &[username, here]);
+        let network = network.map(|network| self.failure_scope("network", &[&network]));
         let mut scopes = vec![
             FailureScope {
-                key: check.user_here,
+                key: user_here,
                 limit: settings.login_max_failures,
                 waived_by: None,
             },
             FailureScope {
-                key: check.user_anywhere,
+                key: user_anywhere,
                 limit: settings.login_max_failures_global,
-                waived_by: Some(check.known_network),
+                waived_by: Some(known_network),
             },
         ];
-        scopes.extend(check.network.map(|key| FailureScope {
+        scopes.extend(network.map(|key| FailureScope {
             key,
             limit: settings.ip_max_failures,
             waived_by: None,
@@ -158,7 +158,14 @@ impl Sessions {
             })
             .await?;
         match counted {
-            Ok(()) => Ok(check),
+            Ok(seq) => Ok(CredentialCheck {
+                sessions: self.clone(),
+                user_here,
+                user_anywhere,
+                known_network,
+                network,
+                mark: LoginMark { seq, at: now },
+            }),
             Err(ThrottledUntil(until)) => {
                 let retry_after = until.saturating_sub(now).max(1) as u64;
                 self.emit(|| SessionEvent::Throttled {
@@ -173,6 +180,46 @@ impl Sessions {
 }
 
 impl CredentialCheck {
+    /// When this check began, as user-wide cut-offs count: give it to the
+    /// login ([`LoginOptions::after`]), or log in with
+    /// [`login`](Self::login), which does.
+    pub fn mark(&self) -> LoginMark {
+        self.mark
+    }
+
+    /// The credentials were right: [`passed`](Self::passed), then the login
+    /// of `user_id` ([`Sessions::login`]), refused with
+    /// [`Error::LoginSuperseded`] (409) when a cut-off of the user came after
+    /// this check began: its roles or password may have changed meanwhile.
+    ///
+    /// # Errors
+    /// As [`passed`](Self::passed) and [`Sessions::login_with`].
+    pub async fn login(
+        self,
+        user_id: impl std::fmt::Display,
+        claims: impl Serialize,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        self.login_with(user_id, claims, client, LoginOptions::new()).await
+    }
+
+    /// [`login`](Self::login) with the login's own options
+    /// ([`Sessions::login_with`]).
+    ///
+    /// # Errors
+    /// As [`login`](Self::login).
+    pub async fn login_with(
+        self,
+        user_id: impl std::fmt::Display,
+        claims: impl Serialize,
+        client: &ClientInfo,
+        options: LoginOptions,
+    ) -> Result<TokenPair, Error> {
+        let (sessions, mark) = (self.sessions.clone(), self.mark);
+        self.passed().await?;
+        sessions.login_with(user_id, claims, client, options.after(mark)).await
+    }
+
     /// The credentials were right: the username's failures from this network
     /// are forgotten, this attempt no longer counts elsewhere, and the network
     /// is remembered as one the user signs in from.

@@ -94,6 +94,9 @@ pub(crate) struct NewSession {
     pub refresh_ttl: Option<i64>,
     /// Whether its cookies outlive the browser session.
     pub persistent: bool,
+    /// The cut-off counter when the login's credential check began: the
+    /// login is refused when its user's cut-off is later. `None`: no check.
+    pub checked_at_mark: Option<i64>,
 }
 
 /// A refresh token presented for session `session_id`.
@@ -132,7 +135,8 @@ pub(crate) enum Revocation {
         reason: &'static str,
         blocklist: Option<(String, i64)>,
     },
-    /// Every live session of a user but `keep`.
+    /// Every live session of a user but `keep`, and a cut-off for the user:
+    /// a login whose credential check began before it is refused.
     UserSessions {
         user_id: String,
         keep: Option<String>,
@@ -226,6 +230,9 @@ pub(crate) struct PruneCutoffs {
     pub window_started_at_or_before: i64,
     /// Networks a user last signed in from at or before this are forgotten.
     pub known_network_used_at_or_before: i64,
+    /// User cut-offs made at or before this: no login still in flight can
+    /// have checked its credentials before them.
+    pub user_cutoff_at_or_before: i64,
 }
 
 /// The kinds of rows a pass deletes, in order: sessions (found by a walk of
@@ -237,16 +244,18 @@ pub(crate) enum PruneKind {
     RevocationFeed,
     FailureCounters,
     KnownNetworks,
+    UserCutoffs,
 }
 
 impl PruneKind {
     /// Every kind, in the order a pass deletes them.
-    pub(crate) const ALL: [PruneKind; 5] = [
+    pub(crate) const ALL: [PruneKind; 6] = [
         PruneKind::Sessions,
         PruneKind::Blocklist,
         PruneKind::RevocationFeed,
         PruneKind::FailureCounters,
         PruneKind::KnownNetworks,
+        PruneKind::UserCutoffs,
     ];
 }
 
@@ -267,8 +276,10 @@ pub(crate) type PruneTurn = Box<dyn std::any::Any + Send + Sync>;
 /// The whole operations the crate asks of a backend. Object-safe, so the
 /// crate holds an `Arc<dyn SessionStore>` and stays non-generic.
 pub(crate) trait SessionStore: Send + Sync + 'static {
-    /// Inserts a session with its first refresh token's hash.
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;
+    /// Inserts a session with its first refresh token's hash; `false` (and
+    /// nothing inserted) when its credential check began before a cut-off of
+    /// its user. A login and a cut-off of one user never interleave.
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool>;
 
     /// Reads the session's refresh state, decides what the presented token
     /// does to it ([`rotation::decide`](crate::rotation::decide)) and applies that (a rotation, or the
@@ -281,9 +292,9 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// gives the sessions that were live until now.
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>>;
 
-    /// Replaces the app claims of every live session of `user_id`; gives how
-    /// many there were.
-    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize>;
+    /// Replaces the app claims of every live session of `user_id`, with a
+    /// cut-off for the user made at `now`; gives how many sessions there were.
+    fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize>;
 
     /// The active (not revoked, not expired) sessions of `user_id`, most
     /// recently used first.
@@ -300,8 +311,13 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
 
     /// Checks every scope of a login attempt against its limit and, unless one
     /// is reached, counts the attempt in each, making room under the cap
-    /// without evicting the attempt's own counters.
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<(), ThrottledUntil>>;
+    /// without evicting the attempt's own counters. Gives the cut-off
+    /// counter as the attempt began ([`SessionStore::cutoff_mark`]).
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>>;
+
+    /// The cut-off counter now: a login whose credentials are read after this
+    /// is refused only by a cut-off made later.
+    fn cutoff_mark(&self) -> StoreFuture<'_, i64>;
 
     /// Right credentials: forgets, uncounts and remembers, in one transaction.
     fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()>;

@@ -120,6 +120,12 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::LoginTooOld { max_age } => login_too_old_response(max_age),
             Error::CsrfRefused => csrf_refused_response(),
             Error::Forbidden => forbidden_response(),
+            Error::LoginSuperseded => json_response(
+                Status::Conflict,
+                "login_superseded",
+                "The account changed while signing in; sign in again.",
+            )
+            .finalize(),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

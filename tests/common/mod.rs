@@ -5,13 +5,16 @@
 pub mod backend;
 pub mod process;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::serde::json::Json;
+use rocket::tokio::sync::watch;
 use rocket::{get, post, routes, State};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::{AuthUser, ClientInfo, Error, Sessions, TokenPair, INVALID_TOKEN_MESSAGE};
@@ -46,6 +49,88 @@ async fn try_login(
     } else {
         check.failed().await?;
         Ok(Err(Status::Unauthorized))
+    }
+}
+
+/// The users of the gated login, as an app's own table would hold them: a
+/// password and a role each. Its gate holds logins between reading a user
+/// and logging in, so a test can change the user while logins are in flight.
+pub struct Directory {
+    users: Mutex<HashMap<String, (String, String)>>,
+    arrived: AtomicUsize,
+    open: watch::Sender<bool>,
+}
+
+impl Directory {
+    fn new() -> Self {
+        Directory {
+            users: Mutex::default(),
+            arrived: AtomicUsize::new(0),
+            open: watch::channel(true).0,
+        }
+    }
+
+    /// Sets `username`'s password and role.
+    pub fn set(&self, username: &str, password: &str, role: &str) {
+        self.users
+            .lock()
+            .unwrap()
+            .insert(username.to_string(), (password.to_string(), role.to_string()));
+    }
+
+    /// Closes the gate: logins from now on wait at it, once they have read
+    /// their user.
+    pub fn close(&self) {
+        self.arrived.store(0, Ordering::SeqCst);
+        self.open.send_replace(false);
+    }
+
+    /// Opens the gate: the logins waiting there go on.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Waits until `count` logins wait at the gate (10 s at most).
+    pub async fn wait_for(&self, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.arrived.load(Ordering::SeqCst) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} logins never reached the gate"
+            );
+            rocket::tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn arrive(&self) {
+        let mut open = self.open.subscribe();
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+/// A login as an app makes one: the credential check, the user's password
+/// and role read from the directory, a wait at the gate (the login in
+/// flight), then the login through the check.
+#[post("/gated-login/<username>/<password>")]
+async fn gated_login(
+    sessions: &State<Sessions>,
+    directory: &State<Directory>,
+    client: ClientInfo,
+    username: &str,
+    password: &str,
+) -> Result<Result<TokenPair, Status>, Error> {
+    let check = sessions.credential_check(username, &client).await?;
+    let user = directory.users.lock().unwrap().get(username).cloned();
+    directory.arrive().await;
+    match user {
+        Some((right, role)) if right == password => {
+            Ok(Ok(check.login(username, json!({ "role": role }), &client).await?))
+        }
+        _ => {
+            check.failed().await?;
+            Ok(Err(Status::Unauthorized))
+        }
     }
 }
 
@@ -169,6 +254,28 @@ impl App {
         response.into_json::<Vec<Value>>().await.expect("a JSON list")
     }
 
+    /// The users of the gated login.
+    pub fn directory(&self) -> &Directory {
+        self.client
+            .rocket()
+            .state::<Directory>()
+            .expect("the minimal app manages a Directory")
+    }
+
+    /// A login through the gate (see [`Directory`]): its status, and its
+    /// tokens when it got some.
+    pub async fn gated_login(&self, username: &str, password: &str) -> (Status, Option<Tokens>) {
+        let response = self
+            .client
+            .post(format!("/gated-login/{username}/{password}"))
+            .dispatch()
+            .await;
+        match response.status() {
+            Status::Ok => (Status::Ok, Some(tokens_of(response).await)),
+            status => (status, None),
+        }
+    }
+
     pub fn secret(&self) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD
             .decode(self.harness.secret())
@@ -187,7 +294,11 @@ pub fn rocket_on(harness: &TestHarness, configure: impl FnOnce(Figment) -> Figme
 /// The minimal app's routes on `rocket`.
 pub fn with_routes(rocket: rocket::Rocket<rocket::Build>) -> rocket::Rocket<rocket::Build> {
     rocket
-        .mount("/", routes![login, whoami, maybe, try_login, get_data, set_data])
+        .manage(Directory::new())
+        .mount(
+            "/",
+            routes![login, whoami, maybe, try_login, gated_login, get_data, set_data],
+        )
         .mount("/auth", rocket_sqlite_sessions::routes())
 }
 

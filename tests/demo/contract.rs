@@ -382,3 +382,60 @@ async fn the_first_user_is_the_admin_and_role_changes_reach_the_next_refresh() {
     let bob = refreshed(&client, &bob).await;
     assert_eq!(get_status(&client, "/admin/users", &bob).await, Status::Forbidden);
 }
+
+/// Logins racing a demotion, as they happen in the demo (the role read, then
+/// Argon2, then the login): after five rounds, no session of the user gets
+/// the admin role at its next refresh, and every login either got a session
+/// or was told to sign in again (409).
+#[rocket::async_test]
+async fn logins_racing_a_demotion_leave_no_session_with_the_old_role() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    let ada = signed_up(&client, "ada").await;
+    signed_up(&client, "bob").await;
+    let change_role = |role: &'static str| {
+        let access = ada["access_token"].as_str().unwrap().to_string();
+        let client = &client;
+        async move {
+            let status = client
+                .put("/admin/users/bob/role")
+                .header(bearer(&access))
+                .header(ContentType::JSON)
+                .body(json!({ "role": role }).to_string())
+                .dispatch()
+                .await
+                .status();
+            assert_eq!(status, Status::NoContent);
+        }
+    };
+    let mut superseded = 0;
+    for round in 0..5 {
+        change_role("admin").await;
+        let logins = (0..6).map(|_| {
+            post_json(
+                &client,
+                "/auth/login",
+                json!({ "username": "bob", "password": "correct horse battery" }),
+            )
+        });
+        let (answers, ()) = rocket::tokio::join!(rocket::futures::future::join_all(logins), change_role("member"));
+        for answer in answers {
+            match answer.status() {
+                Status::Ok => {
+                    let tokens: Value = answer.into_json().await.unwrap();
+                    let next = refreshed(&client, &tokens).await;
+                    let me = client
+                        .get("/me")
+                        .header(bearer(next["access_token"].as_str().unwrap()))
+                        .dispatch()
+                        .await;
+                    let roles = me.into_json::<Value>().await.unwrap()["roles"].clone();
+                    assert_eq!(roles, json!(["member"]), "round {round}: a session kept the admin role");
+                }
+                Status::Conflict => superseded += 1,
+                other => panic!("round {round}: a login answered {other}"),
+            }
+        }
+    }
+    println!("{superseded} of 30 logins were overtaken by the demotion and refused");
+}

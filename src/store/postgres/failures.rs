@@ -13,7 +13,7 @@ use crate::store::{Attempt, PassedCredentials, StoreError, ThrottledUntil};
 pub(super) async fn count_attempt(
     tx: &Transaction<'_>,
     attempt: &Attempt,
-) -> Result<Result<(), ThrottledUntil>, StoreError> {
+) -> Result<Result<i64, ThrottledUntil>, StoreError> {
     let existing = lock_count(tx, "auth_failures").await?;
     let read = tx
         .prepare_cached("SELECT window_start, failures FROM auth_failures WHERE scope = $1")
@@ -65,7 +65,9 @@ pub(super) async fn count_attempt(
             tx.execute(&restart, &[&scope.key.as_slice(), &attempt.now]).await?;
         }
     }
-    Ok(Ok(()))
+    // The cut-off counter as this check begins: the last one committed.
+    let mark = tx.prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1").await?;
+    Ok(Ok(tx.query_one(&mark, &[]).await?.get(0)))
 }
 
 /// Right credentials: forgets the username's failures here, uncounts the

@@ -9,6 +9,7 @@ use crate::store::{ErrorKind, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/postgres/0001_init.sql"),
     include_str!("../../../sql/postgres/0002_login_options.sql"),
+    include_str!("../../../sql/postgres/0003_user_cutoffs.sql"),
 ];
 
 /// The schema version this build writes.

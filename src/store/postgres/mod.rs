@@ -147,10 +147,13 @@ impl PostgresStore {
 }
 
 impl SessionStore for PostgresStore {
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let client = self.client().await?;
-            sessions::create(&client, &session).await
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let created = sessions::create(&tx, &session).await?;
+            tx.commit().await?;
+            Ok(created)
         })
     }
 
@@ -174,10 +177,13 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize> {
+    fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize> {
         Box::pin(async move {
-            let client = self.client().await?;
-            sessions::update_claims(&client, &user_id, &claims_json).await
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let updated = sessions::update_claims(&tx, &user_id, &claims_json, now).await?;
+            tx.commit().await?;
+            Ok(updated)
         })
     }
 
@@ -205,7 +211,14 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<(), ThrottledUntil>> {
+    fn cutoff_mark(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::cutoff_mark(&client).await
+        })
+    }
+
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;

@@ -47,6 +47,12 @@ pub(super) async fn batch(
             cutoffs.known_network_used_at_or_before,
             0,
         ),
+        PruneKind::UserCutoffs => (
+            "DELETE FROM user_cutoffs WHERE user_id IN
+                 (SELECT user_id FROM user_cutoffs WHERE at <= $1 AND $2::bigint IS NOT NULL LIMIT $3)",
+            cutoffs.user_cutoff_at_or_before,
+            0,
+        ),
     };
     let statement = client.prepare_cached(delete).await?;
     let limit = i64::from(batch);

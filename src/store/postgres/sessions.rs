@@ -10,9 +10,25 @@ use crate::store::{
     StoreError,
 };
 
-/// Inserts a session with its first refresh token's hash.
-pub(super) async fn create(client: &Object, session: &NewSession) -> Result<(), StoreError> {
-    let statement = client
+/// Inserts a session with its first refresh token's hash, unless its
+/// credential check began before a cut-off of its user (`false`). The
+/// counter's row, read `FOR SHARE`, makes a cut-off in progress commit first
+/// (its sessions' update then sees this one) or wait for this one.
+pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result<bool, StoreError> {
+    if let Some(mark) = session.checked_at_mark {
+        let lock = tx
+            .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE")
+            .await?;
+        tx.query_one(&lock, &[]).await?;
+        let cutoff = tx
+            .prepare_cached("SELECT seq FROM user_cutoffs WHERE user_id = $1")
+            .await?;
+        let cutoff: Option<i64> = tx.query_opt(&cutoff, &[&session.user_id]).await?.map(|row| row.get(0));
+        if cutoff.is_some_and(|cutoff| cutoff > mark) {
+            return Ok(false);
+        }
+    }
+    let statement = tx
         .prepare_cached(
             "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
                                    absolute_expires_at, ip, user_agent, claims, refresh_hash,
@@ -20,25 +36,50 @@ pub(super) async fn create(client: &Object, session: &NewSession) -> Result<(), 
              VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &session.id,
-                &session.user_id,
-                &session.now,
-                &session.expires_at,
-                &session.absolute_expires_at,
-                &session.client.ip,
-                &session.client.user_agent,
-                &session.claims_json,
-                &session.refresh_hash.as_slice(),
-                &session.refresh_ttl,
-                &session.persistent,
-            ],
+    tx.execute(
+        &statement,
+        &[
+            &session.id,
+            &session.user_id,
+            &session.now,
+            &session.expires_at,
+            &session.absolute_expires_at,
+            &session.client.ip,
+            &session.client.user_agent,
+            &session.claims_json,
+            &session.refresh_hash.as_slice(),
+            &session.refresh_ttl,
+            &session.persistent,
+        ],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Makes a cut-off for `user_id` at `now`, first thing in its transaction:
+/// the counter's row stays locked until the commit, so a login checking
+/// against cut-offs waits for it, and it for such a login.
+async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), StoreError> {
+    let next = tx
+        .prepare_cached("UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n")
+        .await?;
+    let seq: i64 = tx.query_one(&next, &[]).await?.get(0);
+    let record = tx
+        .prepare_cached(
+            "INSERT INTO user_cutoffs (user_id, seq, at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
         )
         .await?;
+    tx.execute(&record, &[&user_id, &seq, &now]).await?;
     Ok(())
+}
+
+/// The cut-off counter now.
+pub(super) async fn cutoff_mark(client: &Object) -> Result<i64, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")
+        .await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
 /// A 32-byte hash column.
@@ -132,6 +173,7 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
             reason,
             blocklist,
         } => {
+            cut_off(tx, user_id, now).await?;
             let statement = tx
                 .prepare_cached(
                     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
@@ -252,13 +294,19 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
 }
 
 /// The active sessions of `user_id`, most recently used first.
-/// Replaces the app claims of every live session of `user_id`; gives how
-/// many there were.
-pub(super) async fn update_claims(client: &Object, user_id: &str, claims_json: &str) -> Result<usize, StoreError> {
-    let statement = client
+/// Replaces the app claims of every live session of `user_id`, after a
+/// cut-off for the user; gives how many sessions there were.
+pub(super) async fn update_claims(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    claims_json: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    cut_off(tx, user_id, now).await?;
+    let statement = tx
         .prepare_cached("UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL")
         .await?;
-    Ok(client.execute(&statement, &[&user_id, &claims_json]).await? as usize)
+    Ok(tx.execute(&statement, &[&user_id, &claims_json]).await? as usize)
 }
 
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {

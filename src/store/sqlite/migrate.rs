@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/sqlite/0004_known_networks.sql"),
     include_str!("../../../sql/sqlite/0005_revocation_feed.sql"),
     include_str!("../../../sql/sqlite/0006_login_options.sql"),
+    include_str!("../../../sql/sqlite/0007_user_cutoffs.sql"),
 ];
 
 /// The schema version this build writes.

@@ -167,7 +167,7 @@ impl SqliteStore {
 }
 
 impl SessionStore for SqliteStore {
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool> {
         Box::pin(self.write(move |tx| tx.create_session(&session)))
     }
 
@@ -179,8 +179,8 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.revoke(&revocation, now)))
     }
 
-    fn update_claims(&self, user_id: String, claims_json: String) -> StoreFuture<'_, usize> {
-        Box::pin(self.write(move |tx| tx.update_claims(&user_id, &claims_json)))
+    fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.write(move |tx| tx.update_claims(&user_id, &claims_json, now)))
     }
 
     fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>> {
@@ -195,8 +195,12 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.update_session_data(&session_id, now, update)))
     }
 
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<(), ThrottledUntil>> {
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
         Box::pin(self.write(move |tx| tx.count_attempt(&attempt)))
+    }
+
+    fn cutoff_mark(&self) -> StoreFuture<'_, i64> {
+        Box::pin(self.read(|reader| reader.cutoff_mark()))
     }
 
     fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()> {

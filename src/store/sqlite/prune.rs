@@ -106,6 +106,11 @@ impl Tx<'_> {
                      (SELECT scope FROM auth_known_networks WHERE last_success <= ?1 LIMIT ?2)",
                 cutoffs.known_network_used_at_or_before,
             ),
+            PruneKind::UserCutoffs => (
+                "DELETE FROM user_cutoffs WHERE user_id IN
+                     (SELECT user_id FROM user_cutoffs WHERE at <= ?1 LIMIT ?2)",
+                cutoffs.user_cutoff_at_or_before,
+            ),
         };
         let (deleted, exhausted) = self.prune_in_chunks(delete, cutoff, batch, cutoffs.revoked_at_or_before)?;
         Ok(PrunedBatch {

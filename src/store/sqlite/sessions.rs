@@ -9,8 +9,15 @@ use crate::store::{
 };
 
 impl Tx<'_> {
-    /// Inserts a session with its first refresh token's hash.
-    pub(crate) fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+    /// Inserts a session with its first refresh token's hash, unless its
+    /// credential check began before a cut-off of its user (`false`). One
+    /// write transaction at a time: a cut-off is wholly before or after.
+    pub(crate) fn create_session(&self, session: &NewSession) -> Result<bool, StoreError> {
+        if let Some(mark) = session.checked_at_mark {
+            if self.cutoff_of(&session.user_id)?.is_some_and(|cutoff| cutoff > mark) {
+                return Ok(false);
+            }
+        }
         self.0
             .prepare_cached(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
@@ -31,6 +38,30 @@ impl Tx<'_> {
                 session.refresh_ttl,
                 session.persistent,
             ])?;
+        Ok(true)
+    }
+
+    /// The counter's number at `user_id`'s latest cut-off.
+    fn cutoff_of(&self, user_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT seq FROM user_cutoffs WHERE user_id = ?1")?
+            .query_row([user_id], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Makes a cut-off for `user_id` at `now`: the counter's next number.
+    fn cut_off(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
+        let seq: i64 = self
+            .0
+            .prepare_cached("UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n")?
+            .query_row([], |row| row.get(0))?;
+        self.0
+            .prepare_cached(
+                "INSERT INTO user_cutoffs (user_id, seq, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
+            )?
+            .execute(params![user_id, seq, now])?;
         Ok(())
     }
 
@@ -186,8 +217,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Revokes every live session of `user_id` but `keep` (when given), and
-    /// blocklists `blocklist`'s `jti` when given; returns the revoked ids.
+    /// Revokes every live session of `user_id` but `keep` (when given), makes
+    /// a cut-off for the user, and blocklists `blocklist`'s `jti` when given;
+    /// returns the revoked ids.
     fn revoke_user_sessions(
         &self,
         user_id: &str,
@@ -208,6 +240,7 @@ impl Tx<'_> {
         for id in &ids {
             self.append_to_feed(Some(id), None, now)?;
         }
+        self.cut_off(user_id, now)?;
         if let Some((jti, expires_at)) = blocklist {
             self.blocklist(jti, expires_at)?;
         }
@@ -229,12 +262,15 @@ impl Tx<'_> {
         Ok(changed == 1)
     }
 
-    /// Replaces the app claims of every live session of `user_id`.
-    pub(crate) fn update_claims(&self, user_id: &str, claims_json: &str) -> Result<usize, StoreError> {
-        Ok(self
+    /// Replaces the app claims of every live session of `user_id`, with a
+    /// cut-off for the user.
+    pub(crate) fn update_claims(&self, user_id: &str, claims_json: &str, now: i64) -> Result<usize, StoreError> {
+        let updated = self
             .0
             .prepare_cached("UPDATE sessions SET claims = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")?
-            .execute(params![user_id, claims_json])?)
+            .execute(params![user_id, claims_json])?;
+        self.cut_off(user_id, now)?;
+        Ok(updated)
     }
 
     /// Replaces a live session's app data with `update`'s result for the current
@@ -267,6 +303,14 @@ impl Tx<'_> {
 }
 
 impl Reader<'_> {
+    /// The cut-off counter now.
+    pub(crate) fn cutoff_mark(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")?
+            .query_row([], |row| row.get(0))?)
+    }
+
     /// The active (not revoked, not expired) sessions of `user_id`, most recently
     /// used first.
     pub(crate) fn active_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
