@@ -82,7 +82,7 @@
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
 //! | [`ClientInfo`] | request guard: the client's address (the peer, or from `trusted_proxies`) and user agent |
-//! | [`routes()`] | refresh, logout, logout-all, list and revoke sessions |
+//! | [`routes()`] | refresh, logout, logout-all, logout-others, list and revoke sessions |
 //! | [`SessionsConfig`] | the `[sessions]` keys and their defaults |
 //! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |

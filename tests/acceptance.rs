@@ -166,6 +166,29 @@ macro_rules! acceptance_suite {
             }
 
             #[rocket::async_test]
+            async fn logout_others_ends_every_other_session_of_the_user_and_keeps_this_one() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let (phone, laptop, bob) = (
+                    app.login("alice").await,
+                    app.login("alice").await,
+                    app.login("bob").await,
+                );
+                assert_eq!(
+                    app.post_bearer("/auth/logout-others", &phone.access).await,
+                    Status::NoContent
+                );
+                assert_invalid_token(app.whoami(&laptop.access).await).await;
+                assert_invalid_token(app.refresh(&laptop.refresh).await).await;
+                assert_eq!(app.whoami_status(&phone.access).await, Status::Ok);
+                let phone = app.rotate(&phone.refresh).await;
+                assert_eq!(app.sessions(&phone.access).await.len(), 1);
+                assert_eq!(app.whoami_status(&bob.access).await, Status::Ok);
+                assert_invalid_token(app.client.post("/auth/logout-others").dispatch().await).await;
+            }
+
+            #[rocket::async_test]
             async fn a_user_lists_and_revokes_only_their_own_sessions() {
                 let Some((_backend, app)) = start().await else {
                     return;

@@ -491,6 +491,28 @@ async fn the_crates_logout_in_cookie_mode_needs_csrf_proof_and_clears_the_cookie
 }
 
 #[rocket::async_test]
+async fn the_crates_logout_others_in_cookie_mode_needs_csrf_proof_and_keeps_this_session() {
+    let app = app_with(|fairing| fairing).await;
+    let other = app.login("ada").await;
+    let csrf = browser_signed_in(&app, "ada").await;
+    let access = cookie_value(&app, "__Host-access_token");
+    let refused = app.client.post("/auth/logout-others").dispatch().await;
+    assert_eq!(refused.status(), Status::Forbidden, "no CSRF token");
+    assert_eq!(app.whoami_status(&other.access).await, Status::Ok, "nothing ended");
+
+    let response = app
+        .client
+        .post("/auth/logout-others")
+        .header(rocket::http::Header::new("X-CSRF-Token", csrf))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::NoContent);
+    assert!(session_cookies(&response).is_empty(), "this session's cookies stay");
+    assert_eq!(app.whoami_status(&other.access).await, Status::Unauthorized);
+    assert_eq!(app.whoami_status(&access).await, Status::Ok);
+}
+
+#[rocket::async_test]
 async fn the_crates_refresh_in_cookie_mode_rotates_the_cookies() {
     let app = app_with(|fairing| fairing).await;
     let csrf = browser_signed_in(&app, "ada").await;

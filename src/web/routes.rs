@@ -24,6 +24,7 @@ use crate::web::responses::json_response;
 /// | `POST /refresh` (cookies, no JSON body) | 204 with both session cookies rotated; 401 (cookies cleared) as above; 403 without CSRF proof |
 /// | `POST /logout` (Bearer or cookies) | 204; the token and its session stop working; with cookies, both are cleared |
 /// | `POST /logout-all` (Bearer or cookies) | 204; every session of the user stops working; with cookies, both are cleared |
+/// | `POST /logout-others` (Bearer or cookies) | 204; every other session of the user stops working (after a password change), this one stays |
 /// | `GET /sessions` (Bearer) | 200 the user's active sessions, the current one marked |
 /// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session |
 ///
@@ -44,7 +45,14 @@ use crate::web::responses::json_response;
 /// }
 /// ```
 pub fn routes() -> Vec<Route> {
-    rocket::routes![refresh, logout, logout_all, list_sessions, revoke_session]
+    rocket::routes![
+        refresh,
+        logout,
+        logout_all,
+        logout_others,
+        list_sessions,
+        revoke_session
+    ]
 }
 
 /// The body of `POST /refresh`.
@@ -193,6 +201,12 @@ async fn logout_all(
     if mode.0 {
         sessions.clear_cookies(jar);
     }
+    Ok(Status::NoContent)
+}
+
+#[post("/logout-others")]
+async fn logout_others(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Error> {
+    sessions.logout_others(&user).await?;
     Ok(Status::NoContent)
 }
 
