@@ -75,14 +75,15 @@ pub enum SessionEvent {
         session_id: String,
     },
     /// A session was ended by another action: logout everywhere, the other
-    /// sessions ended at a password change, a device signed out remotely.
+    /// sessions ended at a password change, a device signed out remotely,
+    /// every session of every user ended.
     SessionRevoked {
         /// The session's user.
         user_id: String,
         /// The session ended.
         session_id: String,
         /// Why: `"logout everywhere"`, `"other sessions ended"`,
-        /// `"revoked by user"`.
+        /// `"revoked by user"`, `"logout everyone"`.
         reason: &'static str,
     },
     /// A refresh token already rotated was presented again after the grace

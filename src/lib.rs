@@ -70,7 +70,7 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
-//! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`logout_everyone`](Sessions::logout_everyone), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
 //! | [`ClaimsSource`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh: a role change reaches the next access token |
 //! | [`SessionEvents`], [`SessionEvent`] | login, refresh, logout, revoked session, reuse detected, throttled: told after commit |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |

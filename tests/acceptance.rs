@@ -189,6 +189,32 @@ macro_rules! acceptance_suite {
             }
 
             #[rocket::async_test]
+            async fn logout_everyone_ends_every_session_at_once_and_later_logins_work() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let (alice, bob) = (app.login("alice").await, app.login("bob").await);
+                let carol = app.login("carol").await;
+                app.post_bearer("/auth/logout", &carol.access).await;
+                assert_eq!(app.manager().logout_everyone().await.unwrap(), 2, "carol's was over");
+                for tokens in [&alice, &bob] {
+                    assert_invalid_token(app.whoami(&tokens.access).await).await;
+                    assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+                }
+                let again = app.login("alice").await;
+                assert_eq!(app.whoami_status(&again.access).await, Status::Ok);
+                assert_eq!(app.rotate(&again.refresh).await.expires_in, 900);
+                // A login in flight during it is refused.
+                app.directory().set("dave", "right", "member");
+                let answers = in_flight_during(&app, "dave", "right", async {
+                    app.manager().logout_everyone().await.unwrap();
+                })
+                .await;
+                assert!(answers.iter().all(|(status, _)| *status == Status::Conflict));
+                assert_eq!(app.gated_login("dave", "right").await.0, Status::Ok);
+            }
+
+            #[rocket::async_test]
             async fn a_user_lists_and_revokes_only_their_own_sessions() {
                 let Some((_backend, app)) = start().await else {
                     return;
@@ -550,6 +576,22 @@ macro_rules! acceptance_suite {
                 assert_invalid_token(a.refresh(&first.refresh).await).await;
                 assert!(refused_within(&b, &second.access).await.is_some());
             }
+            #[rocket::async_test]
+            async fn logout_everyone_on_one_instance_is_refused_by_the_other_within_a_second() {
+                let Some((a, b)) = two().await else { return };
+                let (alice, bob) = (a.login("alice").await, a.login("bob").await);
+                assert_eq!(b.manager().logout_everyone().await.unwrap(), 2);
+                for tokens in [&alice, &bob] {
+                    assert!(
+                        refused_within(&a, &tokens.access).await.is_some(),
+                        "A still accepted a token 1 s after B ended every session"
+                    );
+                    assert_invalid_token(a.refresh(&tokens.refresh).await).await;
+                }
+                let again = a.login("alice").await;
+                assert_eq!(b.whoami_status(&again.access).await, Status::Ok);
+            }
+
             #[rocket::async_test]
             async fn a_demotion_on_one_instance_refuses_the_logins_in_flight_on_the_other() {
                 let Some((a, b)) = two().await else { return };

@@ -201,6 +201,28 @@ async fn a_claims_source_is_consulted_at_each_refresh() {
 }
 
 #[rocket::async_test]
+async fn logout_everyone_tells_one_event_per_session_ended() {
+    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+    let sink = events.clone();
+    let app =
+        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
+            .await;
+    let (alice, bob) = (app.login("alice").await, app.login("bob").await);
+    events.lock().unwrap().clear();
+    assert_eq!(app.manager().logout_everyone().await.unwrap(), 2);
+    let mut told = std::mem::take(&mut *events.lock().unwrap());
+    told.sort_by_key(|event| format!("{event:?}"));
+    let revoked = |user: &str, tokens: &Tokens| SessionEvent::SessionRevoked {
+        user_id: user.into(),
+        session_id: common::session_id_of(&tokens.access),
+        reason: "logout everyone",
+    };
+    assert_eq!(told, [revoked("alice", &alice), revoked("bob", &bob)]);
+    assert_eq!(app.manager().logout_everyone().await.unwrap(), 0);
+    assert!(events.lock().unwrap().is_empty(), "nothing more ended");
+}
+
+#[rocket::async_test]
 async fn events_fire_once_each_after_commit_with_their_fields() {
     let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
     let sink = events.clone();

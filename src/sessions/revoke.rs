@@ -75,6 +75,33 @@ impl Sessions {
             .await
     }
 
+    /// Ends every session of every user: incident response (ASVS 7.4.5), when
+    /// sessions may have been stolen. Every access token issued before it is
+    /// refused at once, from memory, in this process and (through the
+    /// revocation feed) in every other one; a login whose credential check
+    /// began before it is refused ([`Error::LoginSuperseded`]); logins after
+    /// it work. Returns how many sessions were live. One transaction: on
+    /// SQLite it holds the write lock for as long as it takes to mark every
+    /// session. (A leaked signing key needs a new key instead: rotate `keys`.)
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; then nothing was revoked.
+    pub async fn logout_everyone(&self) -> Result<usize, Error> {
+        let now = self.now();
+        let ended = self.inner.store.end_every_session(now).await?;
+        let count = ended.len();
+        for (session_id, user_id) in &ended {
+            self.emit(|| SessionEvent::SessionRevoked {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+                reason: "logout everyone",
+            });
+        }
+        self.revoked_in_store(None, ended.into_iter().map(|(session_id, _)| session_id), now);
+        log::warn!("rocket_sqlite_sessions: every session ended ({count} were live)");
+        Ok(count)
+    }
+
     /// Revokes every live session of `user_id` but `keep` (and blocklists
     /// `token`'s `jti`), in the store and then in memory; returns how many
     /// sessions there were.

@@ -32,6 +32,10 @@ use crate::rotation::{Decision, Presented, RefreshState, RotationPolicy};
 #[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
 pub(crate) use database::{redact_password, Database};
 
+/// The user id of the cut-off that `end_every_session` makes for everyone: no
+/// user has it (a login needs a non-empty user id).
+pub(crate) const EVERYONE: &str = "";
+
 /// The longest a revocation made by another process takes to reach this one
 /// when nothing wakes the feed sooner: the safety poll of PostgreSQL, the
 /// `data_version` poll of SQLite is shorter.
@@ -291,6 +295,11 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// Makes a revocation and writes its feed entries, in one transaction;
     /// gives the sessions that were live until now.
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>>;
+
+    /// Ends every live session of every user, with their feed entries and a
+    /// cut-off for everyone, in one transaction; gives the sessions ended,
+    /// each with its user.
+    fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>>;
 
     /// Replaces the app claims of every live session of `user_id`, with a
     /// cut-off for the user made at `now`; gives how many sessions there were.

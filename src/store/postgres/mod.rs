@@ -177,6 +177,16 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let ended = sessions::end_every_session(&tx, now).await?;
+            tx.commit().await?;
+            Ok(ended)
+        })
+    }
+
     fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize> {
         Box::pin(async move {
             let mut client = self.client().await?;

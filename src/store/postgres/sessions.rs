@@ -7,7 +7,7 @@ use super::CHANNEL;
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
     DataUpdate, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord,
-    StoreError,
+    StoreError, EVERYONE,
 };
 
 /// Inserts a session with its first refresh token's hash, unless its
@@ -21,9 +21,9 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
             .await?;
         tx.query_one(&lock, &[]).await?;
         let cutoff = tx
-            .prepare_cached("SELECT seq FROM user_cutoffs WHERE user_id = $1")
+            .prepare_cached("SELECT max(seq) FROM user_cutoffs WHERE user_id IN ($1, $2)")
             .await?;
-        let cutoff: Option<i64> = tx.query_opt(&cutoff, &[&session.user_id]).await?.map(|row| row.get(0));
+        let cutoff: Option<i64> = tx.query_one(&cutoff, &[&session.user_id, &EVERYONE]).await?.get(0);
         if cutoff.is_some_and(|cutoff| cutoff > mark) {
             return Ok(false);
         }
@@ -293,7 +293,6 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
     Ok(())
 }
 
-/// The active sessions of `user_id`, most recently used first.
 /// Replaces the app claims of every live session of `user_id`, after a
 /// cut-off for the user; gives how many sessions there were.
 pub(super) async fn update_claims(
@@ -309,6 +308,34 @@ pub(super) async fn update_claims(
     Ok(tx.execute(&statement, &[&user_id, &claims_json]).await? as usize)
 }
 
+/// Ends every live session of every user, after a cut-off for everyone;
+/// gives the sessions ended, with their users.
+pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+    cut_off(tx, EVERYONE, now).await?;
+    let statement = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'logout everyone'
+             WHERE revoked_at IS NULL RETURNING id, user_id",
+        )
+        .await?;
+    let ended: Vec<(String, String)> = tx
+        .query(&statement, &[&now])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let entries: Vec<Revoked> = ended
+        .iter()
+        .map(|(id, _)| Revoked::Session {
+            id: id.clone(),
+            revoked_at: now,
+        })
+        .collect();
+    append_to_feed(tx, &entries).await?;
+    Ok(ended)
+}
+
+/// The active sessions of `user_id`, most recently used first.
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
     let statement = client
         .prepare_cached(

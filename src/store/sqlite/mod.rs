@@ -179,6 +179,10 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.revoke(&revocation, now)))
     }
 
+    fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {
+        Box::pin(self.write(move |tx| tx.end_every_session(now)))
+    }
+
     fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize> {
         Box::pin(self.write(move |tx| tx.update_claims(&user_id, &claims_json, now)))
     }

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{Reader, Tx};
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
-    FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
+    FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError, EVERYONE,
 };
 
 impl Tx<'_> {
@@ -41,13 +41,31 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// The counter's number at `user_id`'s latest cut-off.
+    /// The counter's number at `user_id`'s latest cut-off, or everyone's
+    /// when later.
     fn cutoff_of(&self, user_id: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .0
-            .prepare_cached("SELECT seq FROM user_cutoffs WHERE user_id = ?1")?
-            .query_row([user_id], |row| row.get(0))
-            .optional()?)
+            .prepare_cached("SELECT max(seq) FROM user_cutoffs WHERE user_id IN (?1, ?2)")?
+            .query_row([user_id, EVERYONE], |row| row.get(0))?)
+    }
+
+    /// Ends every live session of every user, after a cut-off for everyone;
+    /// gives the sessions ended, with their users.
+    pub(crate) fn end_every_session(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        self.cut_off(EVERYONE, now)?;
+        let ended = self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'logout everyone'
+                 WHERE revoked_at IS NULL RETURNING id, user_id",
+            )?
+            .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        for (id, _) in &ended {
+            self.append_to_feed(Some(id), None, now)?;
+        }
+        Ok(ended)
     }
 
     /// Makes a cut-off for `user_id` at `now`: the counter's next number.
