@@ -76,12 +76,12 @@ sessions_config! {
         /// `"postgres://user:password@host/dbname"` (or `postgresql://…`; the
         /// parameters of libpq URLs such as `?host=/run/postgresql` for a unix
         /// socket are understood).
-            database: PathBuf = PathBuf::from("sessions.db"),
+        database: PathBuf = PathBuf::from("sessions.db"),
         /// Base64 (standard alphabet) of at least 32 random bytes: the HMAC key that
         /// signs access tokens. When missing in the `debug` profile a random key is
         /// generated (tokens then do not survive a restart); in any other profile
         /// launch fails.
-            secret: Option<String> = None,
+        secret: Option<String> = None,
         /// Several keys, for rotation, instead of `secret`: the first signs new
         /// tokens and every one verifies, so an old key can be retired `access_ttl`
         /// after a new one is put first. Each token names its key in its `kid` header.
@@ -89,21 +89,29 @@ sessions_config! {
         /// ```toml
         /// keys = [{ kid = "2026-11", secret = "…" }, { kid = "2026-05", secret = "…" }]
         /// ```
-            keys: Vec<KeyConfig> = Vec::new(),
+        keys: Vec<KeyConfig> = Vec::new(),
         /// Access-token lifetime in seconds. Default 900.
-            access_ttl: u64 = 900,
+        access_ttl: u64 = 900,
         /// Refresh-token lifetime in seconds. Default 1209600 (14 days).
-            refresh_ttl: u64 = 1_209_600,
+        refresh_ttl: u64 = 1_209_600,
         /// A session ends after this many seconds without a refresh. Default 604800 (7 days).
-            idle_timeout: u64 = 604_800,
+        idle_timeout: u64 = 604_800,
         /// A session ends this many seconds after login, however often it is refreshed.
         /// Default 2592000 (30 days).
-            absolute_timeout: u64 = 2_592_000,
+        absolute_timeout: u64 = 2_592_000,
         /// Seconds after a rotation during which the refresh token it replaced may be
         /// presented again (two tabs refreshing at once): it gets the same successor,
         /// not a second branch of the session. After that, presenting it is reuse
         /// and revokes the session. Default 10.
-            reuse_grace: u64 = 10,
+        reuse_grace: u64 = 10,
+        /// Lost-response recovery, for clients whose refresh response can be lost
+        /// (mobile networks): past `reuse_grace`, the refresh token a rotation
+        /// replaced still gets the same successor, as long as that successor has
+        /// never been presented. A token two generations old, or the replaced one
+        /// once its successor was used, is reuse as always. The trade: two holders
+        /// of one lineage (a thief and the user) can share it until one of them
+        /// refreshes twice in a row. Default `false`.
+        lost_response_recovery: bool = false,
         /// Clock-skew allowance in seconds when checking `exp`, `nbf` and `iat`.
         /// Default 5: one process never disagrees with itself (its clock never
         /// steps back, see [`Clock`](crate::Clock)), but processes sharing the
@@ -111,69 +119,69 @@ sessions_config! {
         /// after a small backward step would otherwise refuse the tokens of the
         /// last few seconds. It costs a token up to 5 s of life past its `exp`
         /// (a blocklisted one stays blocklisted that long too).
-            leeway: u64 = 5,
+        leeway: u64 = 5,
         /// When to prune expired rows: cron with seconds, tokio-cron-scheduler syntax.
         /// Default `"0 */10 * * * *"` (every ten minutes).
-            prune_schedule: String = "0 */10 * * * *".into(),
+        prune_schedule: String = "0 */10 * * * *".into(),
         /// Rows deleted per transaction by a prune pass: a request that needs the
         /// write lock waits for at most one batch. Default 1000.
-            prune_batch: u32 = 1000,
+        prune_batch: u32 = 1000,
         /// Whether the fairing schedules pruning on `prune_schedule`. Set `false` to
         /// prune from the app's own task with [`Sessions::prune_now`](crate::Sessions::prune_now).
         /// Default `true`.
-            auto_prune: bool = true,
+        auto_prune: bool = true,
         /// Seconds after login during which [`FreshAuthUser`](crate::FreshAuthUser)
         /// admits the session: sensitive actions need a recent login. Default 300.
-            fresh_age: u64 = 300,
+        fresh_age: u64 = 300,
         /// Failed logins for one username from one client network within
         /// `login_failure_window` after which further attempts on it from there
         /// get 429 until the window passes. Default 10.
-            login_max_failures: u32 = 10,
+        login_max_failures: u32 = 10,
         /// Failed logins for one username from all networks together after which
         /// attempts on it get 429, except from a network where that user signed in
         /// within `absolute_timeout`: strangers cannot lock a user out of a network
         /// they use. Default 100.
-            login_max_failures_global: u32 = 100,
+        login_max_failures_global: u32 = 100,
         /// The window, in seconds, over which failures are counted. Default 900.
-            login_failure_window: u64 = 900,
+        login_failure_window: u64 = 900,
         /// Failed logins from one client network (an IPv4 address, an IPv6 /64)
         /// within `login_failure_window` after which its attempts get 429.
         /// Default 100.
-            ip_max_failures: u32 = 100,
+        ip_max_failures: u32 = 100,
         /// The most failure counters (usernames and client networks with recent
         /// failures) kept at once: one row each. Past it, the counters whose window
         /// started first are dropped. Default 100000 (about 10 MB).
-            max_failure_scopes: u64 = 100_000,
+        max_failure_scopes: u64 = 100_000,
         /// Name of the cookie that carries the access token in browser apps.
         /// Default `"__Host-access_token"`.
-            access_cookie: String = "__Host-access_token".into(),
+        access_cookie: String = "__Host-access_token".into(),
         /// Name of the cookie that carries the refresh token. Default
         /// `"__Host-refresh_token"`.
-            refresh_cookie: String = "__Host-refresh_token".into(),
+        refresh_cookie: String = "__Host-refresh_token".into(),
         /// Name of the cookie that binds a CSRF token before login (login forms).
         /// Default `"__Host-csrf"`.
-            csrf_cookie: String = "__Host-csrf".into(),
+        csrf_cookie: String = "__Host-csrf".into(),
         /// The `SameSite` attribute of the session cookies. Default `lax`.
-            same_site: SameSitePolicy = SameSitePolicy::Lax,
+        same_site: SameSitePolicy = SameSitePolicy::Lax,
         /// Origins (`scheme://host[:port]`) allowed in the `Origin` header of
         /// cookie-authenticated unsafe requests. Empty (the default): the request's
         /// own `Host`, with the request's scheme and port.
-            allowed_origins: Vec<String> = Vec::new(),
+        allowed_origins: Vec<String> = Vec::new(),
         /// For HTML apps: a path of the app (e.g. `"/login"`) that a browser's
         /// `GET` refused by a session guard is redirected to (303, with
         /// `?next=<the path asked for>`), instead of the JSON 401. Only requests
         /// that accept `text/html` and send no `Authorization` header are
         /// redirected. Default: none.
-            login_url: Option<String> = None,
+        login_url: Option<String> = None,
         /// The reverse proxies (addresses or CIDR ranges, e.g. `"10.0.0.0/8"`)
         /// whose `Forwarded`, `X-Forwarded-For`, `X-Real-IP` and
         /// `X-Forwarded-Proto` headers are believed. Empty (the default): the
         /// client is the socket's peer, and no forwarding header is read.
-            trusted_proxies: Vec<String> = Vec::new(),
+        trusted_proxies: Vec<String> = Vec::new(),
         /// The `iss` claim to set and require, when given.
-            issuer: Option<String> = None,
+        issuer: Option<String> = None,
         /// The `aud` claim to set and require, when given.
-            audience: Option<String> = None,
+        audience: Option<String> = None,
     }
 }
 
@@ -260,6 +268,7 @@ pub(crate) struct Lifetimes {
     pub idle_timeout: i64,
     pub absolute_timeout: i64,
     pub reuse_grace: i64,
+    pub lost_response_recovery: bool,
     pub fresh_age: i64,
 }
 

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | the current one | rotate: the successor becomes current, generation + 1 |
 //! | the previous one, within `reuse_grace` of its rotation | the same successor again (two tabs refreshing at once); nothing written |
+//! | the previous one after the grace window, with `lost_response_recovery` (so its successor was never presented) | the same successor again (a refresh response the client never got) |
 //! | the previous one after the grace window, or any earlier one | reuse (RFC 9700 §4.14.2): the session is revoked |
 //! | any token of a revoked or expired session | refused |
 //! | a generation the session has not reached | refused (a database restored from an older backup) |
@@ -50,6 +51,9 @@ pub(crate) struct RefreshState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RotationPolicy {
     pub reuse_grace: i64,
+    /// The previous token replays past the grace window too, while its
+    /// successor has never been presented (`lost_response_recovery`).
+    pub lost_response_recovery: bool,
     pub idle_timeout: i64,
     pub refresh_ttl: i64,
 }
@@ -119,7 +123,9 @@ pub(crate) fn decide(presented: &Presented, state: &RefreshState, now: i64, poli
             && state
                 .rotated_at
                 .is_some_and(|rotated_at| now.abs_diff(rotated_at) <= policy.reuse_grace.unsigned_abs());
-        if within_grace {
+        // The previous token is the successor's only predecessor: had the
+        // successor been presented, it would be current's predecessor now.
+        if within_grace || policy.lost_response_recovery {
             let issued = presented
                 .successor_hashes
                 .iter()
@@ -140,6 +146,7 @@ mod tests {
 
     const POLICY: RotationPolicy = RotationPolicy {
         reuse_grace: 10,
+        lost_response_recovery: false,
         idle_timeout: 600,
         refresh_ttl: 1000,
     };
@@ -199,6 +206,28 @@ mod tests {
             ..POLICY
         };
         assert_eq!(decide(&presented(2), &state(3), 100, &no_grace), Decision::Revoke);
+    }
+
+    #[test]
+    fn with_lost_response_recovery_only_the_previous_token_replays_after_the_window() {
+        let recovery = RotationPolicy {
+            lost_response_recovery: true,
+            ..POLICY
+        };
+        assert_eq!(
+            decide(&presented(2), &state(3), 4_000, &recovery),
+            Decision::Replay { key: 0 },
+            "the previous token, long after its rotation"
+        );
+        assert_eq!(
+            decide(&presented(1), &state(3), 110, &recovery),
+            Decision::Revoke,
+            "two generations old"
+        );
+        assert_eq!(
+            decide(&presented(3), &state(3), 4_000, &recovery),
+            Decision::Rotate { expires_at: 4_600 }
+        );
     }
 
     #[test]

@@ -88,6 +88,15 @@ macro_rules! acceptance_suite {
                 Some((backend, app))
             }
 
+            /// One app configured by `configure` as well; `None`: skipped.
+            async fn start_configured(
+                configure: impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment,
+            ) -> Option<App> {
+                let backend = Backend::$backend().await?;
+                let harness = Arc::new(TestHarness::new());
+                Some(App::start_with(harness, |figment| configure(backend.configure(figment))).await)
+            }
+
             /// One app with the pruning job off: only `prune_now` prunes.
             async fn start_without_pruning_job() -> Option<App> {
                 let backend = Backend::$backend().await?;
@@ -141,6 +150,47 @@ macro_rules! acceptance_suite {
                 assert_eq!(one.refresh, two.refresh, "one successor, never a second branch");
                 let third = app.rotate(&two.refresh).await;
                 assert_eq!(app.whoami_status(&third.access).await, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            async fn a_lost_refresh_response_is_recovered_once_its_successor_was_never_used() {
+                let Some(app) =
+                    start_configured(|figment| figment.merge(("sessions.lost_response_recovery", true))).await
+                else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let lost = app.rotate(&first.refresh).await; // the client never got this answer
+                app.harness.clock().advance(3600);
+                let recovered = app.rotate(&first.refresh).await;
+                assert_eq!(recovered.refresh, lost.refresh, "the same successor, an hour later");
+                assert_eq!(app.rotate(&first.refresh).await.refresh, lost.refresh, "again");
+                let next = app.rotate(&recovered.refresh).await;
+                assert_eq!(app.whoami_status(&next.access).await, Status::Ok);
+
+                // The successor was used: its predecessor is reuse now.
+                assert_invalid_token(app.refresh(&first.refresh).await).await;
+                assert_invalid_token(app.whoami(&next.access).await).await;
+                assert_invalid_token(app.refresh(&next.refresh).await).await;
+
+                // Two generations old is reuse at once.
+                let first = app.login("bob").await;
+                let second = app.rotate(&first.refresh).await;
+                let third = app.rotate(&second.refresh).await;
+                assert_invalid_token(app.refresh(&first.refresh).await).await;
+                assert_invalid_token(app.refresh(&third.refresh).await).await;
+            }
+
+            #[rocket::async_test]
+            async fn without_lost_response_recovery_the_previous_token_after_the_window_is_reuse() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let lost = app.rotate(&first.refresh).await;
+                app.harness.clock().advance(11);
+                assert_invalid_token(app.refresh(&first.refresh).await).await;
+                assert_invalid_token(app.refresh(&lost.refresh).await).await;
             }
 
             #[rocket::async_test]

@@ -162,6 +162,7 @@ impl SessionsConfig {
                 idle_timeout,
                 absolute_timeout,
                 reuse_grace,
+                lost_response_recovery: self.lost_response_recovery,
                 fresh_age,
             },
             throttling: ThrottleLimits {

@@ -24,7 +24,8 @@ impl Sessions {
     /// revoked, its newest refresh token and its access tokens included. Within
     /// `reuse_grace` seconds of a rotation, the token it replaced gets the same
     /// successor again instead (two tabs refreshing at once), never a second
-    /// branch. A token this server did not issue is refused without a store
+    /// branch; with `lost_response_recovery`, after the window too, while that
+    /// successor has never been presented. A token this server did not issue is refused without a store
     /// lookup.
     ///
     /// # Errors
@@ -62,6 +63,7 @@ impl Sessions {
         let lifetimes = &self.inner.settings.lifetimes;
         let policy = RotationPolicy {
             reuse_grace: lifetimes.reuse_grace,
+            lost_response_recovery: lifetimes.lost_response_recovery,
             idle_timeout: lifetimes.idle_timeout,
             refresh_ttl: lifetimes.refresh_ttl,
         };
