@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
-use crate::store::Database;
+use crate::store::{Database, SessionLimit};
 use crate::token::{AccessRules, SigningKey};
 
 /// The smallest HMAC key accepted, in bytes (RFC 7518 §3.2: at least the hash size).
@@ -112,6 +112,15 @@ sessions_config! {
         /// of one lineage (a thief and the user) can share it until one of them
         /// refreshes twice in a row. Default `false`.
         lost_response_recovery: bool = false,
+        /// The most live sessions one user may have at once (OWASP ASVS 7.1.2);
+        /// unset (the default): no limit. What a login past it does is
+        /// `at_max_sessions`.
+        max_sessions: Option<u32> = None,
+        /// What a login does when its user already has `max_sessions`:
+        /// `"end_oldest"` (the default) ends the user's oldest sessions, as a
+        /// logout would; `"refuse"` refuses the login with 409
+        /// `too_many_sessions`.
+        at_max_sessions: AtMaxSessions = AtMaxSessions::EndOldest,
         /// Clock-skew allowance in seconds when checking `exp`, `nbf` and `iat`.
         /// Default 5: one process never disagrees with itself (its clock never
         /// steps back, see [`Clock`](crate::Clock)), but processes sharing the
@@ -185,6 +194,18 @@ sessions_config! {
     }
 }
 
+/// What a login does when its user already has `max_sessions` live
+/// sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtMaxSessions {
+    /// End the user's oldest sessions (by login time) to make room, as a
+    /// logout would: their tokens stop working at once.
+    EndOldest,
+    /// Refuse the login: 409 `too_many_sessions` ([`Error::TooManySessions`](crate::Error::TooManySessions)).
+    Refuse,
+}
+
 /// The `SameSite` attribute of the session cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -256,6 +277,8 @@ pub(crate) struct Settings {
     /// `access_ttl`, `leeway`.
     pub tokens: AccessRules,
     pub lifetimes: Lifetimes,
+    /// The most live sessions of one user, and what a login past it does.
+    pub session_limit: Option<SessionLimit>,
     pub throttling: ThrottleLimits,
     pub pruning: Pruning,
     pub browser: BrowserSettings,

@@ -66,6 +66,11 @@ pub enum Error {
     /// `{"error": "login_superseded", …}`; the user signs in again.
     #[error("the login was superseded by a change to the user; sign in again")]
     LoginSuperseded,
+    /// The user already has `max_sessions` live sessions and
+    /// `at_max_sessions = "refuse"`. Answers 409 with
+    /// `{"error": "too_many_sessions", …}`: the user signs out elsewhere first.
+    #[error("the user has the most sessions allowed")]
+    TooManySessions,
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,

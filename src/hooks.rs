@@ -83,7 +83,8 @@ pub enum SessionEvent {
         /// The session ended.
         session_id: String,
         /// Why: `"logout everywhere"`, `"other sessions ended"`,
-        /// `"revoked by user"`, `"logout everyone"`.
+        /// `"revoked by user"`, `"logout everyone"`, `"session limit"` (the
+        /// user's oldest, ended by a login past `max_sessions`).
         reason: &'static str,
     },
     /// A refresh token already rotated was presented again after the grace

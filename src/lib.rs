@@ -192,7 +192,7 @@ pub mod testing;
 
 pub use client::ClientInfo;
 pub use clock::Clock;
-pub use config::{ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
+pub use config::{AtMaxSessions, ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
 pub use sessions::{

@@ -193,6 +193,88 @@ macro_rules! acceptance_suite {
                 assert_invalid_token(app.refresh(&lost.refresh).await).await;
             }
 
+            /// An app allowing `max` sessions a user, `at_max` past it.
+            async fn limited(max: u32, at_max: &'static str) -> Option<App> {
+                start_configured(move |figment| {
+                    figment
+                        .merge(("sessions.max_sessions", max))
+                        .merge(("sessions.at_max_sessions", at_max))
+                })
+                .await
+            }
+
+            #[rocket::async_test]
+            async fn max_sessions_3_with_5_logins_leaves_the_3_newest() {
+                let Some(app) = limited(3, "end_oldest").await else {
+                    return;
+                };
+                let mut logins = Vec::new();
+                for _ in 0..5 {
+                    logins.push(app.login("alice").await);
+                }
+                let bob = app.login("bob").await;
+                for old in &logins[..2] {
+                    assert_invalid_token(app.whoami(&old.access).await).await;
+                    assert_invalid_token(app.refresh(&old.refresh).await).await;
+                }
+                let mut live: Vec<String> = app
+                    .manager()
+                    .sessions("alice")
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|session| session.id)
+                    .collect();
+                live.sort();
+                let mut newest: Vec<String> =
+                    logins[2..].iter().map(|tokens| common::session_id_of(&tokens.access)).collect();
+                newest.sort();
+                assert_eq!(live, newest, "the three newest");
+                for tokens in &logins[2..] {
+                    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+                }
+                assert_eq!(app.whoami_status(&bob.access).await, Status::Ok, "per user");
+            }
+
+            #[rocket::async_test]
+            async fn at_max_sessions_refuse_answers_409_until_a_session_ends() {
+                let Some(app) = limited(3, "refuse").await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                app.login("alice").await;
+                app.login("alice").await;
+                let refused = app.client.post("/login/alice").dispatch().await;
+                assert_eq!(refused.status(), Status::Conflict);
+                let body: Value = refused.into_json().await.unwrap();
+                assert_eq!(body["error"], "too_many_sessions");
+                assert_eq!(app.whoami_status(&first.access).await, Status::Ok, "nothing ended");
+                assert_eq!(app.post_bearer("/auth/logout", &first.access).await, Status::NoContent);
+                app.login("alice").await;
+            }
+
+            #[rocket::async_test]
+            async fn concurrent_logins_of_one_user_never_pass_the_limit() {
+                for at_max in ["end_oldest", "refuse"] {
+                    let Some(app) = limited(3, at_max).await else {
+                        return;
+                    };
+                    for round in 0..ROUNDS {
+                        let logins = (0..10).map(|_| app.client.post("/login/alice").dispatch());
+                        let statuses: Vec<Status> =
+                            join_all(logins).await.iter().map(|response| response.status()).collect();
+                        let live = app.manager().sessions("alice").await.unwrap().len();
+                        assert_eq!(live, 3, "{at_max}, round {round}: {statuses:?}");
+                        let ok = statuses.iter().filter(|status| **status == Status::Ok).count();
+                        match at_max {
+                            "refuse" => assert_eq!((ok, 10 - ok), (3, 7), "{at_max}, round {round}: {statuses:?}"),
+                            _ => assert_eq!(ok, 10, "{at_max}, round {round}: {statuses:?}"),
+                        }
+                        app.manager().logout_all("alice").await.unwrap();
+                    }
+                }
+            }
+
             #[rocket::async_test]
             async fn logout_all_ends_every_session_of_the_user_only() {
                 let Some((_backend, app)) = start().await else {

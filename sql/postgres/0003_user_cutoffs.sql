@@ -1,5 +1,5 @@
 -- rocket_sqlite_sessions on PostgreSQL, schema version 3: user-wide cut-offs
--- (as SQLite's schema 7). A cut-off updates the one row of cutoff_counter,
+-- (as SQLite's schema 7), and the order of logins for `max_sessions`. A cut-off updates the one row of cutoff_counter,
 -- which stays locked until it commits; a login checking against cut-offs
 -- reads it FOR SHARE, so a login and a cut-off of its user never interleave.
 
@@ -17,3 +17,7 @@ CREATE TABLE user_cutoffs (
 );
 
 CREATE INDEX user_cutoffs_by_time ON user_cutoffs (at);
+
+-- The order sessions were created in, within a second too (SQLite has its
+-- rowid): a login past `max_sessions` ends the user's oldest.
+ALTER TABLE sessions ADD COLUMN login_order bigserial;

@@ -95,6 +95,11 @@ fn each_bad_value_is_named() {
         ..valid()
     })
     .contains("sessions.prune_batch"));
+    assert!(error_of(SessionsConfig {
+        max_sessions: Some(0),
+        ..valid()
+    })
+    .contains("sessions.max_sessions"));
 }
 
 fn key(kid: &str, byte: u8, len: usize) -> KeyConfig {

@@ -5,11 +5,12 @@ use base64::Engine as _;
 use ipnet::IpNet;
 
 use super::{
-    BrowserSettings, ConfigError, Lifetimes, Pruning, SessionsConfig, Settings, ThrottleLimits, MIN_SECRET_BYTES,
+    AtMaxSessions, BrowserSettings, ConfigError, Lifetimes, Pruning, SessionsConfig, Settings, ThrottleLimits,
+    MIN_SECRET_BYTES,
 };
 use crate::crypto::random_bytes;
 use crate::origin::is_origin;
-use crate::store::Database;
+use crate::store::{Database, SessionLimit};
 use crate::token::{AccessRules, SigningKey};
 
 /// The longest duration any key accepts: 100 years, so sums of timestamps and
@@ -18,6 +19,9 @@ const MAX_DURATION: u64 = 100 * 365 * 24 * 3600;
 
 /// The largest `prune_batch`: bigger batches hold SQLite's write lock too long.
 const MAX_PRUNE_BATCH: u32 = 100_000;
+
+/// The largest `max_sessions`.
+const MAX_SESSIONS_PER_USER: u32 = 10_000;
 
 /// The largest `max_failure_scopes`.
 const MAX_FAILURE_SCOPES: u64 = 100_000_000;
@@ -145,6 +149,14 @@ impl SessionsConfig {
                 ));
             }
         }
+        if let Some(max) = self.max_sessions {
+            if !(1..=MAX_SESSIONS_PER_USER).contains(&max) {
+                return Err(ConfigError::invalid(
+                    "max_sessions",
+                    format!("must be from 1 to {MAX_SESSIONS_PER_USER}; remove the key for no limit"),
+                ));
+            }
+        }
         let database = Database::parse(&self.database).map_err(|m| ConfigError::invalid("database", m))?;
 
         Ok(Settings {
@@ -157,6 +169,10 @@ impl SessionsConfig {
                 access_ttl,
                 leeway,
             },
+            session_limit: self.max_sessions.map(|max| SessionLimit {
+                max,
+                end_oldest: self.at_max_sessions == AtMaxSessions::EndOldest,
+            }),
             lifetimes: Lifetimes {
                 refresh_ttl,
                 idle_timeout,

@@ -12,7 +12,7 @@ use crate::client::ClientInfo;
 use crate::crypto::random_id;
 use crate::error::Error;
 use crate::hooks::SessionEvent;
-use crate::store::{ClientRecord, NewSession};
+use crate::store::{ClientRecord, Created, NewSession};
 use crate::token::{AccessClaims, RefreshToken, RESERVED_CLAIMS};
 use crate::user::AuthUser;
 
@@ -263,15 +263,31 @@ impl Sessions {
                 refresh_ttl: options.refresh_ttl,
                 persistent: options.persistent,
                 checked_at_mark: options.mark.map(|mark| mark.seq),
+                limit: self.inner.settings.session_limit,
             })
             .await?;
-        if !created {
-            log::debug!(
-                "rocket_sqlite_sessions: login of {user_id} refused: a cut-off of the user came after its \
-                 credentials were read"
-            );
-            return Err(Error::LoginSuperseded);
+        let ended = match created {
+            Created::Session { ended } => ended,
+            Created::Superseded => {
+                log::debug!(
+                    "rocket_sqlite_sessions: login of {user_id} refused: a cut-off of the user came after its \
+                     credentials were read"
+                );
+                return Err(Error::LoginSuperseded);
+            }
+            Created::TooMany => {
+                log::debug!("rocket_sqlite_sessions: login of {user_id} refused: max_sessions reached");
+                return Err(Error::TooManySessions);
+            }
+        };
+        for session_id in &ended {
+            self.emit(|| SessionEvent::SessionRevoked {
+                user_id: user_id.to_string(),
+                session_id: session_id.clone(),
+                reason: "session limit",
+            });
         }
+        self.revoked_in_store(None, ended, now);
         self.emit(|| SessionEvent::LoggedIn {
             user_id: user_id.to_string(),
             session_id: session_id.clone(),

@@ -98,9 +98,31 @@ pub(crate) struct NewSession {
     pub refresh_ttl: Option<i64>,
     /// Whether its cookies outlive the browser session.
     pub persistent: bool,
+    /// The most live sessions its user may have, and what to do past it.
+    pub limit: Option<SessionLimit>,
     /// The cut-off counter when the login's credential check began: the
     /// login is refused when its user's cut-off is later. `None`: no check.
     pub checked_at_mark: Option<i64>,
+}
+
+/// The most live sessions of one user (`max_sessions`), and whether a login
+/// past it ends the oldest (or is refused).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimit {
+    pub max: u32,
+    pub end_oldest: bool,
+}
+
+/// What became of a login's session.
+#[derive(Debug)]
+pub(crate) enum Created {
+    /// Inserted; these sessions of the user were ended to keep it within its
+    /// limit (revoked, with their feed entries).
+    Session { ended: Vec<String> },
+    /// Refused: its credential check began before a cut-off of its user.
+    Superseded,
+    /// Refused: the user has its limit of live sessions.
+    TooMany,
 }
 
 /// A refresh token presented for session `session_id`.
@@ -280,10 +302,12 @@ pub(crate) type PruneTurn = Box<dyn std::any::Any + Send + Sync>;
 /// The whole operations the crate asks of a backend. Object-safe, so the
 /// crate holds an `Arc<dyn SessionStore>` and stays non-generic.
 pub(crate) trait SessionStore: Send + Sync + 'static {
-    /// Inserts a session with its first refresh token's hash; `false` (and
-    /// nothing inserted) when its credential check began before a cut-off of
-    /// its user. A login and a cut-off of one user never interleave.
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool>;
+    /// Inserts a session with its first refresh token's hash, unless its
+    /// credential check began before a cut-off of its user, or the user has
+    /// its limit of sessions (ending the oldest, when so configured). A login
+    /// and a cut-off of one user never interleave, nor two logins of one user
+    /// under a limit.
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, Created>;
 
     /// Reads the session's refresh state, decides what the presented token
     /// does to it ([`rotation::decide`](crate::rotation::decide)) and applies that (a rotation, or the

@@ -120,6 +120,12 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::LoginTooOld { max_age } => login_too_old_response(max_age),
             Error::CsrfRefused => csrf_refused_response(),
             Error::Forbidden => forbidden_response(),
+            Error::TooManySessions => json_response(
+                Status::Conflict,
+                "too_many_sessions",
+                "You are signed in on too many devices; sign out on one of them first.",
+            )
+            .finalize(),
             Error::LoginSuperseded => json_response(
                 Status::Conflict,
                 "login_superseded",

@@ -41,9 +41,9 @@ use tokio_postgres::NoTls;
 use crate::rotation::{Decision, RefreshState};
 use crate::store::redact_password;
 use crate::store::{
-    Attempt, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind, PruneTurn,
-    PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError, StoreFuture,
-    ThrottledUntil,
+    Attempt, Created, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind,
+    PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
+    StoreFuture, ThrottledUntil,
 };
 
 /// The channel revocations are announced on (the payload is the schema).
@@ -55,6 +55,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first key of the crate's advisory locks (the second is the schema's
 /// hash): "rss" in ASCII.
 const ADVISORY_KEY: i32 = 0x0072_7373;
+/// The first key of the advisory lock that two logins of one user take under
+/// a session limit (the second is a hash of the schema and the user): "rsu".
+const USER_LOCK_KEY: i32 = 0x0072_7375;
 
 /// Sessions kept in a PostgreSQL database.
 pub(crate) struct PostgresStore {
@@ -147,7 +150,7 @@ impl PostgresStore {
 }
 
 impl SessionStore for PostgresStore {
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool> {
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, Created> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;

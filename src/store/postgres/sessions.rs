@@ -3,10 +3,10 @@
 use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::Row;
 
-use super::CHANNEL;
+use super::{CHANNEL, USER_LOCK_KEY};
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
-    DataUpdate, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord,
+    Created, DataUpdate, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord,
     StoreError, EVERYONE,
 };
 
@@ -14,7 +14,7 @@ use crate::store::{
 /// credential check began before a cut-off of its user (`false`). The
 /// counter's row, read `FOR SHARE`, makes a cut-off in progress commit first
 /// (its sessions' update then sees this one) or wait for this one.
-pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result<bool, StoreError> {
+pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result<Created, StoreError> {
     if let Some(mark) = session.checked_at_mark {
         let lock = tx
             .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE")
@@ -25,7 +25,35 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
             .await?;
         let cutoff: Option<i64> = tx.query_one(&cutoff, &[&session.user_id, &EVERYONE]).await?.get(0);
         if cutoff.is_some_and(|cutoff| cutoff > mark) {
-            return Ok(false);
+            return Ok(Created::Superseded);
+        }
+    }
+    let mut ended = Vec::new();
+    if let Some(limit) = session.limit {
+        // Two logins of one user take turns: each counts the other's session.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))")
+            .await?;
+        tx.execute(&lock, &[&USER_LOCK_KEY, &session.user_id]).await?;
+        let live = tx
+            .prepare_cached(
+                "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+                 ORDER BY created_at, login_order",
+            )
+            .await?;
+        let live: Vec<String> = tx
+            .query(&live, &[&session.user_id, &session.now])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let excess = (live.len() + 1).saturating_sub(limit.max as usize);
+        if excess > 0 && !limit.end_oldest {
+            return Ok(Created::TooMany);
+        }
+        for id in live.into_iter().take(excess) {
+            revoke_session(tx, &id, session.now, "session limit", None).await?;
+            ended.push(id);
         }
     }
     let statement = tx
@@ -53,7 +81,7 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
         ],
     )
     .await?;
-    Ok(true)
+    Ok(Created::Session { ended })
 }
 
 /// Makes a cut-off for `user_id` at `now`, first thing in its transaction:

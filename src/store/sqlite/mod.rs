@@ -29,9 +29,9 @@ use rusqlite::{Connection, ErrorCode};
 
 use crate::rotation::{Decision, RefreshState};
 use crate::store::{
-    Attempt, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind, PruneTurn,
-    PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError, StoreFuture,
-    ThrottledUntil,
+    Attempt, Created, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind,
+    PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
+    StoreFuture, ThrottledUntil,
 };
 use file::{configure, create_private, open_connection, start_checkpointer, FileIdentity};
 use writer::Queue;
@@ -167,7 +167,7 @@ impl SqliteStore {
 }
 
 impl SessionStore for SqliteStore {
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, bool> {
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, Created> {
         Box::pin(self.write(move |tx| tx.create_session(&session)))
     }
 

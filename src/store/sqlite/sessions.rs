@@ -5,17 +5,39 @@ use rusqlite::{params, OptionalExtension};
 use super::{Reader, Tx};
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
-    FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError, EVERYONE,
+    Created, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
+    EVERYONE,
 };
 
 impl Tx<'_> {
     /// Inserts a session with its first refresh token's hash, unless its
-    /// credential check began before a cut-off of its user (`false`). One
-    /// write transaction at a time: a cut-off is wholly before or after.
-    pub(crate) fn create_session(&self, session: &NewSession) -> Result<bool, StoreError> {
+    /// credential check began before a cut-off of its user, or its user has
+    /// its limit of sessions (ending the oldest when so configured). One
+    /// write transaction at a time: a cut-off, or another login, is wholly
+    /// before or after.
+    pub(crate) fn create_session(&self, session: &NewSession) -> Result<Created, StoreError> {
         if let Some(mark) = session.checked_at_mark {
             if self.cutoff_of(&session.user_id)?.is_some_and(|cutoff| cutoff > mark) {
-                return Ok(false);
+                return Ok(Created::Superseded);
+            }
+        }
+        let mut ended = Vec::new();
+        if let Some(limit) = session.limit {
+            let live: Vec<String> = self
+                .0
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+                     ORDER BY created_at, rowid",
+                )?
+                .query_map(params![session.user_id, session.now], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let excess = (live.len() + 1).saturating_sub(limit.max as usize);
+            if excess > 0 && !limit.end_oldest {
+                return Ok(Created::TooMany);
+            }
+            for id in live.into_iter().take(excess) {
+                self.revoke_session(&id, session.now, "session limit", None)?;
+                ended.push(id);
             }
         }
         self.0
@@ -38,7 +60,7 @@ impl Tx<'_> {
                 session.refresh_ttl,
                 session.persistent,
             ])?;
-        Ok(true)
+        Ok(Created::Session { ended })
     }
 
     /// The counter's number at `user_id`'s latest cut-off, or everyone's
