@@ -17,6 +17,15 @@ pub(crate) fn log_store_failure(context: std::fmt::Arguments<'_>, cause: &StoreE
     );
 }
 
+/// Claims source failures answered with 503, likewise at most a line a minute.
+static CLAIMS_SOURCE_FAILURES: LogLimit = LogLimit::new();
+
+/// Logs a failed claims source lookup met while answering `context` (at most
+/// one line a minute).
+pub(crate) fn log_claims_source_failure(context: std::fmt::Arguments<'_>, cause: &str) {
+    CLAIMS_SOURCE_FAILURES.log(log::Level::Error, format_args!("{context}: {cause}"));
+}
+
 /// The one message every token failure carries, whatever the cause: the client
 /// learns nothing about which check failed.
 pub const INVALID_TOKEN_MESSAGE: &str = "The token is missing, malformed, expired or revoked.";
@@ -80,6 +89,11 @@ pub enum Error {
     /// nothing, so the request can be retried.
     #[error("session store failure: {0}")]
     Store(#[from] StoreError),
+    /// The app's [`ClaimsSource`](crate::ClaimsSource) could not answer at a
+    /// refresh (its lookup failed). Answers 503 with `Retry-After`, like a
+    /// store failure; nothing was rotated, so the refresh can be retried.
+    #[error("{0}")]
+    ClaimsSourceFailed(String),
     /// A mistake of the calling code: claims that are not a JSON object or use
     /// a name the crate sets, an empty user id, a session value too large.
     /// Answers 500 (the app has a bug to fix); the message, logged, says what

@@ -1,6 +1,7 @@
 //! The app's hooks into session management: where claims come from at a
 //! refresh ([`ClaimsSource`]), and what happened ([`SessionEvents`]).
 
+use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -10,37 +11,116 @@ use serde_json::Value;
 
 /// Where a session's claims come from at each refresh, so that a change of a
 /// user's roles reaches their next access token (at most `access_ttl` late)
-/// without any store read in the guard. Registered with
+/// without any store read in the guard, and a banned or deleted user's
+/// sessions end. Registered with
 /// [`SessionsFairing::claims_source`](crate::SessionsFairing::claims_source).
 ///
-/// Any `Fn(String) -> impl Future<Output = Option<serde_json::Value>>` is a
-/// source: it gets the user id and gives the claims (a JSON object) for the
-/// new access token, or `None` to keep the session's own (those given at login
-/// or by [`Sessions::update_claims`](crate::Sessions::update_claims)).
+/// It is asked, and its answer checked, before the refresh rotates anything:
+/// a lookup that fails answers 503 and the refresh token stays good for a
+/// retry; claims that are not a JSON object (or use a name the crate sets)
+/// answer 500, likewise with nothing rotated.
+///
+/// Any `Fn(String) -> impl Future` is a source when its output is a
+/// [`ClaimsDecision`], a `Result<ClaimsDecision, E>` (`E: Display`: an error
+/// is a failed lookup), or an `Option<serde_json::Value>` (`None` keeps the
+/// session's claims, `Some` replaces them).
 ///
 /// ```
-/// use rocket_sqlite_sessions::Sessions;
+/// use rocket_sqlite_sessions::{ClaimsDecision, Sessions};
 /// use serde_json::json;
 ///
 /// let fairing = Sessions::fairing().claims_source(|user_id: String| async move {
-///     // Look the user's roles up in the app's own table here.
-///     let roles = if user_id == "1" { vec!["admin"] } else { vec![] };
-///     Some(json!({ "roles": roles }))
+///     // Look the user up in the app's own table here; an error is a 503.
+///     let found: Result<Option<(bool, &str)>, std::io::Error> = Ok(Some((false, "admin")));
+///     Ok::<_, std::io::Error>(match found? {
+///         None => ClaimsDecision::End("user deleted"),
+///         Some((true, _)) => ClaimsDecision::End("banned"),
+///         Some((false, role)) => ClaimsDecision::Replace(json!({ "roles": [role] })),
+///     })
 /// });
 /// ```
 pub trait ClaimsSource: Send + Sync + 'static {
-    /// The claims for `user_id`'s next access token, or `None` to keep the
-    /// session's.
-    fn claims(&self, user_id: &str) -> Pin<Box<dyn Future<Output = Option<Value>> + Send + '_>>;
+    /// What `user_id`'s session gets at its refresh, or why the lookup
+    /// failed.
+    fn claims(
+        &self,
+        user_id: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<ClaimsDecision, ClaimsSourceError>> + Send + '_>>;
+}
+
+/// What a [`ClaimsSource`] decides for a session at its refresh.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ClaimsDecision {
+    /// Keep the session's claims (those given at login, or since then by
+    /// [`Sessions::update_claims`](crate::Sessions::update_claims) or this
+    /// source).
+    Keep,
+    /// The claims of the new access token, a JSON object; the session keeps
+    /// them from now on.
+    Replace(Value),
+    /// End the session (a banned or deleted user): the refresh is refused
+    /// (401), the session revoked like a logout, and a
+    /// [`SessionEvent::SessionRevoked`] told with this reason.
+    End(&'static str),
+}
+
+/// Why a [`ClaimsSource`] could not answer: its lookup failed. The refresh
+/// answers 503 and rotates nothing; the message is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimsSourceError(String);
+
+impl ClaimsSourceError {
+    /// A failed lookup, with what went wrong.
+    pub fn new(message: impl fmt::Display) -> Self {
+        ClaimsSourceError(message.to_string())
+    }
+}
+
+impl fmt::Display for ClaimsSourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClaimsSourceError {}
+
+/// What a claims source closure may give: see [`ClaimsSource`].
+pub trait IntoClaimsDecision {
+    /// The decision, or the lookup's failure.
+    fn into_decision(self) -> Result<ClaimsDecision, ClaimsSourceError>;
+}
+
+impl IntoClaimsDecision for ClaimsDecision {
+    fn into_decision(self) -> Result<ClaimsDecision, ClaimsSourceError> {
+        Ok(self)
+    }
+}
+
+impl IntoClaimsDecision for Option<Value> {
+    fn into_decision(self) -> Result<ClaimsDecision, ClaimsSourceError> {
+        Ok(self.map_or(ClaimsDecision::Keep, ClaimsDecision::Replace))
+    }
+}
+
+impl<E: fmt::Display> IntoClaimsDecision for Result<ClaimsDecision, E> {
+    fn into_decision(self) -> Result<ClaimsDecision, ClaimsSourceError> {
+        self.map_err(ClaimsSourceError::new)
+    }
 }
 
 impl<F, Fut> ClaimsSource for F
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Option<Value>> + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoClaimsDecision,
 {
-    fn claims(&self, user_id: &str) -> Pin<Box<dyn Future<Output = Option<Value>> + Send + '_>> {
-        Box::pin(self(user_id.to_string()))
+    fn claims(
+        &self,
+        user_id: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<ClaimsDecision, ClaimsSourceError>> + Send + '_>> {
+        let decided = self(user_id.to_string());
+        Box::pin(async move { decided.await.into_decision() })
     }
 }
 

@@ -71,7 +71,7 @@
 //! |---|---|
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
 //! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`logout_everyone`](Sessions::logout_everyone), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`prune_now`](Sessions::prune_now) |
-//! | [`ClaimsSource`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh: a role change reaches the next access token |
+//! | [`ClaimsSource`], [`ClaimsDecision`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh, before anything rotates: a role change reaches the next access token, a banned user's session ends |
 //! | [`SessionEvents`], [`SessionEvent`] | login, refresh, logout, revoked session, reuse detected, throttled: told after commit |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in |
@@ -194,7 +194,7 @@ pub use client::ClientInfo;
 pub use clock::Clock;
 pub use config::{AtMaxSessions, ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
-pub use hooks::{ClaimsSource, SessionEvent, SessionEvents};
+pub use hooks::{ClaimsDecision, ClaimsSource, ClaimsSourceError, IntoClaimsDecision, SessionEvent, SessionEvents};
 pub use sessions::{
     CredentialCheck, LoginMark, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
 };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
@@ -13,6 +13,7 @@ use common::{assert_invalid_token, tokens_of, App, Tokens};
 use rocket::futures::future::join_all;
 use rocket::http::{ContentType, Status};
 use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::ClaimsDecision;
 use serde_json::{json, Value};
 
 /// What the acceptance tests allow a revocation to take to reach another
@@ -273,6 +274,75 @@ macro_rules! acceptance_suite {
                         app.manager().logout_all("alice").await.unwrap();
                     }
                 }
+            }
+
+            // The claims source decides, before anything rotates.
+
+            /// An app whose claims source answers what `directory` says of a
+            /// user: `Ok(decision)`, or a failed lookup.
+            async fn with_claims_source(directory: Arc<Mutex<Result<ClaimsDecision, String>>>) -> Option<App> {
+                let backend = Backend::$backend().await?;
+                let harness = Arc::new(TestHarness::new());
+                let source = move |_user: String| {
+                    let decided = directory.lock().unwrap().clone();
+                    async move { decided }
+                };
+                Some(
+                    App::start_hooked(
+                        harness,
+                        |figment| backend.configure(figment),
+                        move |fairing| fairing.claims_source(source),
+                    )
+                    .await,
+                )
+            }
+
+            #[rocket::async_test]
+            async fn a_ban_refuses_the_next_refresh_through_the_claims_source_alone() {
+                let directory = Arc::new(Mutex::new(Ok(ClaimsDecision::Keep)));
+                let Some(app) = with_claims_source(directory.clone()).await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let second = app.rotate(&first.refresh).await;
+                *directory.lock().unwrap() = Ok(ClaimsDecision::End("banned"));
+                assert_invalid_token(app.refresh(&second.refresh).await).await;
+                assert_invalid_token(app.whoami(&second.access).await).await;
+                *directory.lock().unwrap() = Ok(ClaimsDecision::Keep);
+                assert_invalid_token(app.refresh(&second.refresh).await).await;
+                assert!(app.manager().sessions("alice").await.unwrap().is_empty(), "the session ended");
+            }
+
+            #[rocket::async_test]
+            async fn a_failing_claims_source_rotates_nothing() {
+                let directory = Arc::new(Mutex::new(Err("the users table is locked".to_string())));
+                let Some(app) = with_claims_source(directory.clone()).await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                app.harness.clock().advance(60); // past reuse_grace: a second rotation would be reuse
+                let failed = app.refresh(&first.refresh).await;
+                assert_eq!(failed.status(), Status::ServiceUnavailable);
+                assert_eq!(failed.headers().get_one("Retry-After"), Some("1"));
+                *directory.lock().unwrap() = Ok(ClaimsDecision::Replace(json!("not an object")));
+                assert_eq!(app.refresh_status(&first.refresh).await, Status::InternalServerError);
+                *directory.lock().unwrap() = Ok(ClaimsDecision::Keep);
+                let rotated = app.rotate(&first.refresh).await;
+                assert_eq!(app.whoami_status(&rotated.access).await, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            async fn claims_the_source_replaces_are_kept_on_the_session() {
+                let directory = Arc::new(Mutex::new(Ok(ClaimsDecision::Replace(json!({ "role": "admin" })))));
+                let Some(app) = with_claims_source(directory.clone()).await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let second = app.rotate(&first.refresh).await;
+                assert_eq!(role_of(&app, &second).await, "admin");
+                *directory.lock().unwrap() = Ok(ClaimsDecision::Keep);
+                let third = app.rotate(&second.refresh).await;
+                assert_eq!(role_of(&app, &third).await, "admin", "kept from the last replacement");
             }
 
             #[rocket::async_test]

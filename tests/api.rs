@@ -491,6 +491,44 @@ async fn browser_signed_in(app: &App, user: &str) -> String {
 }
 
 #[rocket::async_test]
+async fn a_silent_refresh_with_a_failing_claims_source_answers_503_and_keeps_the_cookies() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source_failing = failing.clone();
+    let app = app_with(move |fairing| {
+        fairing.claims_source(move |_user: String| {
+            let failing = source_failing.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if failing {
+                    Err("the users table is locked")
+                } else {
+                    Ok(rocket_sqlite_sessions::ClaimsDecision::Keep)
+                }
+            }
+        })
+    })
+    .await;
+    browser_signed_in(&app, "ada").await;
+    let before = cookie_value(&app, "__Host-refresh_token");
+    app.harness.clock().advance(901); // the access cookie is expired
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unavailable = app.client.get("/whoami").dispatch().await;
+    assert_eq!(unavailable.status(), Status::ServiceUnavailable);
+    assert!(
+        session_cookies(&unavailable).is_empty(),
+        "nothing rotated, nothing cleared"
+    );
+    assert_eq!(cookie_value(&app, "__Host-refresh_token"), before);
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refreshed = app.client.get("/whoami").dispatch().await;
+    assert_eq!(
+        refreshed.status(),
+        Status::Ok,
+        "the same refresh cookie works once the source answers"
+    );
+    assert_eq!(session_cookies(&refreshed).len(), 2);
+}
+
+#[rocket::async_test]
 async fn the_crates_logout_in_cookie_mode_needs_csrf_proof_and_clears_the_cookies() {
     let app = app_with(|fairing| fairing).await;
     let csrf = browser_signed_in(&app, "ada").await;

@@ -10,9 +10,10 @@ use super::login::{app_claims, client_record, Grant, Issued, TokenPair};
 use super::Sessions;
 use crate::client::ClientInfo;
 use crate::error::Error;
+use crate::hooks::ClaimsDecision;
 use crate::hooks::SessionEvent;
 use crate::rotation::{Decision, Presented, RotationPolicy};
-use crate::store::RefreshRequest;
+use crate::store::{RefreshRequest, Revocation};
 use crate::token::{RefreshToken, Rejection};
 
 impl Sessions {
@@ -67,6 +68,13 @@ impl Sessions {
             idle_timeout: lifetimes.idle_timeout,
             refresh_ttl: lifetimes.refresh_ttl,
         };
+        // The claims source decides before anything rotates: a failed lookup
+        // or bad claims leave the refresh token good for a retry.
+        let replaced = match self.ask_claims_source(&session_id, client).await? {
+            Some(Asked::Replace(map)) => Some(map),
+            Some(Asked::Ended) => return Err(Error::InvalidToken),
+            None => None,
+        };
         let now = self.now();
         let outcome = self
             .inner
@@ -77,6 +85,7 @@ impl Sessions {
                 now,
                 policy,
                 client: client_record(client),
+                claims_json: replaced.as_ref().map(|map| Value::Object(map.clone()).to_string()),
             })
             .await?;
         let Some((state, decision)) = outcome else {
@@ -103,9 +112,13 @@ impl Sessions {
             Decision::Rotate { expires_at } => (0, expires_at),
             Decision::Replay { key } => (key, state.expires_at),
         };
-        let app = self
-            .next_claims(&state.user_id, &session_id, &state.claims_json)
-            .await?;
+        let app = match replaced {
+            Some(map) => map,
+            None => match serde_json::from_str::<Value>(&state.claims_json) {
+                Ok(Value::Object(map)) => map,
+                _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
+            },
+        };
         self.emit(|| SessionEvent::Refreshed {
             user_id: state.user_id.clone(),
             session_id: session_id.clone(),
@@ -131,22 +144,56 @@ impl Sessions {
             .map(|token| token.session_id())
     }
 
-    /// The app claims of a session's next access token: the claims source's,
-    /// when it gives some, else the session's own (`claims_json`).
-    async fn next_claims(
-        &self,
-        user_id: &str,
-        session_id: &str,
-        claims_json: &str,
-    ) -> Result<Map<String, Value>, Error> {
-        if let Some(source) = &self.inner.hooks.claims_source {
-            if let Some(claims) = source.claims(user_id).await {
-                return app_claims(claims);
+    /// What the claims source, when there is one, decides for session
+    /// `session_id`: `None` to keep its claims. A session it ends is revoked
+    /// here (feed, memory, event).
+    async fn ask_claims_source(&self, session_id: &str, client: &ClientInfo) -> Result<Option<Asked>, Error> {
+        let Some(source) = &self.inner.hooks.claims_source else {
+            return Ok(None);
+        };
+        let Some(user_id) = self.inner.store.session_user(session_id.to_string()).await? else {
+            log::debug!("rocket_sqlite_sessions: refresh refused: no such session");
+            return Err(Error::InvalidToken);
+        };
+        let decision = source.claims(&user_id).await.map_err(|cause| {
+            Error::ClaimsSourceFailed(format!("the claims source failed for user {user_id}: {cause}"))
+        })?;
+        match decision {
+            ClaimsDecision::Keep => Ok(None),
+            ClaimsDecision::Replace(claims) => Ok(Some(Asked::Replace(app_claims(claims).map_err(|error| {
+                Error::InvalidArgument(format!("the claims source gave claims for user {user_id} that {error}"))
+            })?))),
+            ClaimsDecision::End(reason) => {
+                let now = self.now();
+                let revocation = Revocation::Session {
+                    session_id: session_id.to_string(),
+                    reason,
+                    blocklist: None,
+                };
+                let ended = self.inner.store.revoke(revocation, now).await?;
+                self.revoked_in_store(None, ended.iter().cloned(), now);
+                if !ended.is_empty() {
+                    self.emit(|| SessionEvent::SessionRevoked {
+                        user_id: user_id.clone(),
+                        session_id: session_id.to_string(),
+                        reason,
+                    });
+                }
+                log::debug!(
+                    "rocket_sqlite_sessions: refresh refused: the claims source ended session {session_id} \
+                     ({reason}); client {:?}",
+                    client.ip
+                );
+                Ok(Some(Asked::Ended))
             }
         }
-        match serde_json::from_str::<Value>(claims_json) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
-        }
     }
+}
+
+/// What the claims source said, checked.
+enum Asked {
+    /// New claims, valid app claims.
+    Replace(Map<String, Value>),
+    /// The session is over: it was revoked.
+    Ended,
 }

@@ -132,6 +132,9 @@ pub(crate) struct RefreshRequest {
     pub now: i64,
     pub policy: RotationPolicy,
     pub client: ClientRecord,
+    /// The session's claims from now on, when the claims source replaced
+    /// them: written with the rotation.
+    pub claims_json: Option<String>,
 }
 
 /// Where a client connected from, as recorded on its session.
@@ -315,6 +318,10 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// that no other refresh of the session interleaves with. `None` when
     /// there is no such session.
     fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>>;
+
+    /// The user of session `session_id`, live or not; `None` when there is no
+    /// such session.
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
 
     /// Makes a revocation and writes its feed entries, in one transaction;
     /// gives the sessions that were live until now.

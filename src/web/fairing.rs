@@ -56,8 +56,10 @@ impl SessionsFairing {
         self
     }
 
-    /// Consults `source` at each refresh for the claims of the new access
-    /// token (see [`ClaimsSource`]).
+    /// Consults `source` at each refresh, before anything rotates: keep or
+    /// replace the session's claims, or end the session (see
+    /// [`ClaimsSource`]). It costs each refresh one store read (the
+    /// session's user) besides the lookup.
     pub fn claims_source(mut self, source: impl ClaimsSource) -> Self {
         self.hooks.claims_source = Some(Arc::new(source));
         self

@@ -8,7 +8,7 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 
-use crate::error::{log_store_failure, Error, INVALID_TOKEN_MESSAGE};
+use crate::error::{log_claims_source_failure, log_store_failure, Error, INVALID_TOKEN_MESSAGE};
 use crate::sessions::TokenPair;
 
 /// The response every token failure gets, from a guard or from a route.
@@ -144,6 +144,16 @@ impl<'r> Responder<'r, 'static> for Error {
                     Status::ServiceUnavailable,
                     "unavailable",
                     "The session store is temporarily unavailable; try again shortly.",
+                )
+                .header(Header::new("Retry-After", "1"))
+                .finalize()
+            }
+            Error::ClaimsSourceFailed(cause) => {
+                log_claims_source_failure(format_args!("{} {}", request.method(), request.uri().path()), &cause);
+                json_response(
+                    Status::ServiceUnavailable,
+                    "unavailable",
+                    "A service the sessions depend on is temporarily unavailable; try again shortly.",
                 )
                 .header(Header::new("Retry-After", "1"))
                 .finalize()

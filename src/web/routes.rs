@@ -144,11 +144,13 @@ async fn refresh(
                     sessions.set_cookies(jar, &pair);
                     RefreshResponse::Rotated(Status::NoContent)
                 }
-                Err(Error::Store(cause)) => RefreshResponse::Refused(Error::Store(cause)),
-                Err(error) => {
+                Err(Error::InvalidToken) => {
                     sessions.clear_cookies(jar);
-                    RefreshResponse::Refused(error)
+                    RefreshResponse::Refused(Error::InvalidToken)
                 }
+                // Nothing rotated (the store or the claims source failed):
+                // the cookies stay for a retry.
+                Err(error) => RefreshResponse::Refused(error),
             };
         }
     }

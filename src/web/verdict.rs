@@ -6,7 +6,7 @@ use rocket::request::Request;
 
 use crate::client::ClientInfo;
 use crate::csrf::{CsrfBinding, CsrfRefusal};
-use crate::error::{log_store_failure, Error};
+use crate::error::{log_claims_source_failure, log_store_failure, Error};
 use crate::sessions::Sessions;
 use crate::token::Rejection;
 use crate::web::csrf_proof::{check_origin, is_unsafe, presented_csrf_token};
@@ -98,13 +98,22 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
                     change(CookieChange::Set(issued.pair));
                     issued.user
                 }
+                Err(Error::InvalidToken) => {
+                    change(CookieChange::Clear);
+                    return Verdict::Rejected(Rejection::Refresh);
+                }
+                // Nothing rotated: the cookies stay for a retry.
                 Err(Error::Store(cause)) => {
                     log_store_failure(format_args!("silent refresh"), &cause);
                     return Verdict::Unavailable;
                 }
-                Err(_) => {
-                    change(CookieChange::Clear);
-                    return Verdict::Rejected(Rejection::Refresh);
+                Err(Error::ClaimsSourceFailed(cause)) => {
+                    log_claims_source_failure(format_args!("silent refresh"), &cause);
+                    return Verdict::Unavailable;
+                }
+                Err(other) => {
+                    log::error!("rocket_sqlite_sessions: silent refresh: {other}");
+                    return Verdict::Unavailable;
                 }
             }
         }

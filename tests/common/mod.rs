@@ -17,7 +17,9 @@ use rocket::serde::json::Json;
 use rocket::tokio::sync::watch;
 use rocket::{get, post, routes, State};
 use rocket_sqlite_sessions::testing::TestHarness;
-use rocket_sqlite_sessions::{AuthUser, ClientInfo, Error, Sessions, TokenPair, INVALID_TOKEN_MESSAGE};
+use rocket_sqlite_sessions::{
+    AuthUser, ClientInfo, Error, Sessions, SessionsFairing, TokenPair, INVALID_TOKEN_MESSAGE,
+};
 use serde_json::{json, Value};
 
 #[post("/login/<user>")]
@@ -179,10 +181,19 @@ impl App {
 
     /// An app on an existing harness: the same file and clock.
     pub async fn start_with(harness: impl Into<Arc<TestHarness>>, configure: impl FnOnce(Figment) -> Figment) -> App {
+        App::start_hooked(harness, configure, |fairing| fairing).await
+    }
+
+    /// An app on an existing harness, its fairing given hooks by `hook`.
+    pub async fn start_hooked(
+        harness: impl Into<Arc<TestHarness>>,
+        configure: impl FnOnce(Figment) -> Figment,
+        hook: impl FnOnce(SessionsFairing) -> SessionsFairing,
+    ) -> App {
         let harness = harness.into();
-        let client = Client::tracked(rocket_on(&harness, configure))
-            .await
-            .expect("the app launches");
+        logs::capture_logs();
+        let rocket = rocket::custom(configure(harness.figment())).attach(hook(harness.fairing()));
+        let client = Client::tracked(with_routes(rocket)).await.expect("the app launches");
         App { harness, client }
     }
 

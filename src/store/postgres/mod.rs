@@ -180,6 +180,13 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            sessions::session_user(&client, &session_id).await
+        })
+    }
+
     fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(async move {
             let mut client = self.client().await?;

@@ -102,6 +102,17 @@ async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), St
     Ok(())
 }
 
+/// The user of session `session_id`, live or not.
+pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Option<String>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT user_id FROM sessions WHERE id = $1")
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&session_id])
+        .await?
+        .map(|row| row.get(0)))
+}
+
 /// The cut-off counter now.
 pub(super) async fn cutoff_mark(client: &Object) -> Result<i64, StoreError> {
     let statement = client
@@ -160,7 +171,8 @@ pub(super) async fn refresh(
                     "UPDATE sessions
                      SET refresh_generation = $2, refresh_hash = $3, previous_refresh_hash = $4,
                          refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
-                         ip = coalesce($7, ip), user_agent = coalesce($8, user_agent)
+                         ip = coalesce($7, ip), user_agent = coalesce($8, user_agent),
+                         claims = coalesce($9, claims)
                      WHERE id = $1",
                 )
                 .await?;
@@ -175,6 +187,7 @@ pub(super) async fn refresh(
                     &expires_at,
                     &request.client.ip,
                     &request.client.user_agent,
+                    &request.claims_json,
                 ],
             )
             .await?;

@@ -179,6 +179,10 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.revoke(&revocation, now)))
     }
 
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+        Box::pin(self.read(move |reader| reader.session_user(&session_id)))
+    }
+
     fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(self.write(move |tx| tx.end_every_session(now)))
     }

@@ -115,6 +115,7 @@ impl Tx<'_> {
             now,
             policy,
             client,
+            claims_json,
         } = request;
         let (session_id, now) = (session_id.as_str(), *now);
         let state = self
@@ -158,7 +159,8 @@ impl Tx<'_> {
                         "UPDATE sessions
                          SET refresh_generation = ?2, refresh_hash = ?3, previous_refresh_hash = ?4,
                              refresh_rotated_at = ?5, last_seen_at = ?5, expires_at = ?6,
-                             ip = coalesce(?7, ip), user_agent = coalesce(?8, user_agent)
+                             ip = coalesce(?7, ip), user_agent = coalesce(?8, user_agent),
+                             claims = coalesce(?10, claims)
                          WHERE id = ?1 AND refresh_generation = ?9",
                     )?
                     .execute(params![
@@ -171,6 +173,7 @@ impl Tx<'_> {
                         client.ip,
                         client.user_agent,
                         state.generation,
+                        claims_json,
                     ])?;
                 // The row moved on since it was read (another writer): the
                 // successor would name a lineage the store does not hold.
@@ -343,6 +346,15 @@ impl Tx<'_> {
 }
 
 impl Reader<'_> {
+    /// The user of session `id`, live or not.
+    pub(crate) fn session_user(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT user_id FROM sessions WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))
+            .optional()?)
+    }
+
     /// The cut-off counter now.
     pub(crate) fn cutoff_mark(&self) -> Result<i64, StoreError> {
         Ok(self
