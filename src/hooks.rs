@@ -222,12 +222,3 @@ pub(crate) struct Hooks {
     pub(crate) claims_source: Option<Arc<dyn ClaimsSource>>,
     pub(crate) events: Option<Arc<dyn SessionEvents>>,
 }
-
-impl Hooks {
-    /// Tells the app's [`SessionEvents`], if any, of `event` (committed).
-    pub(crate) fn emit(&self, event: impl FnOnce() -> SessionEvent) {
-        if let Some(events) = &self.events {
-            events.on_event(&event());
-        }
-    }
-}

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::errors::{api_error, unavailable, ApiError};
 use super::users::{
-    blocking, create_user, find_user, list_users, new_password_hash, password_matches, set_role, user_claims,
+    ban, blocking, create_user, find_user, list_users, new_password_hash, password_matches, set_role, user_claims,
     username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
     ROLES,
 };
@@ -111,9 +111,14 @@ pub(crate) async fn login(
         .map_err(login_error)?;
     let user = verify_credentials(users, hashing, username.clone(), password).await?;
     match user {
+        // The password was right, but an admin banned the account.
+        Some(user) if user.banned => {
+            check.passed().await.map_err(login_error)?;
+            Err(account_disabled().into())
+        }
         // Refused (409) if a password or role change came while verifying.
-        Some((user_id, role)) => check
-            .login(user_id, user_claims(&username, &role), &client)
+        Some(user) => check
+            .login(user.id, user_claims(&username, &user.role), &client)
             .await
             .map_err(login_error),
         None => {
@@ -284,6 +289,40 @@ pub(crate) async fn change_role(
         .map_err(session_error)?;
     log::info!("demo: {} made {username} {role}", admin.claims.username);
     Ok(Status::NoContent)
+}
+
+/// `POST /admin/users/<username>/ban`, for admins: 204. The user's sessions
+/// end at once (their access tokens are refused, their refreshes too: the
+/// claims source says banned), and they cannot sign in again (403
+/// `account_disabled`). The last admin cannot be banned (409 `last_admin`).
+#[post("/admin/users/<username>/ban")]
+pub(crate) async fn ban_user(
+    admin: Authorized<Admin>,
+    users: &State<Users>,
+    sessions: &State<Sessions>,
+    username: &str,
+) -> Result<Status, ApiError> {
+    let Some(user_id) = ban(users, username.to_string()).await? else {
+        return Err(api_error(Status::NotFound, "not_found", "No such user."));
+    };
+    // Also a cut-off: a login of theirs in flight is refused.
+    sessions.logout_all(user_id).await.map_err(session_error)?;
+    log::warn!("demo: {} banned {username}", admin.claims.username);
+    Ok(Status::NoContent)
+}
+
+/// `POST /admin/logout-everyone`, for admins: 204. Every session of every
+/// user ends (incident response); everyone signs in again.
+#[post("/admin/logout-everyone")]
+pub(crate) async fn logout_everyone(admin: Authorized<Admin>, sessions: &State<Sessions>) -> Result<Status, ApiError> {
+    let ended = sessions.logout_everyone().await.map_err(session_error)?;
+    log::warn!("demo: {} ended every session ({ended})", admin.claims.username);
+    Ok(Status::NoContent)
+}
+
+/// A banned account's answer to the right password.
+pub(crate) fn account_disabled() -> ApiError {
+    api_error(Status::Forbidden, "account_disabled", "This account is disabled.")
 }
 
 #[get("/health")]

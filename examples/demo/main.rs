@@ -24,10 +24,15 @@
 //!
 //! **Roles.** The first user to register is the admin, the others members.
 //! Access tokens carry `{"username", "roles"}` (typed in `users::Claims`);
-//! `GET /admin/users` and `PUT /admin/users/<username>/role` take an
-//! `Authorized<Admin>` guard (403 for members). A role change rewrites the
-//! user's sessions' claims (`Sessions::update_claims`): it reaches them at
-//! their next refresh.
+//! `GET /admin/users`, `PUT /admin/users/<username>/role`,
+//! `POST /admin/users/<username>/ban` and `POST /admin/logout-everyone` take
+//! an `Authorized<Admin>` guard (403 for members). Each refresh reads the
+//! user's role and ban from the table (`users::claims_source`, registered
+//! with `Sessions::set_claims_source` once the pool exists): a role change
+//! reaches the user's sessions at their next refresh, a ban ends them. A role
+//! change and a ban are also cut-offs (`update_claims`, `logout_all`), so a
+//! login in flight is refused. The last admin can be neither demoted nor
+//! banned.
 //!
 //! **Audit log.** Every session event (login, refresh, logout, revoked
 //! session, reuse detected, throttled) is logged after its commit.
@@ -42,7 +47,9 @@ mod errors;
 mod pages;
 pub(crate) mod users;
 
-use api::{admin_users, change_password, change_role, health, json_error, login, me, register};
+use api::{
+    admin_users, ban_user, change_password, change_role, health, json_error, login, logout_everyone, me, register,
+};
 use pages::{
     account_sessions, home, login_page, login_submit, logout_page, register_page, register_submit, revoke_device,
 };
@@ -56,7 +63,10 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
     rocket
         .attach(users_fairing())
         .manage(PasswordHashing::new())
-        .mount("/", routes![health, me, admin_users, change_role])
+        .mount(
+            "/",
+            routes![health, me, admin_users, change_role, ban_user, logout_everyone],
+        )
         .mount(
             "/",
             routes![

@@ -179,11 +179,15 @@ pub(crate) async fn login_submit(
     let user_id = verify_credentials(users, hashing, username.clone(), password)
         .await
         .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
-    let Some((user_id, role)) = user_id else {
+    let Some(user) = user_id else {
         let _ = check.failed().await;
         return Err(refuse(Status::Unauthorized, "Invalid username or password."));
     };
-    let pair = match check.login(user_id, user_claims(&username, &role), &client).await {
+    if user.banned {
+        let _ = check.passed().await;
+        return Err(refuse(Status::Forbidden, "This account is disabled."));
+    }
+    let pair = match check.login(user.id, user_claims(&username, &user.role), &client).await {
         Ok(pair) => pair,
         Err(rocket_sqlite_sessions::Error::LoginSuperseded) => {
             return Err(refuse(

@@ -10,7 +10,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::{Orbit, Rocket};
-use rocket_sqlite_sessions::{AuthUser, Policy, SessionsConfig};
+use rocket_sqlite_sessions::{AuthUser, ClaimsDecision, Policy, Sessions, SessionsConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -199,12 +199,19 @@ pub(crate) fn decoy_hash(area: &mut Vec<Block>) -> &'static str {
 pub(crate) fn find_user(
     connection: &rusqlite::Connection,
     username: &str,
-) -> Result<Option<(i64, String, String)>, ApiError> {
+) -> Result<Option<(i64, String, Verified)>, ApiError> {
     connection
         .query_row(
-            "SELECT id, password_hash, role FROM demo_users WHERE username = ?1",
+            "SELECT id, password_hash, role, banned FROM demo_users WHERE username = ?1",
             [username],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| {
+                let verified = Verified {
+                    id: row.get(0)?,
+                    role: row.get(2)?,
+                    banned: row.get(3)?,
+                };
+                Ok((verified.id, row.get(1)?, verified))
+            },
         )
         .map(Some)
         .or_else(|e| match e {
@@ -241,12 +248,21 @@ pub(crate) fn password_matches(password: &str, stored: &str, area: &mut Vec<Bloc
 
 /// The user id when `password` is `username`'s; `None` otherwise. Unknown users
 /// cost the same password hash as known ones.
+/// A user whose password was right: their id and role, and whether an admin
+/// banned them (then they may not sign in).
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) id: i64,
+    pub(crate) role: String,
+    pub(crate) banned: bool,
+}
+
 pub(crate) async fn verify_credentials(
     users: &Users,
     hashing: &PasswordHashing,
     username: String,
     password: String,
-) -> Result<Option<(i64, String)>, ApiError> {
+) -> Result<Option<Verified>, ApiError> {
     let pool = users.pool.clone();
     let found = blocking(move || {
         let connection = pool.get().map_err(unavailable)?;
@@ -263,7 +279,7 @@ pub(crate) async fn verify_credentials(
                     false
                 }
             };
-            found.filter(|_| matches).map(|(id, _, role)| (id, role))
+            found.filter(|_| matches).map(|(_, _, verified)| verified)
         })
         .await
 }
@@ -314,21 +330,107 @@ pub(crate) async fn list_users(users: &Users) -> Result<Vec<(String, String)>, A
 }
 
 /// Sets `username`'s role; gives their id, or `None` for an unknown user.
+/// The last admin who is not banned cannot be demoted: `Err` 409.
 pub(crate) async fn set_role(users: &Users, username: String, role: &'static str) -> Result<Option<i64>, ApiError> {
-    let pool = users.pool.clone();
-    blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        match connection.query_row(
+    change_user(users, username, move |connection, username| {
+        connection.query_row(
             "UPDATE demo_users SET role = ?2 WHERE username = ?1 RETURNING id",
             rusqlite::params![username, role],
             |row| row.get(0),
-        ) {
-            Ok(id) => Ok(Some(id)),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        )
     })
     .await
+}
+
+/// Bans `username` (they can no longer sign in or refresh); gives their id,
+/// or `None` for an unknown user. The last admin who is not banned cannot be
+/// banned: `Err` 409.
+pub(crate) async fn ban(users: &Users, username: String) -> Result<Option<i64>, ApiError> {
+    change_user(users, username, |connection, username| {
+        connection.query_row(
+            "UPDATE demo_users SET banned = 1 WHERE username = ?1 RETURNING id",
+            [username],
+            |row| row.get(0),
+        )
+    })
+    .await
+}
+
+/// Runs `change` on `username` in one transaction that keeps an admin who is
+/// not banned: the last one can be neither demoted nor banned (409).
+async fn change_user(
+    users: &Users,
+    username: String,
+    change: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<i64> + Send + 'static,
+) -> Result<Option<i64>, ApiError> {
+    let pool = users.pool.clone();
+    blocking(move || {
+        let mut connection = pool.get().map_err(unavailable)?;
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let id = match change(&transaction, &username) {
+            Ok(id) => id,
+            Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let admins: i64 = transaction
+            .query_row(
+                "SELECT count(*) FROM demo_users WHERE role = 'admin' AND banned = 0",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(unavailable)?;
+        if admins == 0 {
+            // Rolled back with the transaction.
+            return Err(api_error(
+                Status::Conflict,
+                "last_admin",
+                "This is the last admin: make another user admin first.",
+            ));
+        }
+        transaction.commit().map_err(unavailable)?;
+        Ok(Some(id))
+    })
+    .await
+}
+
+/// What the claims source says of user `user_id` at each refresh: their
+/// claims from the table, or the end of the session when they are banned or
+/// gone. A failed lookup is an error (the refresh answers 503).
+pub(crate) fn claims_source(pool: Pool) -> impl rocket_sqlite_sessions::ClaimsSource {
+    move |user_id: String| {
+        let pool = pool.clone();
+        async move {
+            let looked_up = rocket::tokio::task::spawn_blocking(move || {
+                let connection = pool.get().map_err(|e| e.to_string())?;
+                connection
+                    .query_row(
+                        "SELECT username, role, banned FROM demo_users WHERE id = ?1",
+                        [&user_id],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, bool>(2)?,
+                            ))
+                        },
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e.to_string()),
+                    })
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(match looked_up? {
+                None => ClaimsDecision::End("user deleted"),
+                Some((_, _, true)) => ClaimsDecision::End("banned"),
+                Some((username, role, false)) => ClaimsDecision::Replace(user_claims(&username, &role)),
+            })
+        }
+    }
 }
 
 /// The username carried by `user`'s token (see [`user_claims`]).
@@ -385,10 +487,24 @@ pub(crate) fn users_fairing() -> AdHoc {
                         .execute_batch("ALTER TABLE demo_users ADD COLUMN role TEXT NOT NULL DEFAULT 'member'")
                         .map_err(|e| e.to_string())?;
                 }
+                // And bans later still.
+                let has_banned = connection.prepare("SELECT banned FROM demo_users LIMIT 0").is_ok();
+                if !has_banned {
+                    connection
+                        .execute_batch("ALTER TABLE demo_users ADD COLUMN banned INTEGER NOT NULL DEFAULT 0")
+                        .map_err(|e| e.to_string())?;
+                }
                 Ok(pool)
             });
         match opened {
-            Ok(pool) => Ok(rocket.manage(Users { pool })),
+            Ok(pool) => {
+                // Roles and bans come from the table at each refresh: the
+                // pool exists only now, after the sessions.
+                if let Some(sessions) = rocket.state::<Sessions>() {
+                    sessions.set_claims_source(claims_source(pool.clone()));
+                }
+                Ok(rocket.manage(Users { pool }))
+            }
             Err(e) => {
                 log::error!("demo: cannot open the users table in `{}`: {e}", database.display());
                 Err(rocket)

@@ -24,14 +24,14 @@ mod throttle;
 mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::derive_key;
 use crate::csrf::{CsrfBinding, CsrfKeys};
 use crate::error::Error;
-use crate::hooks::{Hooks, SessionEvent};
+use crate::hooks::{ClaimsSource, Hooks, SessionEvent, SessionEvents};
 use crate::revocation::Revocations;
 use crate::store::{self, Database, SessionStore};
 use crate::token::{RefreshKeys, TokenCodec};
@@ -73,8 +73,9 @@ struct Inner {
     stopping: AtomicBool,
     /// Wakes the feed follower at shutdown.
     feed_stop: rocket::tokio::sync::Notify,
-    /// The app's hooks.
-    hooks: Hooks,
+    /// The app's hooks: registered on the fairing, or later on the managed
+    /// sessions (once the app's own state exists).
+    hooks: RwLock<Hooks>,
 }
 
 /// Where the revocation feed stood when the revocations were loaded: the
@@ -100,7 +101,7 @@ impl Sessions {
                 prune_lock: rocket::tokio::sync::Mutex::new(()),
                 stopping: AtomicBool::new(false),
                 feed_stop: rocket::tokio::sync::Notify::new(),
-                hooks,
+                hooks: RwLock::new(hooks),
             }),
         };
         let cursor = sessions.load_revocations().await?;
@@ -123,14 +124,52 @@ impl Sessions {
         &self.inner.settings
     }
 
-    /// Now, on the sessions' clock.
-    fn now(&self) -> i64 {
+    /// Now, in unix seconds, on the sessions' clock: the time every expiry
+    /// decision uses (a test's [`ManualClock`](crate::testing::ManualClock)
+    /// too), for an app's audit rows and its own expiry checks.
+    pub fn now(&self) -> i64 {
         self.inner.clock.now()
+    }
+
+    /// Uses `source` for the claims at each refresh from now on, in place of
+    /// the one registered on the fairing, if any: for a source that needs the
+    /// app's own state, made after the sessions (a pool on
+    /// [`database_path`](Self::database_path)), from the app's own fairing.
+    ///
+    /// ```
+    /// # use rocket::fairing::AdHoc;
+    /// use rocket_sqlite_sessions::{ClaimsDecision, Sessions};
+    ///
+    /// // Attached after Sessions::fairing(), so the sessions are managed.
+    /// let users = AdHoc::on_ignite("users", |rocket| async move {
+    ///     let sessions = rocket.state::<Sessions>().expect("Sessions::fairing() is attached first");
+    ///     // let pool = open_pool(sessions.database_path());
+    ///     sessions.set_claims_source(|_user_id: String| async move { Some(serde_json::json!({ "roles": [] })) });
+    ///     rocket
+    /// });
+    /// ```
+    pub fn set_claims_source(&self, source: impl ClaimsSource) {
+        write(&self.inner.hooks).claims_source = Some(Arc::new(source));
+    }
+
+    /// Tells `events` of every event from now on, in place of the sink
+    /// registered on the fairing, if any (see
+    /// [`set_claims_source`](Self::set_claims_source) for when).
+    pub fn set_events(&self, events: impl SessionEvents) {
+        write(&self.inner.hooks).events = Some(Arc::new(events));
+    }
+
+    /// The claims source, if any.
+    fn claims_source(&self) -> Option<Arc<dyn ClaimsSource>> {
+        read(&self.inner.hooks).claims_source.clone()
     }
 
     /// Tells the app's hooks of `event` (committed).
     fn emit(&self, event: impl FnOnce() -> SessionEvent) {
-        self.inner.hooks.emit(event);
+        let events = read(&self.inner.hooks).events.clone();
+        if let Some(events) = events {
+            events.on_event(&event());
+        }
     }
 
     /// Whether shutdown has begun.
@@ -166,4 +205,14 @@ impl Sessions {
     pub(crate) fn csrf_token_matches(&self, binding: CsrfBinding<'_>, presented: &str) -> bool {
         self.inner.csrf_keys.matches(binding, presented)
     }
+}
+
+// A hook's registration is one assignment: a panic cannot leave the hooks
+// half-written, so a poisoned lock is still good.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

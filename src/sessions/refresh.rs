@@ -148,7 +148,7 @@ impl Sessions {
     /// `session_id`: `None` to keep its claims. A session it ends is revoked
     /// here (feed, memory, event).
     async fn ask_claims_source(&self, session_id: &str, client: &ClientInfo) -> Result<Option<Asked>, Error> {
-        let Some(source) = &self.inner.hooks.claims_source else {
+        let Some(source) = self.claims_source() else {
             return Ok(None);
         };
         let Some(user_id) = self.inner.store.session_user(session_id.to_string()).await? else {

@@ -439,3 +439,157 @@ async fn logins_racing_a_demotion_leave_no_session_with_the_old_role() {
     }
     println!("{superseded} of 30 logins were overtaken by the demotion and refused");
 }
+
+async fn post_as(client: &Client, path: &str, by: &Value) -> Status {
+    client
+        .post(path.to_string())
+        .header(bearer(by["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await
+        .status()
+}
+
+async fn refresh_status(client: &Client, tokens: &Value) -> Status {
+    post_json(
+        client,
+        "/auth/refresh",
+        json!({ "refresh_token": tokens["refresh_token"] }),
+    )
+    .await
+    .status()
+}
+
+#[rocket::async_test]
+async fn a_banned_user_is_signed_out_everywhere_and_cannot_sign_in() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    let ada = signed_up(&client, "ada").await;
+    let bob = signed_up(&client, "bob").await;
+    let bob_phone = login(&client, "bob", "correct horse battery").await;
+    assert_eq!(
+        post_as(&client, "/admin/users/ada/ban", &bob).await,
+        Status::Forbidden,
+        "members ban nobody"
+    );
+    assert_eq!(
+        post_as(&client, "/admin/users/nobody/ban", &ada).await,
+        Status::NotFound
+    );
+
+    assert_eq!(post_as(&client, "/admin/users/bob/ban", &ada).await, Status::NoContent);
+    for tokens in [&bob, &bob_phone] {
+        let me = client
+            .get("/me")
+            .header(bearer(tokens["access_token"].as_str().unwrap()))
+            .dispatch()
+            .await;
+        assert_eq!(me.status(), Status::Unauthorized, "at once");
+        assert_eq!(refresh_status(&client, tokens).await, Status::Unauthorized);
+    }
+    let refused = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "bob", "password": "correct horse battery" }),
+    )
+    .await;
+    assert_eq!(refused.status(), Status::Forbidden);
+    assert_eq!(refused.into_json::<Value>().await.unwrap()["error"], "account_disabled");
+    let wrong = post_json(
+        &client,
+        "/auth/login",
+        json!({ "username": "bob", "password": "not the password" }),
+    )
+    .await;
+    assert_eq!(
+        wrong.status(),
+        Status::Unauthorized,
+        "a wrong password says nothing of the ban"
+    );
+}
+
+#[rocket::async_test]
+async fn a_ban_made_in_the_table_alone_ends_the_session_at_its_next_refresh() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    signed_up(&client, "ada").await;
+    let bob = signed_up(&client, "bob").await;
+    let bob = refreshed(&client, &bob).await;
+    let table = rusqlite::Connection::open(harness.database()).unwrap();
+    table
+        .execute("UPDATE demo_users SET banned = 1 WHERE username = 'bob'", [])
+        .unwrap();
+    assert_eq!(
+        refresh_status(&client, &bob).await,
+        Status::Unauthorized,
+        "the claims source ends it"
+    );
+}
+
+#[rocket::async_test]
+async fn the_last_admin_can_be_neither_demoted_nor_banned() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    let ada = signed_up(&client, "ada").await;
+    let bob = signed_up(&client, "bob").await;
+    let demote = |username: &'static str, by: &Value| {
+        let access = by["access_token"].as_str().unwrap().to_string();
+        let client = &client;
+        async move {
+            let response = client
+                .put(format!("/admin/users/{username}/role"))
+                .header(bearer(&access))
+                .header(ContentType::JSON)
+                .body(json!({ "role": "member" }).to_string())
+                .dispatch()
+                .await;
+            let status = response.status();
+            (status, response.into_json::<Value>().await)
+        }
+    };
+    let (status, body) = demote("ada", &ada).await;
+    assert_eq!(status, Status::Conflict);
+    assert_eq!(body.unwrap()["error"], "last_admin");
+    assert_eq!(post_as(&client, "/admin/users/ada/ban", &ada).await, Status::Conflict);
+    // With a second admin, the first may step down.
+    let promoted = client
+        .put("/admin/users/bob/role")
+        .header(bearer(ada["access_token"].as_str().unwrap()))
+        .header(ContentType::JSON)
+        .body(json!({ "role": "admin" }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(promoted.status(), Status::NoContent);
+    let bob = refreshed(&client, &bob).await;
+    assert_eq!(demote("ada", &bob).await.0, Status::NoContent);
+    assert_eq!(
+        post_as(&client, "/admin/users/bob/ban", &bob).await,
+        Status::Conflict,
+        "now bob is the last"
+    );
+}
+
+#[rocket::async_test]
+async fn an_admin_ends_every_session_of_every_user() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    let ada = signed_up(&client, "ada").await;
+    let bob = signed_up(&client, "bob").await;
+    assert_eq!(
+        post_as(&client, "/admin/logout-everyone", &bob).await,
+        Status::Forbidden
+    );
+    assert_eq!(
+        post_as(&client, "/admin/logout-everyone", &ada).await,
+        Status::NoContent
+    );
+    for tokens in [&ada, &bob] {
+        let me = client
+            .get("/me")
+            .header(bearer(tokens["access_token"].as_str().unwrap()))
+            .dispatch()
+            .await;
+        assert_eq!(me.status(), Status::Unauthorized);
+        assert_eq!(refresh_status(&client, tokens).await, Status::Unauthorized);
+    }
+    login(&client, "bob", "correct horse battery").await;
+}
