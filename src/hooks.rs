@@ -137,6 +137,13 @@ pub enum SessionEvent {
         session_id: String,
         /// The client's address, when known.
         ip: Option<IpAddr>,
+        /// Whether the user had not signed in from this network (an IPv4
+        /// address, an IPv6 /64) within `absolute_timeout`: the cue for a
+        /// "new sign-in" alert. `None` for a login made without a
+        /// [`CredentialCheck`](crate::CredentialCheck).
+        new_network: Option<bool>,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
     /// A refresh token was exchanged for a new pair.
     Refreshed {
@@ -146,6 +153,8 @@ pub enum SessionEvent {
         session_id: String,
         /// The client's address, when known.
         ip: Option<IpAddr>,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
     /// A user signed out of one session with its access token.
     LoggedOut {
@@ -153,6 +162,10 @@ pub enum SessionEvent {
         user_id: String,
         /// The session ended.
         session_id: String,
+        /// The client's address, when known (the crate's `/logout` route).
+        ip: Option<IpAddr>,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
     /// A session was ended by another action: logout everywhere, the other
     /// sessions ended at a password change, a device signed out remotely,
@@ -164,8 +177,18 @@ pub enum SessionEvent {
         session_id: String,
         /// Why: `"logout everywhere"`, `"other sessions ended"`,
         /// `"revoked by user"`, `"logout everyone"`, `"session limit"` (the
-        /// user's oldest, ended by a login past `max_sessions`).
+        /// user's oldest, ended by a login past `max_sessions`), or the
+        /// claims source's reason (`"banned"`).
         reason: &'static str,
+        /// Who ended it, when known: the user id of the caller (the user
+        /// signing out their other sessions or a device, or logging in past
+        /// `max_sessions`). `None` when the app ended it (`logout_all`,
+        /// `logout_everyone`) or the claims source did.
+        actor: Option<String>,
+        /// The address of the request that ended it, when known.
+        ip: Option<IpAddr>,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
     /// A refresh token already rotated was presented again after the grace
     /// window: a stolen token, most likely. The session is revoked.
@@ -176,6 +199,8 @@ pub enum SessionEvent {
         session_id: String,
         /// The address that presented the old token, when known.
         ip: Option<IpAddr>,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
     /// A login attempt was refused for too many failures.
     Throttled {
@@ -185,7 +210,23 @@ pub enum SessionEvent {
         ip: Option<IpAddr>,
         /// Seconds until an attempt is accepted again.
         retry_after: u64,
+        /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
+        at: i64,
     },
+}
+
+impl SessionEvent {
+    /// When it happened, on the sessions' clock (unix seconds).
+    pub fn at(&self) -> i64 {
+        match self {
+            SessionEvent::LoggedIn { at, .. }
+            | SessionEvent::Refreshed { at, .. }
+            | SessionEvent::LoggedOut { at, .. }
+            | SessionEvent::SessionRevoked { at, .. }
+            | SessionEvent::ReuseDetected { at, .. }
+            | SessionEvent::Throttled { at, .. } => *at,
+        }
+    }
 }
 
 /// Told every [`SessionEvent`], after its commit. Registered with

@@ -209,6 +209,7 @@ async fn logout_everyone_tells_one_event_per_session_ended() {
             .await;
     let (alice, bob) = (app.login("alice").await, app.login("bob").await);
     events.lock().unwrap().clear();
+    let now = app.manager().now();
     assert_eq!(app.manager().logout_everyone().await.unwrap(), 2);
     let mut told = std::mem::take(&mut *events.lock().unwrap());
     told.sort_by_key(|event| format!("{event:?}"));
@@ -216,6 +217,9 @@ async fn logout_everyone_tells_one_event_per_session_ended() {
         user_id: user.into(),
         session_id: common::session_id_of(&tokens.access),
         reason: "logout everyone",
+        actor: None,
+        ip: None,
+        at: now,
     };
     assert_eq!(told, [revoked("alice", &alice), revoked("bob", &bob)]);
     assert_eq!(app.manager().logout_everyone().await.unwrap(), 0);
@@ -231,6 +235,7 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
             .await;
     let take = || std::mem::take(&mut *events.lock().unwrap());
     let session = |tokens: &Tokens| common::session_id_of(&tokens.access);
+    let t0 = app.manager().now();
     let from: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let localhost = Some(from.ip());
     let refresh_from = |refresh: String| {
@@ -253,7 +258,9 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
         [SessionEvent::LoggedIn {
             user_id: "alice".into(),
             session_id: sid.clone(),
-            ip: localhost
+            ip: localhost,
+            new_network: None,
+            at: t0,
         }]
     );
     let second = tokens_of(refresh_from(first.refresh.clone()).await).await;
@@ -262,7 +269,8 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
         [SessionEvent::Refreshed {
             user_id: "alice".into(),
             session_id: sid.clone(),
-            ip: localhost
+            ip: localhost,
+            at: t0,
         }]
     );
     app.harness.clock().advance(11);
@@ -272,7 +280,8 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
         [SessionEvent::ReuseDetected {
             user_id: "alice".into(),
             session_id: sid.clone(),
-            ip: localhost
+            ip: localhost,
+            at: t0 + 11,
         }]
     );
     assert_eq!(app.refresh_status(&second.refresh).await, Status::Unauthorized);
@@ -285,7 +294,9 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
         take(),
         [SessionEvent::LoggedOut {
             user_id: "bob".into(),
-            session_id: session(&phone)
+            session_id: session(&phone),
+            ip: None,
+            at: t0 + 11,
         }]
     );
     let third = app.login("bob").await;
@@ -300,6 +311,9 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
         user_id: "bob".into(),
         session_id,
         reason: "logout everywhere",
+        actor: Some("bob".into()),
+        ip: None,
+        at: t0 + 11,
     });
     expected.sort_by_key(|event| format!("{event:?}"));
     assert_eq!(revoked, expected);
@@ -315,12 +329,49 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
             username,
             ip,
             retry_after,
+            at,
         }] => {
-            assert_eq!((username.as_str(), *ip), ("carol", localhost));
+            assert_eq!((username.as_str(), *ip, *at), ("carol", localhost, t0 + 11));
             assert!(*retry_after > 0);
         }
         other => panic!("one Throttled event, not {other:?}"),
     }
+}
+
+#[rocket::async_test]
+async fn a_login_through_its_check_says_whether_the_network_is_new_for_the_user() {
+    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+    let sink = events.clone();
+    let app =
+        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
+            .await;
+    app.directory().set("dana", "right", "member");
+    let login_from = |from: &'static str| {
+        let client = &app.client;
+        async move {
+            let response = client
+                .post("/gated-login/dana/right")
+                .remote(from.parse().unwrap())
+                .dispatch()
+                .await;
+            assert_eq!(response.status(), Status::Ok);
+        }
+    };
+    let new_network = || {
+        let told = std::mem::take(&mut *events.lock().unwrap());
+        told.iter()
+            .find_map(|event| match event {
+                SessionEvent::LoggedIn { new_network, ip, .. } => Some((*new_network, *ip)),
+                _ => None,
+            })
+            .expect("a LoggedIn event")
+    };
+    login_from("192.0.2.7:40000").await;
+    assert_eq!(new_network(), (Some(true), Some("192.0.2.7".parse().unwrap())));
+    login_from("192.0.2.7:40001").await;
+    assert_eq!(new_network().0, Some(false), "signed in from there before");
+    login_from("198.51.100.1:40000").await;
+    assert_eq!(new_network().0, Some(true), "another network");
 }
 
 #[rocket::async_test]

@@ -2,6 +2,7 @@
 //! remotely.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -57,6 +58,16 @@ impl Sessions {
     /// this user — another user's session is indistinguishable from none;
     /// [`Error::Store`] when the store fails.
     pub async fn revoke_session(&self, user_id: impl fmt::Display, session_id: &str) -> Result<(), Error> {
+        self.revoke_session_from(&user_id.to_string(), session_id, None).await
+    }
+
+    /// [`revoke_session`](Self::revoke_session), asked by the user from `ip`.
+    pub(crate) async fn revoke_session_from(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Error> {
         let user_id = user_id.to_string();
         if session_id.is_empty() || session_id.len() > 64 {
             return Err(Error::SessionNotFound);
@@ -74,6 +85,9 @@ impl Sessions {
             user_id: user_id.clone(),
             session_id: session_id.to_string(),
             reason: "revoked by user",
+            actor: Some(user_id.clone()),
+            ip,
+            at: now,
         });
         self.revoked_in_store(None, [session_id.to_string()], now);
         Ok(())

@@ -56,6 +56,9 @@ pub struct LoginOptions {
     absolute_timeout: Option<i64>,
     persistent: bool,
     mark: Option<LoginMark>,
+    /// Whether the credential check found the network new for the user
+    /// (set by `CredentialCheck::login`).
+    new_network: Option<bool>,
 }
 
 /// When a login's credentials were read, as user-wide cut-offs count:
@@ -90,6 +93,7 @@ impl LoginOptions {
             absolute_timeout: None,
             persistent: true,
             mark: None,
+            new_network: None,
         }
     }
 
@@ -122,6 +126,12 @@ impl LoginOptions {
     /// sets it for its own check.
     pub fn after(mut self, mark: LoginMark) -> Self {
         self.mark = Some(mark);
+        self
+    }
+
+    /// What the credential check found of the client's network.
+    pub(crate) fn network_was_new(mut self, new: bool) -> Self {
+        self.new_network = Some(new);
         self
     }
 }
@@ -285,6 +295,9 @@ impl Sessions {
                 user_id: user_id.to_string(),
                 session_id: session_id.clone(),
                 reason: "session limit",
+                actor: Some(user_id.to_string()),
+                ip: client.ip,
+                at: now,
             });
         }
         self.revoked_in_store(None, ended, now);
@@ -292,6 +305,8 @@ impl Sessions {
             user_id: user_id.to_string(),
             session_id: session_id.clone(),
             ip: client.ip,
+            new_network: options.new_network,
+            at: now,
         });
         let issued = self.issue(
             Grant {

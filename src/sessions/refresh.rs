@@ -101,6 +101,7 @@ impl Sessions {
                     user_id: state.user_id.clone(),
                     session_id: session_id.clone(),
                     ip: client.ip,
+                    at: now,
                 });
                 log::warn!(
                     "rocket_sqlite_sessions: a rotated refresh token of session {session_id} (user {}) was \
@@ -123,6 +124,7 @@ impl Sessions {
             user_id: state.user_id.clone(),
             session_id: session_id.clone(),
             ip: client.ip,
+            at: now,
         });
         let successor = successors.into_iter().nth(key).expect("one successor per key");
         let grant = Grant {
@@ -177,6 +179,9 @@ impl Sessions {
                         user_id: user_id.clone(),
                         session_id: session_id.to_string(),
                         reason,
+                        actor: None,
+                        ip: client.ip,
+                        at: now,
                     });
                 }
                 log::debug!(

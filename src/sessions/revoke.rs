@@ -3,6 +3,7 @@
 //! the two never disagree.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +27,11 @@ impl Sessions {
     /// [`Error::Store`] when the revocation cannot be stored; then nothing was
     /// revoked.
     pub async fn logout<C>(&self, user: &AuthUser<C>) -> Result<(), Error> {
+        self.logout_from(user, None).await
+    }
+
+    /// [`logout`](Self::logout), asked from `ip`.
+    pub(crate) async fn logout_from<C>(&self, user: &AuthUser<C>, ip: Option<IpAddr>) -> Result<(), Error> {
         let now = self.now();
         let revocation = Revocation::Session {
             session_id: user.session_id.clone(),
@@ -38,6 +44,8 @@ impl Sessions {
             self.emit(|| SessionEvent::LoggedOut {
                 user_id: user.id.clone(),
                 session_id: user.session_id.clone(),
+                ip,
+                at: now,
             });
         }
         Ok(())
@@ -50,15 +58,16 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_all(&self, user_id: impl fmt::Display) -> Result<usize, Error> {
-        self.revoke_sessions_of(&user_id.to_string(), None, None, "logout everywhere")
+        let user_id = user_id.to_string();
+        self.revoke_sessions_of(&user_id, None, None, "logout everywhere", By::default())
             .await
     }
 
     /// [`logout_all`](Self::logout_all) for `user`, blocklisting its access
     /// token too, in one write: when it fails nothing was revoked.
-    pub(crate) async fn logout_everywhere<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
+    pub(crate) async fn logout_everywhere<C>(&self, user: &AuthUser<C>, ip: Option<IpAddr>) -> Result<usize, Error> {
         let token = (user.jti.clone(), user.expires_at);
-        self.revoke_sessions_of(&user.id, None, Some(token), "logout everywhere")
+        self.revoke_sessions_of(&user.id, None, Some(token), "logout everywhere", By::user(user, ip))
             .await
     }
 
@@ -71,7 +80,13 @@ impl Sessions {
     /// # Errors
     /// [`Error::Store`] when the store fails; then nothing was revoked.
     pub async fn logout_others<C>(&self, user: &AuthUser<C>) -> Result<usize, Error> {
-        self.revoke_sessions_of(&user.id, Some(&user.session_id), None, "other sessions ended")
+        self.logout_others_from(user, None).await
+    }
+
+    /// [`logout_others`](Self::logout_others), asked from `ip`.
+    pub(crate) async fn logout_others_from<C>(&self, user: &AuthUser<C>, ip: Option<IpAddr>) -> Result<usize, Error> {
+        let by = By::user(user, ip);
+        self.revoke_sessions_of(&user.id, Some(&user.session_id), None, "other sessions ended", by)
             .await
     }
 
@@ -95,6 +110,9 @@ impl Sessions {
                 user_id: user_id.clone(),
                 session_id: session_id.clone(),
                 reason: "logout everyone",
+                actor: None,
+                ip: None,
+                at: now,
             });
         }
         self.revoked_in_store(None, ended.into_iter().map(|(session_id, _)| session_id), now);
@@ -111,6 +129,7 @@ impl Sessions {
         keep: Option<&str>,
         token: Option<(String, i64)>,
         reason: &'static str,
+        by: By,
     ) -> Result<usize, Error> {
         let now = self.now();
         let revocation = Revocation::UserSessions {
@@ -126,6 +145,9 @@ impl Sessions {
                 user_id: user_id.to_string(),
                 session_id: session_id.clone(),
                 reason,
+                actor: by.actor.clone(),
+                ip: by.ip,
+                at: now,
             });
         }
         self.revoked_in_store(token.as_ref().map(|(jti, exp)| (jti.as_str(), *exp)), revoked, now);
@@ -177,6 +199,23 @@ impl Sessions {
         }
         for id in sessions {
             self.inner.revocations.apply(Revoked::Session { id, revoked_at: now });
+        }
+    }
+}
+
+/// Who asked for a revocation, when known: for the events.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct By {
+    pub actor: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+impl By {
+    /// `user`, from `ip`.
+    pub(crate) fn user<C>(user: &AuthUser<C>, ip: Option<IpAddr>) -> By {
+        By {
+            actor: Some(user.id.clone()),
+            ip,
         }
     }
 }

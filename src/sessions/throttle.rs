@@ -172,6 +172,7 @@ impl Sessions {
                     username: username.to_string(),
                     ip: client.ip,
                     retry_after,
+                    at: now,
                 });
                 Err(Error::Throttled { retry_after })
             }
@@ -216,8 +217,9 @@ impl CredentialCheck {
         options: LoginOptions,
     ) -> Result<TokenPair, Error> {
         let (sessions, mark) = (self.sessions.clone(), self.mark);
-        self.passed().await?;
-        sessions.login_with(user_id, claims, client, options.after(mark)).await
+        let new_network = self.passed_network().await?;
+        let options = options.after(mark).network_was_new(new_network);
+        sessions.login_with(user_id, claims, client, options).await
     }
 
     /// The credentials were right: the username's failures from this network
@@ -227,6 +229,11 @@ impl CredentialCheck {
     /// # Errors
     /// [`Error::Store`] when the store fails.
     pub async fn passed(self) -> Result<(), Error> {
+        self.passed_network().await.map(|_| ())
+    }
+
+    /// [`passed`](Self::passed); whether the network was new for the user.
+    async fn passed_network(self) -> Result<bool, Error> {
         let settings = &self.sessions.inner.settings.throttling;
         let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
         let now = self.sessions.inner.clock.now();
@@ -239,7 +246,8 @@ impl CredentialCheck {
         } = self;
         let mut uncount = vec![user_anywhere];
         uncount.extend(network);
-        self.sessions
+        let new_network = self
+            .sessions
             .inner
             .store
             .credentials_passed(PassedCredentials {
@@ -251,7 +259,7 @@ impl CredentialCheck {
                 capacity,
             })
             .await?;
-        Ok(())
+        Ok(new_network)
     }
 
     /// The credentials were wrong: the attempt stays counted for the username

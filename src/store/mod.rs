@@ -359,8 +359,9 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// is refused only by a cut-off made later.
     fn cutoff_mark(&self) -> StoreFuture<'_, i64>;
 
-    /// Right credentials: forgets, uncounts and remembers, in one transaction.
-    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()>;
+    /// Right credentials: forgets, uncounts and remembers, in one transaction;
+    /// gives whether the network was new for the user.
+    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool>;
 
     /// Deletes one short batch of `kind` rows no longer needed, starting after
     /// `after` (a position of the backend's own; `i64::MIN` to start).

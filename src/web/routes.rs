@@ -182,10 +182,11 @@ impl<'r> FromRequest<'r> for CookieMode {
 async fn logout(
     sessions: &State<Sessions>,
     user: AuthUser,
+    client: ClientInfo,
     mode: CookieMode,
     jar: &CookieJar<'_>,
 ) -> Result<Status, Error> {
-    sessions.logout(&user).await?;
+    sessions.logout_from(&user, client.ip).await?;
     if mode.0 {
         sessions.clear_cookies(jar);
     }
@@ -196,10 +197,11 @@ async fn logout(
 async fn logout_all(
     sessions: &State<Sessions>,
     user: AuthUser,
+    client: ClientInfo,
     mode: CookieMode,
     jar: &CookieJar<'_>,
 ) -> Result<Status, Error> {
-    sessions.logout_everywhere(&user).await?;
+    sessions.logout_everywhere(&user, client.ip).await?;
     if mode.0 {
         sessions.clear_cookies(jar);
     }
@@ -207,8 +209,8 @@ async fn logout_all(
 }
 
 #[post("/logout-others")]
-async fn logout_others(sessions: &State<Sessions>, user: AuthUser) -> Result<Status, Error> {
-    sessions.logout_others(&user).await?;
+async fn logout_others(sessions: &State<Sessions>, user: AuthUser, client: ClientInfo) -> Result<Status, Error> {
+    sessions.logout_others_from(&user, client.ip).await?;
     Ok(Status::NoContent)
 }
 
@@ -235,7 +237,12 @@ async fn list_sessions(sessions: &State<Sessions>, user: AuthUser) -> Result<Jso
 }
 
 #[delete("/sessions/<id>")]
-async fn revoke_session(sessions: &State<Sessions>, user: AuthUser, id: &str) -> Result<Status, Error> {
-    sessions.revoke_session(&user.id, id).await?;
+async fn revoke_session(
+    sessions: &State<Sessions>,
+    user: AuthUser,
+    client: ClientInfo,
+    id: &str,
+) -> Result<Status, Error> {
+    sessions.revoke_session_from(&user.id, id, client.ip).await?;
     Ok(Status::NoContent)
 }

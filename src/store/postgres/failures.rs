@@ -72,7 +72,7 @@ pub(super) async fn count_attempt(
 
 /// Right credentials: forgets the username's failures here, uncounts the
 /// attempt elsewhere, and remembers the network.
-pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCredentials) -> Result<(), StoreError> {
+pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCredentials) -> Result<bool, StoreError> {
     let forget = tx.prepare_cached("DELETE FROM auth_failures WHERE scope = $1").await?;
     tx.execute(&forget, &[&passed.forget.as_slice()]).await?;
     let uncount = tx
@@ -89,7 +89,8 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
     let is_known = tx
         .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = $1")
         .await?;
-    if tx.query_opt(&is_known, &[&network]).await?.is_none() {
+    let new_network = tx.query_opt(&is_known, &[&network]).await?.is_none();
+    if new_network {
         let existing = lock_count(tx, "auth_known_networks").await?;
         make_room(tx, Capped::KnownNetworks, existing, passed.capacity, 1, &[network]).await?;
     }
@@ -100,7 +101,7 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
         )
         .await?;
     tx.execute(&remember, &[&network, &passed.now]).await?;
-    Ok(())
+    Ok(new_network)
 }
 
 /// The rows of a capped table, its count row locked until commit.

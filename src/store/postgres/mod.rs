@@ -248,13 +248,13 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()> {
+    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            failures::credentials_passed(&tx, &passed).await?;
+            let new_network = failures::credentials_passed(&tx, &passed).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(new_network)
         })
     }
 

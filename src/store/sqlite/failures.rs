@@ -133,7 +133,8 @@ impl Tx<'_> {
     /// that turned out to succeed).
     /// Right credentials: forgets the scope's failures, uncounts the attempt
     /// elsewhere and remembers the network, in one write.
-    pub(crate) fn credentials_passed(&self, passed: &PassedCredentials) -> Result<(), StoreError> {
+    /// Gives whether the network was new for the user.
+    pub(crate) fn credentials_passed(&self, passed: &PassedCredentials) -> Result<bool, StoreError> {
         self.forget_failures(&passed.forget)?;
         for scope in &passed.uncount {
             self.uncount_attempt(scope, passed.now, passed.window)?;
@@ -161,7 +162,7 @@ impl Tx<'_> {
 
     /// Remembers that a user signed in from a network (an HMAC of both) at
     /// `now`; at most `capacity` are kept, the least recently used going first.
-    pub(crate) fn remember_network(&self, network: &[u8; 32], now: i64, capacity: u64) -> Result<(), StoreError> {
+    pub(crate) fn remember_network(&self, network: &[u8; 32], now: i64, capacity: u64) -> Result<bool, StoreError> {
         let known = self
             .0
             .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = ?1")?
@@ -175,7 +176,7 @@ impl Tx<'_> {
                  ON CONFLICT (scope) DO UPDATE SET last_success = excluded.last_success",
             )?
             .execute(params![network, now])?;
-        Ok(())
+        Ok(!known)
     }
 }
 

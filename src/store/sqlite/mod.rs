@@ -211,7 +211,7 @@ impl SessionStore for SqliteStore {
         Box::pin(self.read(|reader| reader.cutoff_mark()))
     }
 
-    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, ()> {
+    fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool> {
         Box::pin(self.write(move |tx| tx.credentials_passed(&passed)))
     }
 
