@@ -177,8 +177,9 @@ pub enum SessionEvent {
         session_id: String,
         /// Why: `"logout everywhere"`, `"other sessions ended"`,
         /// `"revoked by user"`, `"logout everyone"`, `"session limit"` (the
-        /// user's oldest, ended by a login past `max_sessions`), or the
-        /// claims source's reason (`"banned"`).
+        /// user's oldest, ended by a login past `max_sessions`),
+        /// `"replaced by a new login"` (a browser's), or the claims source's
+        /// reason (`"banned"`).
         reason: &'static str,
         /// Who ended it, when known: the user id of the caller (the user
         /// signing out their other sessions or a device, or logging in past

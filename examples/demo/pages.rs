@@ -143,6 +143,8 @@ pub(crate) async fn register_submit(
         .login(user_id, user_claims(&username, &role), &client)
         .await
         .map_err(|e| refuse(session_error(e)))?;
+    // The browser's previous session, if any, ends: its cookies are replaced.
+    let _ = sessions.end_browser_session(cookies).await;
     sessions.set_cookies(cookies, &pair);
     Ok(Redirect::to("/"))
 }
@@ -197,6 +199,8 @@ pub(crate) async fn login_submit(
         }
         Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
     };
+    // The browser's previous session, if any, ends: its cookies are replaced.
+    let _ = sessions.end_browser_session(cookies).await;
     sessions.set_cookies(cookies, &pair);
     Ok(Redirect::to("/"))
 }

@@ -51,6 +51,39 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends the session `refresh_token` belongs to (a token of this server:
+    /// its tag is checked), whatever its user: a new login replaces the
+    /// browser session whose cookies it overwrites. Gives whether a live
+    /// session ended.
+    pub(crate) async fn end_replaced_session(&self, refresh_token: &str, ip: Option<IpAddr>) -> Result<bool, Error> {
+        let Some(session_id) = self.refresh_token_session(refresh_token) else {
+            return Ok(false);
+        };
+        let now = self.now();
+        let reason = "replaced by a new login";
+        let revocation = Revocation::Session {
+            session_id: session_id.clone(),
+            reason,
+            blocklist: None,
+        };
+        let ended = self.inner.store.revoke(revocation, now).await?;
+        self.revoked_in_store(None, ended.iter().cloned(), now);
+        let Some(session_id) = ended.into_iter().next() else {
+            return Ok(false);
+        };
+        if let Some(user_id) = self.inner.store.session_user(session_id.clone()).await? {
+            self.emit(|| SessionEvent::SessionRevoked {
+                user_id,
+                session_id,
+                reason,
+                actor: None,
+                ip,
+                at: now,
+            });
+        }
+        Ok(true)
+    }
+
     /// Ends every session of `user_id` (logout everywhere). Returns how many were
     /// live. A login of the user whose credential check began before this is
     /// refused ([`Error::LoginSuperseded`]).

@@ -23,6 +23,7 @@ use rocket::request::Request;
 
 use crate::config::SameSitePolicy;
 use crate::crypto::random_bytes;
+use crate::error::Error;
 use crate::sessions::{Sessions, TokenPair};
 use crate::web::request::{record, CookieChange};
 
@@ -47,6 +48,24 @@ impl Sessions {
     pub fn set_cookies(&self, jar: &CookieJar<'_>, pair: &TokenPair) {
         for cookie in self.cookies_for(&CookieChange::Set(pair.clone())) {
             jar.add(cookie);
+        }
+    }
+
+    /// Ends the session the browser's refresh cookie belongs to, if any:
+    /// call it at a login, before [`set_cookies`](Self::set_cookies)
+    /// overwrites the cookies, so the session they named does not live on
+    /// unseen (it is revoked like a logout, with a `SessionRevoked` event
+    /// "replaced by a new login"). Gives whether a live session ended.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails; then nothing was revoked.
+    pub async fn end_browser_session(&self, jar: &CookieJar<'_>) -> Result<bool, Error> {
+        let refresh = jar
+            .get(&self.settings().browser.refresh_cookie)
+            .map(|c| c.value().to_string());
+        match refresh {
+            Some(token) => self.end_replaced_session(&token, None).await,
+            None => Ok(false),
         }
     }
 

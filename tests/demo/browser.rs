@@ -149,6 +149,45 @@ async fn the_login_form_signs_in_with_host_cookies() {
 }
 
 #[rocket::async_test]
+async fn a_login_over_a_browser_session_ends_the_session_it_replaces() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("Browser/1");
+    // A sign-in form loaded while signed out, submitted after signing in
+    // elsewhere in the same browser (another tab).
+    let stale_form = browser.csrf(&demo, "/login").await;
+    assert_eq!(browser.sign_in(&demo).await.status(), Status::SeeOther);
+    let first = browser.cookie(REFRESH).unwrap();
+    let response = browser
+        .send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={stale_form}&username=alice&password=password+one")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+    drop(response);
+    let second = browser.cookie(REFRESH).unwrap();
+    assert_ne!(first, second);
+    let replaced = demo
+        .client
+        .post("/auth/refresh")
+        .header(ContentType::JSON)
+        .body(json!({ "refresh_token": first }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(replaced.status(), Status::Unauthorized, "the replaced session ended");
+    assert_eq!(
+        demo.sessions().sessions("1").await.unwrap().len(),
+        1,
+        "one session, not two"
+    );
+    let (status, html) = browser.page(&demo, "/").await;
+    assert_eq!(status, Status::Ok);
+    assert!(html.contains("Signed in as alice"), "{html}");
+}
+
+#[rocket::async_test]
 async fn strict_same_site_is_configurable() {
     let harness = demo::harness();
     let rocket =
