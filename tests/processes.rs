@@ -124,6 +124,28 @@ fn revocations_made_by_one_process_reach_the_other(database: &str, secret: &str)
         a.refused_within(&used_on_a).is_some(),
         "A accepted a session B ended, 1 s later"
     );
+
+    let (carol, dave) = (a.login("carol"), a.login("dave"));
+    assert_eq!(http(b.port, "POST", "/logout-everyone", &[], "").0, 204);
+    for access in [&carol, &dave] {
+        assert!(
+            a.refused_within(access).is_some(),
+            "A accepted a token 1 s after B ended every session"
+        );
+    }
+    let again = a.login("carol");
+    assert_eq!(
+        http(
+            a.port,
+            "GET",
+            "/whoami",
+            &[("Authorization", &format!("Bearer {again}"))],
+            ""
+        )
+        .0,
+        200,
+        "logins after it work"
+    );
 }
 
 #[rocket::async_test]

@@ -136,6 +136,13 @@ async fn gated_login(
     }
 }
 
+/// Every session of every user ends (the test app's admin action).
+#[post("/logout-everyone")]
+async fn logout_everyone(sessions: &State<Sessions>) -> Result<Status, Error> {
+    sessions.logout_everyone().await?;
+    Ok(Status::NoContent)
+}
+
 #[get("/data/<key>")]
 async fn get_data(sessions: &State<Sessions>, user: AuthUser, key: &str) -> Result<Json<Option<Value>>, Error> {
     Ok(Json(sessions.session_value(&user.session_id, key).await?))
@@ -308,7 +315,16 @@ pub fn with_routes(rocket: rocket::Rocket<rocket::Build>) -> rocket::Rocket<rock
         .manage(Directory::new())
         .mount(
             "/",
-            routes![login, whoami, maybe, try_login, gated_login, get_data, set_data],
+            routes![
+                login,
+                whoami,
+                maybe,
+                try_login,
+                gated_login,
+                logout_everyone,
+                get_data,
+                set_data
+            ],
         )
         .mount("/auth", rocket_sqlite_sessions::routes())
 }
