@@ -375,6 +375,31 @@ async fn a_login_through_its_check_says_whether_the_network_is_new_for_the_user(
 }
 
 #[rocket::async_test]
+async fn hooks_registered_after_ignite_replace_the_fairings() {
+    let app =
+        app_with(|fairing| fairing.claims_source(|_user: String| async { Some(json!({ "role": "guest" })) })).await;
+    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+    let sink = events.clone();
+    app.manager()
+        .set_events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone()));
+    app.manager()
+        .set_claims_source(|_user: String| async { Some(json!({ "role": "late" })) });
+    let first = app.login("alice").await;
+    let next = app.rotate(&first.refresh).await;
+    let whoami: Value = app.whoami(&next.access).await.into_json().await.unwrap();
+    assert_eq!(whoami["role"], "late", "the source set after ignite answers");
+    let told = events.lock().unwrap().clone();
+    assert!(
+        matches!(
+            told.as_slice(),
+            [SessionEvent::LoggedIn { .. }, SessionEvent::Refreshed { .. }]
+        ),
+        "{told:?}"
+    );
+    assert!(told.iter().all(|event| event.at() == app.manager().now()));
+}
+
+#[rocket::async_test]
 async fn a_logout_that_is_not_stored_fires_no_event() {
     let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
     let sink = events.clone();

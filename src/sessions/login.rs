@@ -290,6 +290,7 @@ impl Sessions {
                 return Err(Error::TooManySessions);
             }
         };
+        self.revoked_in_store(None, ended.iter().cloned(), now);
         for session_id in &ended {
             self.emit(|| SessionEvent::SessionRevoked {
                 user_id: user_id.to_string(),
@@ -300,7 +301,6 @@ impl Sessions {
                 at: now,
             });
         }
-        self.revoked_in_store(None, ended, now);
         self.emit(|| SessionEvent::LoggedIn {
             user_id: user_id.to_string(),
             session_id: session_id.clone(),
