@@ -200,13 +200,22 @@ async fn a_claims_source_is_consulted_at_each_refresh() {
     );
 }
 
-#[rocket::async_test]
-async fn logout_everyone_tells_one_event_per_session_ended() {
-    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
+/// Events as the app is told them.
+type Told = Arc<Mutex<Vec<SessionEvent>>>;
+
+/// An app whose events sink records every event.
+async fn app_recording_events() -> (App, Told) {
+    let events = Told::default();
     let sink = events.clone();
     let app =
         app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
             .await;
+    (app, events)
+}
+
+#[rocket::async_test]
+async fn logout_everyone_tells_one_event_per_session_ended() {
+    let (app, events) = app_recording_events().await;
     let (alice, bob) = (app.login("alice").await, app.login("bob").await);
     events.lock().unwrap().clear();
     let now = app.manager().now();
@@ -228,11 +237,7 @@ async fn logout_everyone_tells_one_event_per_session_ended() {
 
 #[rocket::async_test]
 async fn events_fire_once_each_after_commit_with_their_fields() {
-    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
-    let sink = events.clone();
-    let app =
-        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
-            .await;
+    let (app, events) = app_recording_events().await;
     let take = || std::mem::take(&mut *events.lock().unwrap());
     let session = |tokens: &Tokens| common::session_id_of(&tokens.access);
     let t0 = app.manager().now();
@@ -340,11 +345,7 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
 
 #[rocket::async_test]
 async fn a_login_through_its_check_says_whether_the_network_is_new_for_the_user() {
-    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
-    let sink = events.clone();
-    let app =
-        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
-            .await;
+    let (app, events) = app_recording_events().await;
     app.directory().set("dana", "right", "member");
     let login_from = |from: &'static str| {
         let client = &app.client;
@@ -401,11 +402,7 @@ async fn hooks_registered_after_ignite_replace_the_fairings() {
 
 #[rocket::async_test]
 async fn a_logout_that_is_not_stored_fires_no_event() {
-    let events = Arc::new(Mutex::new(Vec::<SessionEvent>::new()));
-    let sink = events.clone();
-    let app =
-        app_with(move |fairing| fairing.events(move |event: &SessionEvent| sink.lock().unwrap().push(event.clone())))
-            .await;
+    let (app, events) = app_recording_events().await;
     let tokens = app.login("alice").await;
     events.lock().unwrap().clear();
     // Sessions cannot be written: the logout fails (503) and nothing happened.
