@@ -68,7 +68,6 @@ impl Sessions {
         session_id: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), Error> {
-        let user_id = user_id.to_string();
         if session_id.is_empty() || session_id.len() > 64 {
             return Err(Error::SessionNotFound);
         }
@@ -82,10 +81,10 @@ impl Sessions {
             return Err(Error::SessionNotFound);
         }
         self.emit(|| SessionEvent::SessionRevoked {
-            user_id: user_id.clone(),
+            user_id: user_id.to_string(),
             session_id: session_id.to_string(),
             reason: "revoked by user",
-            actor: Some(user_id.clone()),
+            actor: Some(user_id.to_string()),
             ip,
             at: now,
         });

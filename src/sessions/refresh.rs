@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::hooks::ClaimsDecision;
 use crate::hooks::SessionEvent;
 use crate::rotation::{Decision, Presented, RotationPolicy};
-use crate::store::{RefreshRequest, Revocation};
+use crate::store::RefreshRequest;
 use crate::token::{RefreshToken, Rejection};
 
 impl Sessions {
@@ -26,8 +26,8 @@ impl Sessions {
     /// `reuse_grace` seconds of a rotation, the token it replaced gets the same
     /// successor again instead (two tabs refreshing at once), never a second
     /// branch; with `lost_response_recovery`, after the window too, while that
-    /// successor has never been presented. A token this server did not issue is refused without a store
-    /// lookup.
+    /// successor has never been presented. A token this server did not issue
+    /// is refused without a store lookup.
     ///
     /// # Errors
     /// [`Error::InvalidToken`] for a token that is malformed, not issued by this
@@ -85,7 +85,9 @@ impl Sessions {
                 now,
                 policy,
                 client: client_record(client),
-                claims_json: replaced.as_ref().map(|map| Value::Object(map.clone()).to_string()),
+                claims_json: replaced
+                    .as_ref()
+                    .map(|map| serde_json::to_string(map).expect("a JSON map serialises")),
             })
             .await?;
         let Some((state, decision)) = outcome else {
@@ -166,24 +168,7 @@ impl Sessions {
                 Error::InvalidArgument(format!("the claims source gave claims for user {user_id} that {error}"))
             })?))),
             ClaimsDecision::End(reason) => {
-                let now = self.now();
-                let revocation = Revocation::Session {
-                    session_id: session_id.to_string(),
-                    reason,
-                    blocklist: None,
-                };
-                let ended = self.inner.store.revoke(revocation, now).await?;
-                self.revoked_in_store(None, ended.iter().cloned(), now);
-                if !ended.is_empty() {
-                    self.emit(|| SessionEvent::SessionRevoked {
-                        user_id: user_id.clone(),
-                        session_id: session_id.to_string(),
-                        reason,
-                        actor: None,
-                        ip: client.ip,
-                        at: now,
-                    });
-                }
+                self.end_session(session_id, &user_id, reason, client.ip).await?;
                 log::debug!(
                     "rocket_sqlite_sessions: refresh refused: the claims source ended session {session_id} \
                      ({reason}); client {:?}",

@@ -59,29 +59,43 @@ impl Sessions {
         let Some(session_id) = self.refresh_token_session(refresh_token) else {
             return Ok(false);
         };
+        let Some(user_id) = self.inner.store.session_user(session_id.clone()).await? else {
+            return Ok(false);
+        };
+        self.end_session(&session_id, &user_id, "replaced by a new login", ip)
+            .await
+    }
+
+    /// Revokes session `session_id` of `user_id` for `reason` (no actor: the
+    /// crate or the app decided), in the store and then in memory, and tells
+    /// the events; gives whether it was live.
+    pub(crate) async fn end_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        reason: &'static str,
+        ip: Option<IpAddr>,
+    ) -> Result<bool, Error> {
         let now = self.now();
-        let reason = "replaced by a new login";
         let revocation = Revocation::Session {
-            session_id: session_id.clone(),
+            session_id: session_id.to_string(),
             reason,
             blocklist: None,
         };
         let ended = self.inner.store.revoke(revocation, now).await?;
-        self.revoked_in_store(None, ended.iter().cloned(), now);
-        let Some(session_id) = ended.into_iter().next() else {
-            return Ok(false);
-        };
-        if let Some(user_id) = self.inner.store.session_user(session_id.clone()).await? {
+        let live = !ended.is_empty();
+        self.revoked_in_store(None, ended, now);
+        if live {
             self.emit(|| SessionEvent::SessionRevoked {
-                user_id,
-                session_id,
+                user_id: user_id.to_string(),
+                session_id: session_id.to_string(),
                 reason,
                 actor: None,
                 ip,
                 at: now,
             });
         }
-        Ok(true)
+        Ok(live)
     }
 
     /// Ends every session of `user_id` (logout everywhere). Returns how many were

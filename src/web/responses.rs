@@ -47,6 +47,14 @@ pub(crate) fn forbidden_response<'o>() -> Response<'o> {
     json_response(Status::Forbidden, "forbidden", "You are not allowed to do this.").finalize()
 }
 
+/// The answer to a request that a temporary failure stopped: 503, retry in a
+/// second.
+fn unavailable_response<'o>(message: &str) -> Response<'o> {
+    json_response(Status::ServiceUnavailable, "unavailable", message)
+        .header(Header::new("Retry-After", "1"))
+        .finalize()
+}
+
 /// Replaces `response`'s status and body with the generic token failure.
 pub(crate) fn rewrite_as_invalid_token(response: &mut Response<'_>) {
     response.merge(invalid_token_response());
@@ -140,23 +148,11 @@ impl<'r> Responder<'r, 'static> for Error {
             .finalize(),
             Error::Store(cause) => {
                 log_store_failure(format_args!("{} {}", request.method(), request.uri().path()), &cause);
-                json_response(
-                    Status::ServiceUnavailable,
-                    "unavailable",
-                    "The session store is temporarily unavailable; try again shortly.",
-                )
-                .header(Header::new("Retry-After", "1"))
-                .finalize()
+                unavailable_response("The session store is temporarily unavailable; try again shortly.")
             }
             Error::ClaimsSourceFailed(cause) => {
                 log_claims_source_failure(format_args!("{} {}", request.method(), request.uri().path()), &cause);
-                json_response(
-                    Status::ServiceUnavailable,
-                    "unavailable",
-                    "A service the sessions depend on is temporarily unavailable; try again shortly.",
-                )
-                .header(Header::new("Retry-After", "1"))
-                .finalize()
+                unavailable_response("A service the sessions depend on is temporarily unavailable; try again shortly.")
             }
             Error::Internal(cause) | Error::InvalidArgument(cause) => {
                 log::error!(

@@ -66,8 +66,7 @@ pub(super) async fn count_attempt(
         }
     }
     // The cut-off counter as this check begins: the last one committed.
-    let mark = tx.prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1").await?;
-    Ok(Ok(tx.query_one(&mark, &[]).await?.get(0)))
+    Ok(Ok(super::sessions::cutoff_mark(tx).await?))
 }
 
 /// Right credentials: forgets the username's failures here, uncounts the

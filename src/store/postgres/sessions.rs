@@ -1,6 +1,6 @@
 //! Sessions, their refresh state, revocations and the revocation feed.
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::{GenericClient, Object, Transaction};
 use tokio_postgres::Row;
 
 use super::{CHANNEL, USER_LOCK_KEY};
@@ -113,8 +113,9 @@ pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Op
         .map(|row| row.get(0)))
 }
 
-/// The cut-off counter now.
-pub(super) async fn cutoff_mark(client: &Object) -> Result<i64, StoreError> {
+/// The cut-off counter: the last number committed (a pooled connection's
+/// read, or one inside a credential check's transaction).
+pub(super) async fn cutoff_mark(client: &impl GenericClient) -> Result<i64, StoreError> {
     let statement = client
         .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")
         .await?;

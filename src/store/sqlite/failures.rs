@@ -88,11 +88,7 @@ impl Tx<'_> {
             }
         }
         // The cut-off counter as this check begins, read in its write.
-        let mark = self
-            .0
-            .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")?
-            .query_row([], |row| row.get(0))?;
-        Ok(Ok(mark))
+        Ok(Ok(super::sessions::cutoff_mark(self.0)?))
     }
 
     /// Whether `network` was remembered after `since`.

@@ -357,10 +357,7 @@ impl Reader<'_> {
 
     /// The cut-off counter now.
     pub(crate) fn cutoff_mark(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")?
-            .query_row([], |row| row.get(0))?)
+        cutoff_mark(self.0)
     }
 
     /// The active (not revoked, not expired) sessions of `user_id`, most recently
@@ -454,4 +451,12 @@ impl Reader<'_> {
             .collect();
         Ok(FeedPage { entries, cursor: last })
     }
+}
+
+/// The cut-off counter, read on `connection` (a reader's, or the writer's in
+/// a credential check's write).
+pub(super) fn cutoff_mark(connection: &rusqlite::Connection) -> Result<i64, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
 }
