@@ -183,10 +183,17 @@ sessions_config! {
         /// redirected. Default: none.
         login_url: Option<String> = None,
         /// The reverse proxies (addresses or CIDR ranges, e.g. `"10.0.0.0/8"`)
-        /// whose `Forwarded`, `X-Forwarded-For`, `X-Real-IP` and
-        /// `X-Forwarded-Proto` headers are believed. Empty (the default): the
-        /// client is the socket's peer, and no forwarding header is read.
+        /// whose forwarding header (`forwarded_header`) is believed. Empty
+        /// (the default): the client is the socket's peer, and no forwarding
+        /// header is read.
         trusted_proxies: Vec<String> = Vec::new(),
+        /// The one header the trusted proxies write the client's address and
+        /// scheme in: `"x-forwarded-for"` (the default: `X-Forwarded-For`,
+        /// with `X-Forwarded-Proto`), `"forwarded"` (RFC 7239 `Forwarded`,
+        /// `for=` and `proto=`) or `"x-real-ip"` (`X-Real-IP`, with
+        /// `X-Forwarded-Proto`). The other headers are ignored, whoever sent
+        /// them: a proxy passes on what it does not overwrite.
+        forwarded_header: ForwardedHeader = ForwardedHeader::XForwardedFor,
         /// The `iss` claim to set and require, when given.
         issuer: Option<String> = None,
         /// The `aud` claim to set and require, when given.
@@ -204,6 +211,24 @@ pub enum AtMaxSessions {
     EndOldest,
     /// Refuse the login: 409 `too_many_sessions` ([`Error::TooManySessions`](crate::Error::TooManySessions)).
     Refuse,
+}
+
+/// The header a trusted proxy writes the client's address in (the
+/// `forwarded_header` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (each proxy appends its peer; nginx's
+    /// `$proxy_add_x_forwarded_for`, Caddy, HAProxy's `option forwardfor`),
+    /// the scheme in `X-Forwarded-Proto`.
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`: `for=` per hop, the scheme in `proto=`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+    /// `X-Real-IP`: one address, written by the proxy; the scheme in
+    /// `X-Forwarded-Proto`.
+    #[serde(rename = "x-real-ip")]
+    XRealIp,
 }
 
 /// The `SameSite` attribute of the session cookies.
@@ -324,6 +349,7 @@ pub(crate) struct BrowserSettings {
     pub allowed_origins: Vec<String>,
     pub login_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl SessionsConfig {

@@ -192,7 +192,9 @@ pub mod testing;
 
 pub use client::ClientInfo;
 pub use clock::Clock;
-pub use config::{AtMaxSessions, ConfigError, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES};
+pub use config::{
+    AtMaxSessions, ConfigError, ForwardedHeader, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES,
+};
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{ClaimsDecision, ClaimsSource, ClaimsSourceError, IntoClaimsDecision, SessionEvent, SessionEvents};
 pub use sessions::{

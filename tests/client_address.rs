@@ -55,15 +55,6 @@ async fn a_trusted_proxy_is_believed_up_to_the_right_most_untrusted_hop() {
     // The client wrote the first entry itself; the proxies appended the rest.
     let forwarded_for = [("X-Forwarded-For", "198.51.100.1, 203.0.113.9, 10.1.2.3")];
     assert_eq!(recorded_ip(&app, "10.0.0.5", &forwarded_for).await, "203.0.113.9");
-    let rfc7239 = [(
-        "Forwarded",
-        r#"for=198.51.100.1, for="[2001:db8::7]:4711";proto=https, for=10.9.9.9"#,
-    )];
-    assert_eq!(recorded_ip(&app, "10.0.0.5", &rfc7239).await, "2001:db8::7");
-    assert_eq!(
-        recorded_ip(&app, "10.0.0.5", &[("X-Real-IP", "203.0.113.20")]).await,
-        "203.0.113.20"
-    );
     assert_eq!(
         recorded_ip(&app, "2001:db8:ffff:1::2", &[("X-Forwarded-For", "203.0.113.21")]).await,
         "203.0.113.21",
@@ -79,6 +70,70 @@ async fn a_trusted_proxy_is_believed_up_to_the_right_most_untrusted_hop() {
         "10.1.2.3",
         "a hop that is not an address ends the walk at the last trusted one"
     );
+
+    let rfc7239 = App::configured(|f| behind_proxies(f).merge(("sessions.forwarded_header", "forwarded"))).await;
+    let forwarded = [(
+        "Forwarded",
+        r#"for=198.51.100.1, for="[2001:db8::7]:4711";proto=https, for=10.9.9.9"#,
+    )];
+    assert_eq!(recorded_ip(&rfc7239, "10.0.0.5", &forwarded).await, "2001:db8::7");
+
+    let real_ip = App::configured(|f| behind_proxies(f).merge(("sessions.forwarded_header", "x-real-ip"))).await;
+    assert_eq!(
+        recorded_ip(&real_ip, "10.0.0.5", &[("X-Real-IP", "203.0.113.20")]).await,
+        "203.0.113.20"
+    );
+}
+
+/// A proxy overwrites or appends to its own header and passes the others on
+/// untouched (nginx with the README's config passes `Forwarded`): only the
+/// configured header may be read, whatever else the client sent.
+#[rocket::async_test]
+async fn only_the_configured_forwarding_header_is_believed() {
+    let lies = |real: &'static str| {
+        [
+            ("Forwarded", "for=203.0.113.66;proto=https"),
+            ("X-Real-IP", "203.0.113.67"),
+            ("X-Forwarded-For", real),
+        ]
+    };
+    let app = App::configured(behind_proxies).await;
+    assert_eq!(
+        recorded_ip(&app, "10.0.0.5", &lies("198.51.100.8")).await,
+        "198.51.100.8",
+        "X-Forwarded-For, the default, and nothing else"
+    );
+    let rfc7239 = App::configured(|f| behind_proxies(f).merge(("sessions.forwarded_header", "forwarded"))).await;
+    assert_eq!(
+        recorded_ip(
+            &rfc7239,
+            "10.0.0.5",
+            &[("X-Forwarded-For", "203.0.113.70"), ("Forwarded", "for=198.51.100.9")]
+        )
+        .await,
+        "198.51.100.9"
+    );
+    let real_ip = App::configured(|f| behind_proxies(f).merge(("sessions.forwarded_header", "x-real-ip"))).await;
+    assert_eq!(
+        recorded_ip(
+            &real_ip,
+            "10.0.0.5",
+            &[("Forwarded", "for=203.0.113.71"), ("X-Real-IP", "198.51.100.10")]
+        )
+        .await,
+        "198.51.100.10"
+    );
+}
+
+#[rocket::async_test]
+async fn an_unknown_forwarded_header_fails_launch_naming_the_key() {
+    common::logs::capture_logs();
+    let harness = rocket_sqlite_sessions::testing::TestHarness::new();
+    let figment = harness.figment().merge(("sessions.forwarded_header", "x-client-ip"));
+    let launched =
+        rocket::local::asynchronous::Client::tracked(rocket::custom(figment).attach(harness.fairing())).await;
+    assert!(launched.map_err(|error| error.kind().to_string()).is_err());
+    assert!(common::logs::logged("forwarded_header"));
 }
 
 #[rocket::async_test]

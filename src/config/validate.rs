@@ -201,6 +201,7 @@ impl SessionsConfig {
                 allowed_origins: self.allowed_origins.clone(),
                 login_url: self.login_url.clone(),
                 trusted_proxies,
+                forwarded_header: self.forwarded_header,
             },
         })
     }

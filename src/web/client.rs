@@ -3,10 +3,13 @@
 //!
 //! By default the client is the socket's peer and every forwarding header is
 //! ignored: anyone can write `X-Real-IP`. Only when the peer is one of the
-//! configured `trusted_proxies` are `Forwarded` (RFC 7239), `X-Forwarded-For`
-//! and `X-Real-IP` read (the first of them present), walking the hops from the
-//! right: each trusted proxy vouches for the hop before it, so the client is
-//! the right-most address that is not a trusted proxy. A client can put what it
+//! configured `trusted_proxies` is one header read, the one named by
+//! `forwarded_header` (`X-Forwarded-For`, RFC 7239 `Forwarded` or
+//! `X-Real-IP`); the others are ignored whoever sent them, because a proxy
+//! passes on the headers it does not overwrite (nginx passes a client's
+//! `Forwarded` through untouched). The hops are walked from the right: each
+//! trusted proxy vouches for the hop before it, so the client is the
+//! right-most address that is not a trusted proxy. A client can put what it
 //! likes at the left of the list; it cannot get past a proxy that appends the
 //! real peer. A hop that is not an address ends the walk at the last trusted
 //! one. Rocket's own `ip_header` setting is not used.
@@ -17,6 +20,7 @@ use ipnet::IpNet;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::client::{address, canonical, forwarded_pair, ClientInfo};
+use crate::config::{BrowserSettings, ForwardedHeader};
 use crate::web::request::managed_settings;
 
 impl ClientInfo {
@@ -25,7 +29,7 @@ impl ClientInfo {
     pub fn of(request: &Request<'_>) -> Self {
         let user_agent = request.headers().get_one("User-Agent").map(ClientInfo::cut_user_agent);
         ClientInfo {
-            ip: client_ip(request, trusted_proxies(request)),
+            ip: client_ip(request, managed_settings(request).map(|settings| &settings.browser)),
             user_agent,
         }
     }
@@ -40,10 +44,6 @@ impl<'r> FromRequest<'r> for ClientInfo {
     }
 }
 
-fn trusted_proxies<'r>(request: &'r Request<'_>) -> &'r [IpNet] {
-    managed_settings(request).map_or(&[], |settings| &settings.browser.trusted_proxies)
-}
-
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -56,14 +56,16 @@ fn trusted_peer(request: &Request<'_>, trusted: &[IpNet]) -> Option<IpAddr> {
         .filter(|peer| is_trusted(*peer, trusted))
 }
 
-/// The client's address: see the module docs.
-fn client_ip(request: &Request<'_>, trusted: &[IpNet]) -> Option<IpAddr> {
+/// The client's address: see the module docs. Without the fairing's
+/// settings, the peer.
+fn client_ip(request: &Request<'_>, settings: Option<&BrowserSettings>) -> Option<IpAddr> {
     let peer = canonical(request.remote()?.ip());
-    if !is_trusted(peer, trusted) {
+    let Some(settings) = settings.filter(|settings| is_trusted(peer, &settings.trusted_proxies)) else {
         return Some(peer);
-    }
+    };
+    let trusted = &settings.trusted_proxies[..];
     let mut client = peer;
-    for hop in forwarded_hops(request).iter().rev() {
+    for hop in forwarded_hops(request, settings.forwarded_header).iter().rev() {
         match hop {
             Some(ip) => {
                 client = canonical(*ip);
@@ -77,34 +79,34 @@ fn client_ip(request: &Request<'_>, trusted: &[IpNet]) -> Option<IpAddr> {
     Some(client)
 }
 
-/// The forwarded hops, left (client) to right (nearest proxy), of the first
-/// forwarding header present; `None` for a hop that is not an address.
-fn forwarded_hops(request: &Request<'_>) -> Vec<Option<IpAddr>> {
+/// The forwarded hops, left (client) to right (nearest proxy), of `header`
+/// alone; `None` for a hop that is not an address.
+fn forwarded_hops(request: &Request<'_>, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let headers = request.headers();
     let values = |name: &str| headers.get(name).flat_map(|value| value.split(',')).map(str::trim);
-    if headers.contains("Forwarded") {
-        values("Forwarded")
+    match header {
+        ForwardedHeader::Forwarded => values("Forwarded")
             .map(|element| forwarded_pair(element, "for").and_then(address))
-            .collect()
-    } else if headers.contains("X-Forwarded-For") {
-        values("X-Forwarded-For").map(address).collect()
-    } else {
-        headers
-            .get_one("X-Real-IP")
-            .map(|value| address(value.trim()))
-            .into_iter()
-            .collect()
+            .collect(),
+        ForwardedHeader::XForwardedFor => values("X-Forwarded-For").map(address).collect(),
+        // One address: several `X-Real-IP` lines are not a proxy's.
+        ForwardedHeader::XRealIp => match headers.get("X-Real-IP").collect::<Vec<_>>()[..] {
+            [one] => vec![address(one.trim())],
+            _ => Vec::new(),
+        },
     }
 }
 
 /// The scheme the client used, when it is known: `https` when Rocket itself
-/// serves TLS, else what a trusted proxy says (`Forwarded: proto=`, or
-/// `X-Forwarded-Proto`); `None` when nothing says.
+/// serves TLS, else what a trusted proxy says (`Forwarded: proto=` with
+/// `forwarded_header = "forwarded"`, else `X-Forwarded-Proto`); `None` when
+/// nothing says.
 pub(crate) fn request_scheme(request: &Request<'_>) -> Option<String> {
     if request.rocket().config().tls_enabled() {
         return Some("https".into());
     }
-    trusted_peer(request, trusted_proxies(request))?;
+    let settings = &managed_settings(request)?.browser;
+    trusted_peer(request, &settings.trusted_proxies)?;
     let headers = request.headers();
     // The nearest proxy's word: the last element of the last header line.
     let last = |name: &str| {
@@ -114,10 +116,9 @@ pub(crate) fn request_scheme(request: &Request<'_>) -> Option<String> {
             .and_then(|value| value.rsplit(',').next())
             .map(str::trim)
     };
-    let proto = if headers.contains("Forwarded") {
-        last("Forwarded").and_then(|element| forwarded_pair(element, "proto"))
-    } else {
-        last("X-Forwarded-Proto")
+    let proto = match settings.forwarded_header {
+        ForwardedHeader::Forwarded => last("Forwarded").and_then(|element| forwarded_pair(element, "proto")),
+        ForwardedHeader::XForwardedFor | ForwardedHeader::XRealIp => last("X-Forwarded-Proto"),
     };
     proto
         .map(|proto| proto.to_ascii_lowercase())
