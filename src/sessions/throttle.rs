@@ -21,7 +21,8 @@
 //! An attempt is counted when its check starts, in the same write that checks
 //! the limit: concurrent guesses are counted one after the other, so no more
 //! than the limit reach the password check. A check that passes takes its
-//! count back.
+//! count back, and a counter back at zero is deleted: a successful login
+//! leaves no counter behind.
 //!
 //! Refresh tokens are not throttled: a forged one fails its tag without a
 //! store lookup, and guessing a genuine one is hopeless (256 random bits).
@@ -44,7 +45,7 @@ use super::login::{LoginMark, LoginOptions, TokenPair};
 use super::Sessions;
 use crate::client::{canonical, ClientInfo};
 use crate::error::Error;
-use crate::hooks::SessionEvent;
+use crate::hooks::{event_username, SessionEvent};
 use crate::store::{Attempt, FailureScope, PassedCredentials, ThrottledUntil};
 
 /// The network an address is counted in: an IPv4 address alone, an IPv6 one by
@@ -169,7 +170,7 @@ impl Sessions {
             Err(ThrottledUntil(until)) => {
                 let retry_after = until.saturating_sub(now).max(1) as u64;
                 self.emit(|| SessionEvent::Throttled {
-                    username: username.to_string(),
+                    username: event_username(username),
                     ip: client.ip,
                     retry_after,
                     at: now,

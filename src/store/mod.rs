@@ -58,6 +58,10 @@ pub(crate) enum ErrorKind {
     ReadOnly,
     /// The schema was written by a newer version of the crate.
     Schema,
+    /// PostgreSQL ended the transaction to resolve a deadlock or a
+    /// serialisation failure: it changed nothing, and running it again may
+    /// pass.
+    Conflict,
     /// Anything else: busy, full, I/O, a constraint, a lost connection, a bug.
     Other,
 }

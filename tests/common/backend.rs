@@ -58,6 +58,22 @@ impl Backend {
         Some(client)
     }
 
+    /// The rows of `table` in this backend's database (`harness`'s file for
+    /// SQLite).
+    pub async fn count_rows(&self, harness: &rocket_sqlite_sessions::testing::TestHarness, table: &str) -> i64 {
+        match self {
+            Backend::Sqlite => super::count_rows(harness, table),
+            Backend::Postgres { schema, .. } => {
+                let client = Backend::admin().await.expect("a PostgreSQL server");
+                client
+                    .query_one(&format!("SELECT count(*) FROM {schema}.{table}"), &[])
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
+        }
+    }
+
     /// `figment` pointed at this backend.
     pub fn configure(&self, figment: Figment) -> Figment {
         match self {

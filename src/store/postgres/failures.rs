@@ -3,6 +3,13 @@
 //! Each attempt first locks the `row_counts` row of `auth_failures`: attempts
 //! are checked and counted one at a time across instances, so concurrent
 //! guesses cannot pass a limit or the cap together.
+//!
+//! **Lock order.** Every transaction that writes `auth_failures` locks its
+//! count row first, before any counter row (the row-counting trigger would
+//! otherwise take it after them, and two transactions could each hold what
+//! the other waits for: PostgreSQL's 40P01), then `auth_known_networks`'s count
+//! row, then known-network rows. A deadlock or serialisation failure is
+//! retried once all the same (the transaction changed nothing).
 
 use deadpool_postgres::Transaction;
 
@@ -72,17 +79,26 @@ pub(super) async fn count_attempt(
 /// Right credentials: forgets the username's failures here, uncounts the
 /// attempt elsewhere, and remembers the network.
 pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCredentials) -> Result<bool, StoreError> {
+    // The count row first: see the lock order above.
+    lock_count(tx, "auth_failures").await?;
     let forget = tx.prepare_cached("DELETE FROM auth_failures WHERE scope = $1").await?;
     tx.execute(&forget, &[&passed.forget.as_slice()]).await?;
+    // A counter this attempt alone kept goes; the others lose it.
+    let drop_last = tx
+        .prepare_cached("DELETE FROM auth_failures WHERE scope = $1 AND failures <= 1 AND window_start > $2")
+        .await?;
     let uncount = tx
         .prepare_cached(
             "UPDATE auth_failures SET failures = failures - 1
-             WHERE scope = $1 AND failures > 0 AND window_start > $2",
+             WHERE scope = $1 AND failures > 1 AND window_start > $2",
         )
         .await?;
     let window_opened_after = passed.now.saturating_sub(passed.window);
     for scope in &passed.uncount {
-        tx.execute(&uncount, &[&scope.as_slice(), &window_opened_after]).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&scope.as_slice(), &window_opened_after];
+        if tx.execute(&drop_last, &params).await? == 0 {
+            tx.execute(&uncount, &params).await?;
+        }
     }
     let network = passed.known_network.as_slice();
     let is_known = tx
@@ -104,7 +120,7 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
 }
 
 /// The rows of a capped table, its count row locked until commit.
-async fn lock_count(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
+pub(super) async fn lock_count(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
     let statement = tx
         .prepare_cached("SELECT count FROM row_counts WHERE name = $1 FOR UPDATE")
         .await?;

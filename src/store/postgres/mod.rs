@@ -79,10 +79,15 @@ impl From<tokio_postgres::Error> for StoreError {
         // The server's message only: its DETAIL can quote a row's values.
         match error.as_db_error() {
             Some(db) => {
-                let kind = if db.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION {
-                    ErrorKind::ReadOnly
-                } else {
-                    ErrorKind::Other
+                use tokio_postgres::error::SqlState;
+                let kind = match db.code() {
+                    code if code == &SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+                    code if code == &SqlState::T_R_DEADLOCK_DETECTED
+                        || code == &SqlState::T_R_SERIALIZATION_FAILURE =>
+                    {
+                        ErrorKind::Conflict
+                    }
+                    _ => ErrorKind::Other,
                 };
                 StoreError::new(kind, format!("postgres: {} ({})", db.message(), db.code().code()))
             }
@@ -240,21 +245,41 @@ impl SessionStore for PostgresStore {
 
     fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
         Box::pin(async move {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let counted = failures::count_attempt(&tx, &attempt).await?;
-            tx.commit().await?;
-            Ok(counted)
+            let mut retried = false;
+            loop {
+                let mut client = self.client().await?;
+                let counted: Result<_, StoreError> = async {
+                    let tx = client.transaction().await?;
+                    let counted = failures::count_attempt(&tx, &attempt).await?;
+                    tx.commit().await?;
+                    Ok(counted)
+                }
+                .await;
+                match counted {
+                    Err(error) if error.kind() == ErrorKind::Conflict && !retried => retried = true,
+                    done => return done,
+                }
+            }
         })
     }
 
     fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let new_network = failures::credentials_passed(&tx, &passed).await?;
-            tx.commit().await?;
-            Ok(new_network)
+            let mut retried = false;
+            loop {
+                let mut client = self.client().await?;
+                let passed: Result<_, StoreError> = async {
+                    let tx = client.transaction().await?;
+                    let new_network = failures::credentials_passed(&tx, &passed).await?;
+                    tx.commit().await?;
+                    Ok(new_network)
+                }
+                .await;
+                match passed {
+                    Err(error) if error.kind() == ErrorKind::Conflict && !retried => retried = true,
+                    done => return done,
+                }
+            }
         })
     }
 
@@ -266,8 +291,8 @@ impl SessionStore for PostgresStore {
         batch: u32,
     ) -> StoreFuture<'_, PrunedBatch> {
         Box::pin(async move {
-            let client = self.client().await?;
-            prune::batch(&client, kind, cutoffs, batch).await
+            let mut client = self.client().await?;
+            prune::batch(&mut client, kind, cutoffs, batch).await
         })
     }
 

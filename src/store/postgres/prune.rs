@@ -6,9 +6,11 @@ use deadpool_postgres::Object;
 use super::ADVISORY_KEY;
 use crate::store::{PruneCutoffs, PruneKind, PruneTurn, PrunedBatch, StoreError};
 
-/// Deletes at most `batch` rows of `kind` that nothing needs any more.
+/// Deletes at most `batch` rows of `kind` that nothing needs any more. The
+/// capped tables' batches lock their count row first, in the lock order of
+/// `failures.rs`.
 pub(super) async fn batch(
-    client: &Object,
+    client: &mut Object,
     kind: PruneKind,
     cutoffs: PruneCutoffs,
     batch: u32,
@@ -54,9 +56,19 @@ pub(super) async fn batch(
             0,
         ),
     };
-    let statement = client.prepare_cached(delete).await?;
+    let tx = client.transaction().await?;
+    let counted = match kind {
+        PruneKind::FailureCounters => Some("auth_failures"),
+        PruneKind::KnownNetworks => Some("auth_known_networks"),
+        _ => None,
+    };
+    if let Some(table) = counted {
+        super::failures::lock_count(&tx, table).await?;
+    }
+    let statement = tx.prepare_cached(delete).await?;
     let limit = i64::from(batch);
-    let deleted = client.execute(&statement, &[&first, &second, &limit]).await?;
+    let deleted = tx.execute(&statement, &[&first, &second, &limit]).await?;
+    tx.commit().await?;
     Ok(PrunedBatch {
         deleted: deleted as usize,
         resume_after: (deleted >= batch as u64).then_some(0),

@@ -138,13 +138,22 @@ impl Tx<'_> {
         self.remember_network(&passed.known_network, passed.now, passed.capacity)
     }
 
+    /// Takes one attempt back from `scope`'s counter in its window; a
+    /// counter that this attempt alone kept goes.
     pub(crate) fn uncount_attempt(&self, scope: &[u8; 32], now: i64, window: i64) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE auth_failures SET failures = failures - 1
-                 WHERE scope = ?1 AND failures > 0 AND window_start > ?2",
-            )?
-            .execute(params![scope, now.saturating_sub(window)])?;
+        let window_opened_after = now.saturating_sub(window);
+        let dropped = self
+            .0
+            .prepare_cached("DELETE FROM auth_failures WHERE scope = ?1 AND failures <= 1 AND window_start > ?2")?
+            .execute(params![scope, window_opened_after])?;
+        if dropped == 0 {
+            self.0
+                .prepare_cached(
+                    "UPDATE auth_failures SET failures = failures - 1
+                     WHERE scope = ?1 AND failures > 1 AND window_start > ?2",
+                )?
+                .execute(params![scope, window_opened_after])?;
+        }
         Ok(())
     }
 

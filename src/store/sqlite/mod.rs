@@ -109,7 +109,7 @@ impl SqliteStore {
                     "check that the file and its directory are writable by this process and not on a \
                      read-only mount",
                 ),
-                ErrorKind::Other => ("open", "check that its directory exists and is writable"),
+                ErrorKind::Other | ErrorKind::Conflict => ("open", "check that its directory exists and is writable"),
             };
             StoreError::new(
                 error.kind(),
