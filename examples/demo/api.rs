@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::errors::{api_error, unavailable, ApiError};
 use super::users::{
-    ban, blocking, create_user, find_user, list_users, new_password_hash, password_matches, set_role, user_claims,
-    username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
-    ROLES,
+    ban, blocking, canonical_username, create_user, find_user, list_users, new_password_hash, password_matches,
+    set_role, user_claims, username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_CHARS, ROLES,
 };
 
 #[derive(Deserialize)]
@@ -45,6 +45,7 @@ pub(crate) async fn register(
     body: Result<Json<Credentials>, json::Error<'_>>,
 ) -> Result<(Status, Json<Value>), ApiError> {
     let Credentials { username, password } = credentials(body)?;
+    let username = canonical_username(&username)?;
     let (user_id, _) = create_user(users, hashing, username, password).await?;
     Ok((Status::Created, Json(json!({ "user_id": user_id }))))
 }
@@ -104,6 +105,9 @@ pub(crate) async fn login(
     body: Result<Json<Credentials>, json::Error<'_>>,
 ) -> Result<TokenPair, LoginError> {
     let Credentials { username, password } = credentials(body)?;
+    // A name no user can have is refused before anything else: it is never
+    // counted, hashed for or logged.
+    let username = canonical_username(&username)?;
     // Throttled attempts are refused before any password hashing.
     let check = sessions
         .credential_check(&username, &client)
@@ -280,6 +284,8 @@ pub(crate) async fn change_role(
                 "The body must be {\"role\": \"admin\"} or {\"role\": \"member\"}.",
             )
         })?;
+    let no_such_user = || api_error(Status::NotFound, "not_found", "No such user.");
+    let username = &canonical_username(username).map_err(|_| no_such_user())?;
     let Some(user_id) = set_role(users, username.to_string(), role).await? else {
         return Err(api_error(Status::NotFound, "not_found", "No such user."));
     };
@@ -302,6 +308,8 @@ pub(crate) async fn ban_user(
     sessions: &State<Sessions>,
     username: &str,
 ) -> Result<Status, ApiError> {
+    let username =
+        &canonical_username(username).map_err(|_| api_error(Status::NotFound, "not_found", "No such user."))?;
     let Some(user_id) = ban(users, username.to_string()).await? else {
         return Err(api_error(Status::NotFound, "not_found", "No such user."));
     };

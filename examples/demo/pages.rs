@@ -10,7 +10,9 @@ use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Ses
 
 use super::api::session_error;
 use super::errors::ApiError;
-use super::users::{create_user, user_claims, username_of, verify_credentials, PasswordHashing, Users};
+use super::users::{
+    canonical_username, create_user, user_claims, username_of, verify_credentials, PasswordHashing, Users,
+};
 
 // ---- Browser pages: cookies, CSRF, session data. No JavaScript needed. -------
 
@@ -136,6 +138,7 @@ pub(crate) async fn register_submit(
         let message = body["message"].as_str().unwrap_or("Please try again.").to_string();
         (status, register_form(&csrf, Some(&message)))
     };
+    let username = canonical_username(&username).map_err(refuse)?;
     let (user_id, role) = create_user(users, hashing, username.clone(), password)
         .await
         .map_err(refuse)?;
@@ -168,6 +171,9 @@ pub(crate) async fn login_submit(
 ) -> Result<Redirect, (Status, RawHtml<String>)> {
     let CredentialsForm { username, password, .. } = form.into_inner();
     let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message)));
+    // A name no user can have: refused before anything else.
+    let username =
+        canonical_username(&username).map_err(|_| refuse(Status::Unauthorized, "Invalid username or password."))?;
     let check = match sessions.credential_check(&username, &client).await {
         Ok(check) => check,
         Err(rocket_sqlite_sessions::Error::Throttled { retry_after }) => {

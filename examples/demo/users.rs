@@ -19,7 +19,54 @@ use super::errors::{api_error, internal_error, unavailable, ApiError};
 /// The rules for usernames and passwords.
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
-pub(crate) const MAX_USERNAME_CHARS: usize = 128;
+pub(crate) const MAX_USERNAME_CHARS: usize = 64;
+/// What a client may send as a username, in bytes; anything longer is
+/// refused before any other work.
+pub(crate) const MAX_USERNAME_INPUT_BYTES: usize = 256;
+
+fn invalid_username() -> ApiError {
+    api_error(
+        Status::UnprocessableEntity,
+        "invalid_username",
+        "The username must be 1 to 64 characters of one script: letters, digits and symbols, \
+         no spaces, invisible or direction characters.",
+    )
+}
+
+/// `raw` in the one form the demo stores and compares usernames in: the
+/// PRECIS UsernameCaseMapped profile of RFC 8265 (full-width forms to their
+/// usual width, lower case, NFC), after dropping outer ASCII spaces. Refused
+/// (422): more than [`MAX_USERNAME_INPUT_BYTES`] sent, anything the profile
+/// disallows (spaces, control, format such as U+200B and U+202E, and
+/// separator characters such as U+2028), more than [`MAX_USERNAME_CHARS`]
+/// characters, and letters of two of the Latin, Greek and Cyrillic scripts
+/// (`аlice` with a Cyrillic `а` is not `alice`'s look-alike account).
+pub(crate) fn canonical_username(raw: &str) -> Result<String, ApiError> {
+    use precis_core::profile::PrecisFastInvocation;
+    if raw.len() > MAX_USERNAME_INPUT_BYTES {
+        return Err(invalid_username());
+    }
+    let enforced =
+        precis_profiles::UsernameCaseMapped::enforce(raw.trim_matches(' ')).map_err(|_| invalid_username())?;
+    if enforced.chars().count() > MAX_USERNAME_CHARS || mixes_scripts(&enforced) {
+        return Err(invalid_username());
+    }
+    Ok(enforced.into_owned())
+}
+
+/// Whether `name` has letters of more than one of the scripts whose letters
+/// look alike: Latin, Greek, Cyrillic.
+fn mixes_scripts(name: &str) -> bool {
+    let script = |c: char| match c {
+        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => Some(0),
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(1),
+        '\u{0400}'..='\u{052F}' => Some(2),
+        _ => None,
+    };
+    let mut scripts = name.chars().filter_map(script);
+    let first = scripts.next();
+    scripts.any(|other| Some(other) != first)
+}
 
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -136,21 +183,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Checks a new user's name and password and stores them; the user's id.
-/// Registers a user; the first one is the admin. Gives the id and the role.
+/// Registers a user under `username`, which must be canonical
+/// ([`canonical_username`]); the first one is the admin. Gives the id and
+/// the role; 409 when the name is taken, in any of its look-alike forms.
 pub(crate) async fn create_user(
     users: &Users,
     hashing: &PasswordHashing,
     username: String,
     password: String,
 ) -> Result<(i64, String), ApiError> {
-    let username_chars = username.chars().count();
-    if username.trim().is_empty() || username_chars > MAX_USERNAME_CHARS || username.chars().any(char::is_control) {
-        return Err(api_error(
-            Status::UnprocessableEntity,
-            "invalid_username",
-            "The username must be 1 to 128 characters, not all spaces, with no control characters.",
-        ));
+    if canonical_username(&username).ok().as_deref() != Some(username.as_str()) {
+        return Err(invalid_username());
     }
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
         return Err(api_error(

@@ -94,6 +94,101 @@ async fn registration_refuses_taken_names_and_bad_input() {
     assert_eq!(garbage.status(), Status::UnprocessableEntity);
 }
 
+/// One account per name whatever its look-alikes: usernames are compared in
+/// the PRECIS UsernameCaseMapped form (RFC 8265); invisible, direction and
+/// separator characters, and letters of two look-alike scripts, are refused.
+#[rocket::async_test]
+async fn look_alike_usernames_are_one_account_or_refused() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    assert_eq!(
+        demo::register(&client, "alice", "correct horse").await.status(),
+        Status::Created
+    );
+    let same = [
+        "Alice",
+        "ALICE",
+        " alice ",
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // fullwidth
+    ];
+    for name in same {
+        let answer = demo::register(&client, name, "another horse").await;
+        assert_eq!(answer.status(), Status::Conflict, "{name:?} is alice");
+    }
+    let refused = [
+        "al\u{200b}ice",       // zero-width space
+        "\u{202e}ecila",       // right-to-left override
+        "alice\u{2028}",       // line separator
+        "\u{0430}lice",        // Cyrillic а
+        "\u{0430}\u{043b}ice", // Cyrillic а and л
+        "ali ce",
+        "alice\u{0007}",
+        "",
+        "   ",
+    ];
+    for name in refused {
+        let answer = demo::register(&client, name, "another horse").await;
+        assert_eq!(answer.status(), Status::UnprocessableEntity, "{name:?} is refused");
+    }
+    // One account: alice signs in under any of her forms.
+    for name in ["alice", "Alice", "\u{ff41}lice"] {
+        let tokens = login(&client, name, "correct horse").await;
+        let me: Value = client
+            .get("/me")
+            .header(bearer(tokens["access_token"].as_str().unwrap()))
+            .dispatch()
+            .await
+            .into_json()
+            .await
+            .unwrap();
+        assert_eq!(me["username"], "alice");
+    }
+    // A name in a script of its own is a name like any other.
+    assert_eq!(
+        demo::register(&client, "\u{0430}\u{043b}\u{0438}\u{0441}\u{0430}", "correct horse")
+            .await
+            .status(),
+        Status::Created
+    );
+    let admin: Value = login(&client, "alice", "correct horse").await;
+    let listed: Value = client
+        .get("/admin/users")
+        .header(bearer(admin["access_token"].as_str().unwrap()))
+        .dispatch()
+        .await
+        .into_json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+}
+
+/// A username no user can have is refused before anything else: never
+/// counted, hashed for, or logged, however large.
+#[rocket::async_test]
+async fn an_oversized_username_is_refused_before_any_check() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    let huge = "a".repeat(512 * 1024);
+    let before = crate::common::logs::lines().len();
+    for _ in 0..20 {
+        let answer = post_json(
+            &client,
+            "/auth/login",
+            json!({ "username": huge, "password": "whatever" }),
+        )
+        .await;
+        assert_eq!(answer.status(), Status::UnprocessableEntity);
+    }
+    let lines = crate::common::logs::lines();
+    let longest = lines[before..].iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a log line of {longest} bytes");
+    assert_eq!(
+        demo::users::peak_concurrent_hashes(client.rocket()),
+        0,
+        "no password was hashed"
+    );
+}
+
 #[rocket::async_test]
 async fn login_gives_one_answer_for_unknown_user_and_wrong_password() {
     let harness = demo::harness();
