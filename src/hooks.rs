@@ -205,7 +205,10 @@ pub enum SessionEvent {
     },
     /// A login attempt was refused for too many failures.
     Throttled {
-        /// The username tried.
+        /// The username tried, as the client sent it: at most
+        /// [`MAX_EVENT_USERNAME_BYTES`] of it, on a character boundary, and
+        /// then `…` when it was longer. Control characters are kept: log it
+        /// with `{:?}` (as `SessionEvent`'s `Debug` does), never raw.
         username: String,
         /// The client's address, when known.
         ip: Option<IpAddr>,
@@ -214,6 +217,23 @@ pub enum SessionEvent {
         /// When, on the sessions' clock (unix seconds; [`Sessions::now`](crate::Sessions::now)).
         at: i64,
     },
+}
+
+/// The most bytes of a username an event carries ([`SessionEvent::Throttled`]):
+/// a username comes from the client, and events go to logs.
+pub const MAX_EVENT_USERNAME_BYTES: usize = 64;
+
+/// `username` as an event carries it: at most [`MAX_EVENT_USERNAME_BYTES`] of
+/// it, cut on a character boundary and marked with `…` when longer.
+pub(crate) fn event_username(username: &str) -> String {
+    if username.len() <= MAX_EVENT_USERNAME_BYTES {
+        return username.to_string();
+    }
+    let mut end = MAX_EVENT_USERNAME_BYTES;
+    while !username.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &username[..end])
 }
 
 impl SessionEvent {

@@ -196,7 +196,10 @@ pub use config::{
     AtMaxSessions, ConfigError, ForwardedHeader, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES,
 };
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
-pub use hooks::{ClaimsDecision, ClaimsSource, ClaimsSourceError, IntoClaimsDecision, SessionEvent, SessionEvents};
+pub use hooks::{
+    ClaimsDecision, ClaimsSource, ClaimsSourceError, IntoClaimsDecision, SessionEvent, SessionEvents,
+    MAX_EVENT_USERNAME_BYTES,
+};
 pub use sessions::{
     CredentialCheck, LoginMark, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
 };

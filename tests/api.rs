@@ -98,12 +98,20 @@ fn teapot() -> ErrorResponse {
 }
 
 /// The test app on a fresh harness, with `fairing` (from the harness) changed.
+/// A wrong password for the username in the body, every time.
+#[post("/guess", data = "<username>")]
+async fn guess(sessions: &State<Sessions>, client: ClientInfo, username: String) -> Result<Status, Error> {
+    sessions.credential_check(&username, &client).await?.failed().await?;
+    Ok(Status::Unauthorized)
+}
+
 async fn app_with(fairing: impl FnOnce(SessionsFairing) -> SessionsFairing) -> App {
     let harness = Arc::new(TestHarness::new());
     capture_logs();
-    let rocket = common::with_routes(rocket::custom(harness.figment()).attach(fairing(harness.fairing()))).mount(
+    let figment = harness.figment().merge(("limits.string", "2 MiB"));
+    let rocket = common::with_routes(rocket::custom(figment).attach(fairing(harness.fairing()))).mount(
         "/",
-        routes![login_as, roles, admin, demote, teapot, browser_login, login_for],
+        routes![login_as, roles, admin, demote, teapot, browser_login, login_for, guess],
     );
     let client = Client::tracked(rocket).await.expect("the app launches");
     App { harness, client }
@@ -339,6 +347,68 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
             assert_eq!((username.as_str(), *ip, *at), ("carol", localhost, t0 + 11));
             assert!(*retry_after > 0);
         }
+        other => panic!("one Throttled event, not {other:?}"),
+    }
+}
+
+/// An attacker's username reaches the app's event sink (and its log) cut to
+/// `MAX_EVENT_USERNAME_BYTES` and marked, however long it was.
+#[rocket::async_test]
+async fn a_throttled_attempt_tells_a_huge_username_cut_and_marked() {
+    let (app, events) = app_recording_events().await;
+    let from = std::net::SocketAddr::from(([192, 0, 2, 44], 5000));
+    // Spend the network's budget (`ip_max_failures`, 100), then try 1 MiB
+    // usernames.
+    for n in 0..100 {
+        app.client
+            .post("/guess")
+            .remote(from)
+            .body(format!("user-{n}"))
+            .dispatch()
+            .await;
+    }
+    events.lock().unwrap().clear();
+    let huge = "é".repeat(512 * 1024);
+    for _ in 0..3 {
+        let response = app
+            .client
+            .post("/guess")
+            .remote(from)
+            .body(huge.clone())
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::TooManyRequests);
+    }
+    let told = std::mem::take(&mut *events.lock().unwrap());
+    assert_eq!(told.len(), 3);
+    for event in told {
+        let SessionEvent::Throttled { username, .. } = event else {
+            panic!("a Throttled event, not {event:?}");
+        };
+        let max = rocket_sqlite_sessions::MAX_EVENT_USERNAME_BYTES;
+        assert!(username.len() <= max + '…'.len_utf8(), "{} bytes told", username.len());
+        assert!(username.ends_with('…'), "marked as cut");
+        assert!(username.starts_with("éé"), "cut on a character boundary: {username}");
+        assert!(
+            format!(
+                "{:?}",
+                SessionEvent::Throttled {
+                    username,
+                    ip: None,
+                    retry_after: 1,
+                    at: 0
+                }
+            )
+            .len()
+                < 1024
+        );
+    }
+    // A short one is told whole.
+    let response = app.client.post("/guess").remote(from).body("carol").dispatch().await;
+    assert_eq!(response.status(), Status::TooManyRequests);
+    let told = std::mem::take(&mut *events.lock().unwrap());
+    match told.as_slice() {
+        [SessionEvent::Throttled { username, .. }] => assert_eq!(username, "carol"),
         other => panic!("one Throttled event, not {other:?}"),
     }
 }
@@ -693,13 +763,88 @@ async fn the_crates_refresh_in_cookie_mode_rotates_the_cookies() {
         .all(|cookie| cookie.contains("Max-Age=0")));
 }
 
+/// An answer that asks to be cached, whoever sees it.
+#[derive(rocket::Responder)]
+struct Cacheable {
+    body: String,
+    cache: rocket::http::Header<'static>,
+}
+
+impl Cacheable {
+    fn new(body: &str) -> Self {
+        Cacheable {
+            body: body.to_string(),
+            cache: rocket::http::Header::new("Cache-Control", "public, max-age=600"),
+        }
+    }
+}
+
+#[get("/cacheable")]
+fn cacheable(_user: AuthUser) -> Cacheable {
+    Cacheable::new("mine")
+}
+
+/// The same for anyone, with a CSRF token in it.
+#[get("/cacheable-form")]
+fn cacheable_form(csrf: rocket_sqlite_sessions::CsrfToken) -> Cacheable {
+    Cacheable::new(csrf.as_str())
+}
+
+#[rocket::async_test]
+async fn a_cookie_authenticated_answer_is_never_cacheable_whatever_the_handler_says() {
+    let harness = TestHarness::new();
+    let rocket = common::with_routes(rocket::custom(harness.figment()).attach(harness.fairing()))
+        .mount("/", routes![browser_login, cacheable, cacheable_form]);
+    let client = Client::tracked(rocket).await.unwrap();
+    let form = client.get("/cacheable-form").dispatch().await;
+    assert_eq!(form.status(), Status::Ok);
+    assert_eq!(
+        form.headers().get_one("Cache-Control"),
+        Some("no-store"),
+        "a CSRF token in it"
+    );
+    assert_eq!(form.headers().get_one("Vary"), Some("Cookie"));
+    // A bearer client's answer is the handler's to decide.
+    let tokens = tokens_of(client.post("/login/bob").dispatch().await).await;
+    let bearer_page = client.get("/cacheable").header(bearer(&tokens.access)).dispatch().await;
+    assert_eq!(bearer_page.status(), Status::Ok);
+    assert_eq!(
+        bearer_page.headers().get_one("Cache-Control"),
+        Some("public, max-age=600")
+    );
+    // A browser's is never cacheable.
+    assert_eq!(
+        client.post("/browser-login/ada/true").dispatch().await.status(),
+        Status::Ok
+    );
+    let page = client.get("/cacheable").dispatch().await;
+    assert_eq!(page.status(), Status::Ok);
+    assert_eq!(page.headers().get_one("Cache-Control"), Some("no-store"));
+    assert_eq!(page.headers().get_one("Vary"), Some("Cookie"));
+}
+
+/// Every other page, for signed-in users.
+#[get("/<_path..>", rank = 20)]
+fn any_page(_user: AuthUser, _path: rocket::http::uri::Segments<'_, rocket::http::uri::fmt::Path>) -> &'static str {
+    "a page"
+}
+
 #[rocket::async_test]
 async fn a_browser_page_refused_by_the_guard_is_redirected_to_login_url() {
     let harness = Arc::new(TestHarness::new());
     let figment = harness.figment().merge(("sessions.login_url", "/login"));
     let rocket = common::with_routes(rocket::custom(figment).attach(harness.fairing())).mount(
         "/",
-        routes![login_as, roles, admin, demote, teapot, browser_login, login_for],
+        routes![
+            login_as,
+            roles,
+            admin,
+            demote,
+            teapot,
+            browser_login,
+            login_for,
+            any_page
+        ],
     );
     let app = App {
         harness,
@@ -712,6 +857,30 @@ async fn a_browser_page_refused_by_the_guard_is_redirected_to_login_url() {
         page.headers().get_one("Location"),
         Some("/login?next=%2Froles%3Ftab%3Dall")
     );
+    // Never a protocol-relative URL once the app decodes `next`: one leading
+    // slash, no backslash, however the path was written.
+    for asked in [
+        "//evil.example",
+        "///evil.example?tab=all",
+        "/%2F/evil.example",
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/%5C%5Cevil.example",
+        "/%0D%0A/evil.example",
+    ] {
+        let page = app.client.get(asked).header(html.clone()).dispatch().await;
+        let location = page.headers().get_one("Location").unwrap_or_default().to_string();
+        let next = location
+            .strip_prefix("/login?next=")
+            .unwrap_or_else(|| panic!("{asked}: {location}"));
+        let next = rocket::http::RawStr::new(next).percent_decode_lossy();
+        assert!(
+            next.starts_with('/') && !next.starts_with("//"),
+            "{asked} → next {next}"
+        );
+        assert!(!next.contains('\\'), "{asked} → next {next}");
+        assert!(next.starts_with("/evil.example"), "{asked} → next {next}");
+    }
 
     let api = app.client.get("/roles").header(ContentType::JSON).dispatch().await;
     assert_eq!(api.status(), Status::Unauthorized, "an API call gets the JSON 401");

@@ -13,8 +13,13 @@
 //! catcher answers (a 401, a 403, a 404), and a rotation the browser never
 //! hears of turns into reuse a few seconds later. The fairing's response hook
 //! writes them instead, whatever answered, unless the handler set those
-//! cookies itself (a login or a logout); and any response that sets them gets
-//! `Cache-Control: no-store` and `Vary: Cookie`.
+//! cookies itself (a login or a logout).
+//!
+//! No response of a browser's session may be kept by a cache: whatever the
+//! handler answered, `Cache-Control: no-store` and `Vary: Cookie` go on every
+//! response to a request that sent a session cookie, every response that sets
+//! one (or the pre-session CSRF cookie), and every response whose handler was
+//! given a CSRF token (`CsrfToken`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -103,30 +108,35 @@ impl Sessions {
         }
     }
 
-    /// Writes the guard's cookie change for `request` into `response` (see the
-    /// module docs), and keeps any response that sets the session cookies out
-    /// of caches.
+    /// Writes the guard's cookie change for `request` into `response`, and
+    /// keeps the response out of caches when it belongs to a browser's
+    /// session (see the module docs).
     pub(crate) fn finish_cookies<'r>(&self, request: &'r Request<'_>, response: &mut rocket::Response<'r>) {
         let settings = &self.settings().browser;
-        let sets_ours = |response: &rocket::Response<'_>| {
-            response.headers().get("Set-Cookie").any(|header| {
-                Cookie::parse(header).is_ok_and(|cookie| {
-                    cookie.name() == settings.access_cookie || cookie.name() == settings.refresh_cookie
-                })
-            })
-        };
-        let mut sets_them = sets_ours(response);
-        if !sets_them {
-            if let Some(change) = record(request).cookie_change() {
+        let is_ours = |name: &str| name == settings.access_cookie || name == settings.refresh_cookie;
+        let sets_ours = response.headers().get("Set-Cookie").any(|header| {
+            Cookie::parse(header).is_ok_and(|cookie| is_ours(cookie.name()) || cookie.name() == settings.csrf_cookie)
+        });
+        let record = record(request);
+        let mut private =
+            sets_ours || record.csrf_token_given() || request.cookies().iter().any(|cookie| is_ours(cookie.name()));
+        if !sets_ours {
+            if let Some(change) = record.cookie_change() {
                 for cookie in self.cookies_for(change) {
                     response.adjoin_header(cookie);
                 }
-                sets_them = true;
+                private = true;
             }
         }
-        if sets_them {
+        if private {
             response.set_raw_header("Cache-Control", "no-store");
-            response.adjoin_raw_header("Vary", "Cookie");
+            let varies = response.headers().get("Vary").any(|vary| {
+                vary.split(',')
+                    .any(|name| name.trim().eq_ignore_ascii_case("cookie") || name.trim() == "*")
+            });
+            if !varies {
+                response.adjoin_raw_header("Vary", "Cookie");
+            }
         }
     }
 

@@ -69,6 +69,8 @@ impl<'r> FromRequest<'r> for CsrfToken {
                 sessions.csrf_token_for(CsrfBinding::PreSession(&value))
             }
         };
+        // The page will carry it: the response hook keeps it out of caches.
+        record(request).mark_csrf_token_given();
         Outcome::Success(CsrfToken(token))
     }
 }

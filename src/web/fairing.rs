@@ -191,6 +191,35 @@ impl Fairing for SessionsFairing {
     }
 }
 
+/// The path and query asked for, as `next` carries it: the path decoded, with
+/// backslashes as slashes, runs of slashes as one and no control characters,
+/// so that it starts with exactly one `/` and an app that decodes `next` once
+/// and redirects to it stays on its own site (`//evil.example`, `/\evil.example`
+/// and `/%2F/evil.example` all become `/evil.example`).
+fn app_path(request: &Request<'_>) -> String {
+    let uri = request.uri();
+    let raw = uri.path();
+    let decoded = raw.percent_decode_lossy();
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for c in decoded.chars().filter(|c| !c.is_control()) {
+        let c = if c == '\\' { '/' } else { c };
+        if !(c == '/' && path.ends_with('/')) {
+            if path.is_empty() && c != '/' {
+                path.push('/');
+            }
+            path.push(c);
+        }
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(query) = uri.query() {
+        path.push('?');
+        path.push_str(query.as_str());
+    }
+    path
+}
+
 /// The redirect to `login_url` that replaces a guard's 401 for a browser's
 /// page request, when configured.
 fn login_redirect<'r>(sessions: &Sessions, request: &Request<'_>, response: &Response<'r>) -> Option<Response<'r>> {
@@ -204,8 +233,9 @@ fn login_redirect<'r>(sessions: &Sessions, request: &Request<'_>, response: &Res
     if response.status() != Status::Unauthorized || !record(request).token_refused() || !page_request {
         return None;
     }
-    let asked = request.uri().to_string();
-    let next = rocket::http::RawStr::new(&asked).percent_encode();
+    let next = rocket::http::RawStr::new(&app_path(request))
+        .percent_encode()
+        .into_owned();
     Some(
         Response::build()
             .status(Status::SeeOther)

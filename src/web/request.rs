@@ -55,6 +55,9 @@ pub(crate) struct RequestRecord {
     policy_refused: OnceLock<()>,
     /// The `csrf_token` field found at the start of a form body.
     csrf_field: OnceLock<Option<String>>,
+    /// Set when `CsrfToken` gave the handler a token: the response may carry
+    /// it.
+    csrf_token_given: OnceLock<()>,
 }
 
 /// The record of `request`, made at its first use.
@@ -67,6 +70,7 @@ pub(crate) fn record<'r>(request: &'r Request<'_>) -> &'r RequestRecord {
         stale_login: OnceLock::new(),
         policy_refused: OnceLock::new(),
         csrf_field: OnceLock::new(),
+        csrf_token_given: OnceLock::new(),
     })
 }
 
@@ -136,6 +140,16 @@ impl RequestRecord {
     /// Records the `csrf_token` field of the form body.
     pub(crate) fn peeked_csrf_field(&self, field: Option<String>) {
         let _ = self.csrf_field.set(field);
+    }
+
+    /// Records that the handler was given a CSRF token.
+    pub(crate) fn mark_csrf_token_given(&self) {
+        let _ = self.csrf_token_given.set(());
+    }
+
+    /// Whether the handler was given a CSRF token.
+    pub(crate) fn csrf_token_given(&self) -> bool {
+        self.csrf_token_given.get().is_some()
     }
 
     /// The `csrf_token` field of the form body, when one was read.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rocket::futures::future::join_all;
-use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::http::{Accept, ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::{Error, Sessions};
@@ -752,6 +752,30 @@ async fn a_response_that_sets_tokens_is_never_cached() {
     assert!(response.headers().get_one("Set-Cookie").is_some(), "a silent refresh");
     assert_eq!(response.headers().get_one("Cache-Control"), Some("no-store"));
     assert_eq!(response.headers().get_one("Vary"), Some("Cookie"));
+}
+
+/// A page of a browser's session, or one carrying a CSRF token, is never kept
+/// by a cache, whatever its handler answered: `GET /` (the CSRF token and the
+/// username), `/account/sessions` (ids, addresses, user agents), `/me`, and
+/// `/login` (the pre-session cookie's token).
+#[rocket::async_test]
+async fn every_page_of_a_browser_session_is_never_cached() {
+    let demo = Demo::start().await;
+    let stranger = Browser::new("S");
+    let login = stranger.send(demo.client.get("/login").header(Accept::HTML)).await;
+    assert_eq!(login.status(), Status::Ok);
+    assert_eq!(login.headers().get_one("Cache-Control"), Some("no-store"), "/login");
+    assert_eq!(login.headers().get_one("Vary"), Some("Cookie"), "/login");
+    let browser = Browser::new("B");
+    browser.sign_in(&demo).await;
+    for path in ["/", "/account/sessions", "/me", "/login", "/health"] {
+        let response = browser.send(demo.client.get(path).header(Accept::HTML)).await;
+        assert_eq!(response.headers().get_one("Cache-Control"), Some("no-store"), "{path}");
+        assert_eq!(response.headers().get_one("Vary"), Some("Cookie"), "{path}");
+    }
+    // A request without cookies or tokens stays cacheable.
+    let health = demo.client.get("/health").dispatch().await;
+    assert_eq!(health.headers().get_one("Cache-Control"), None);
 }
 
 // ---- the CSRF field and the origin, to the letter --------------------------------
