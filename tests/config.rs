@@ -128,3 +128,26 @@ async fn a_postgres_database_that_cannot_be_used_fails_launch_without_its_passwo
     assert!(logged("postgres://app:***@127.0.0.1:1/app?sslmode=require"));
     assert!(!common::logs::lines().iter().any(|line| line.contains("hunter2")));
 }
+
+/// A PostgreSQL launch error keeps the operating system's cause: a missing
+/// socket and a refused port are told apart (both were "error connecting to
+/// server").
+#[rocket::async_test]
+async fn a_postgres_launch_error_names_the_os_cause() {
+    let harness = TestHarness::new();
+    let missing_socket = "postgresql://app:hunter3-secret@localhost/app?host=/tmp/no-such-socket-dir-5c1e";
+    assert!(!launches(&harness, harness.figment().merge(("sessions.database", missing_socket))).await);
+    let refused = "postgresql://app:hunter3-secret@127.0.0.1:1/app?connect_timeout=5";
+    assert!(!launches(&harness, harness.figment().merge(("sessions.database", refused))).await);
+    let lines = common::logs::lines();
+    let about = |needle: &str| {
+        lines
+            .iter()
+            .find(|line| line.contains("cannot use the PostgreSQL database") && line.contains(needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no launch error for {needle}: {lines:#?}"))
+    };
+    assert!(about("no-such-socket-dir-5c1e").contains("No such file or directory"));
+    assert!(about("127.0.0.1:1").contains("Connection refused"));
+    assert!(!lines.iter().any(|line| line.contains("hunter3")));
+}

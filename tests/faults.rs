@@ -219,6 +219,76 @@ async fn a_database_that_cannot_be_written_fails_launch_naming_its_path() {
     );
 }
 
+/// The `-shm` file beside the database, as SQLite names it.
+fn shm_of(database: &std::path::Path) -> std::path::PathBuf {
+    let mut shm = database.as_os_str().to_owned();
+    shm.push("-shm");
+    shm.into()
+}
+
+#[cfg(unix)]
+#[rocket::async_test]
+async fn a_shm_file_that_cannot_be_written_fails_launch_naming_it() {
+    use common::logs::{capture_logs, logged};
+    capture_logs();
+    let harness = App::start().await.stop().await;
+    let database = harness.database();
+    // Another process's connection keeps the -shm file there.
+    let other = rusqlite::Connection::open(&database).unwrap();
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+        .unwrap();
+    let shm = shm_of(&database);
+    assert!(shm.exists());
+    if !make_read_only(&shm) {
+        return;
+    }
+    let launched = rocket::local::asynchronous::Client::tracked(common::rocket_on(&harness, |f| f)).await;
+    make_writable(&shm);
+    assert!(
+        launched.map_err(|error| error.kind().to_string()).is_err(),
+        "launch fails"
+    );
+    assert!(
+        logged(&format!("cannot write `{}`", shm.display())),
+        "the log names the -shm file"
+    );
+}
+
+/// A `-shm` file the kernel no longer lets anyone write, while the app runs:
+/// a write into SQLite's mapping of it would be SIGBUS, the end of the
+/// process. Every read and write answers 503 instead, and the log says why.
+#[cfg(unix)]
+#[rocket::async_test]
+async fn a_shm_file_made_read_only_while_running_answers_503_instead_of_sigbus() {
+    use common::logs::{capture_logs, logged};
+    capture_logs();
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let shm = shm_of(&app.harness.database());
+    assert!(shm.exists());
+    if !make_read_only(&shm) {
+        return;
+    }
+    let login = app.client.post("/login/bob").dispatch().await.status();
+    let logout = app.post_bearer("/auth/logout", &tokens.access).await;
+    let refresh = app.refresh(&tokens.refresh).await.status();
+    let listed = app
+        .client
+        .get("/auth/sessions")
+        .header(common::bearer(&tokens.access))
+        .dispatch()
+        .await
+        .status();
+    make_writable(&shm);
+    assert_eq!(
+        [login, logout, refresh, listed],
+        [Status::ServiceUnavailable; 4],
+        "the process is alive and says so"
+    );
+    assert!(logged(&format!("`{}` (SQLite's shared-memory index", shm.display())));
+}
+
 #[rocket::async_test]
 async fn a_database_file_replaced_under_the_app_is_noticed() {
     let app = App::start().await;
@@ -257,6 +327,42 @@ async fn a_checkpoint_failing_again_and_again_logs_one_warning_a_minute() {
         .filter(|line| line.contains("WAL checkpoint failed"))
         .count();
     assert_eq!(warnings, 1, "1.5 s of failing checkpoints, one warning");
+}
+
+/// The demo's log does not grow with refused requests: Rocket's own lines
+/// about each request are left out by the demo's logger, at `critical` (two
+/// a request before) and at `normal`.
+#[test]
+fn refused_requests_add_no_log_line_to_the_demo() {
+    for level in ["critical", "normal"] {
+        let harness = TestHarness::new();
+        let log = harness.directory().join(format!("demo-{level}.log"));
+        let demo = DemoProcess::start_logging(
+            &harness.database().display().to_string(),
+            harness.secret(),
+            level,
+            &[],
+            std::fs::File::create(&log).unwrap().into(),
+        );
+        let launched = std::fs::read_to_string(&log).unwrap().lines().count();
+        for n in 0..100 {
+            let bearer = format!("Bearer junk-{n}");
+            assert_eq!(http(demo.port, "GET", "/me", &[("Authorization", &bearer)], "").0, 401);
+        }
+        assert_eq!(http(demo.port, "GET", "/no-such-page", &[], "").0, 404);
+        demo.kill();
+        let written = std::fs::read_to_string(&log).unwrap();
+        let added: Vec<&str> = written.lines().skip(launched).collect();
+        assert!(
+            added.len() <= 2,
+            "{level}: {} lines for 101 refused requests: {added:#?}",
+            added.len()
+        );
+        assert!(
+            launched > 0 || level == "critical",
+            "{level}: the launch is logged: {written}"
+        );
+    }
 }
 
 #[rocket::async_test]

@@ -8,7 +8,7 @@ use rocket_sqlite_sessions::{AuthUser, Authorized, ClientInfo, FreshAuthUser, Se
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::errors::{api_error, unavailable, ApiError};
+use super::errors::{api_error, sessions_unavailable, unavailable, ApiError};
 use super::users::{
     ban, blocking, canonical_username, create_user, find_user, list_users, new_password_hash, password_matches,
     set_role, user_claims, username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES,
@@ -62,7 +62,7 @@ pub(crate) fn invalid_credentials() -> ApiError {
 pub(crate) fn session_error(error: rocket_sqlite_sessions::Error) -> ApiError {
     use rocket_sqlite_sessions::Error;
     match error {
-        Error::Store(cause) => unavailable(cause),
+        Error::Store(_) => sessions_unavailable(),
         other => {
             log::error!("demo: {other}");
             api_error(

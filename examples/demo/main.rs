@@ -35,15 +35,21 @@
 //! banned.
 //!
 //! **Audit log.** Every session event (login, refresh, logout, revoked
-//! session, reuse detected, throttled) is logged after its commit.
+//! session, reuse detected) is logged after its commit; throttled attempts at
+//! most once a minute.
+//!
+//! **Logs.** Rocket's own lines about each request are left out (see
+//! `logging.rs`) but at `log_level = "debug"`; failures of the users table
+//! are logged at most once a minute.
 //!
 //! The files: `main.rs` (the app, the audit log), `users.rs` (the users
 //! table, roles, password hashing), `api.rs` (the JSON API), `pages.rs` (the
-//! HTML pages), `errors.rs` (JSON errors). Each imports what it uses by name,
+//! HTML pages), `errors.rs` (JSON errors), `logging.rs` (the logger). Each imports what it uses by name,
 //! and none imports one that imports it.
 
 mod api;
 mod errors;
+mod logging;
 mod pages;
 pub(crate) mod users;
 
@@ -86,16 +92,21 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
 }
 
 /// The audit log: every session event, after it was committed. A stolen
-/// refresh token (reuse detected) is a warning.
+/// refresh token (reuse detected) is a warning. Throttled attempts come as
+/// fast as a client sends them: at most one line a minute.
 fn audit(event: &SessionEvent) {
+    static THROTTLED: logging::EveryMinute = logging::EveryMinute::new();
     match event {
         SessionEvent::ReuseDetected { .. } => log::warn!("demo audit: {event:?}"),
+        SessionEvent::Throttled { .. } => THROTTLED.log(log::Level::Info, format_args!("demo audit: {event:?}")),
         _ => log::info!("demo audit: {event:?}"),
     }
 }
 
 #[rocket::main]
 async fn main() {
+    // Before Rocket builds, so that it keeps this logger.
+    logging::install();
     if let Err(error) = app(rocket::build().attach(Sessions::fairing().events(audit)))
         .launch()
         .await

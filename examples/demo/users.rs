@@ -68,7 +68,28 @@ fn mixes_scripts(name: &str) -> bool {
     scripts.any(|other| Some(other) != first)
 }
 
-pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
+/// The users table's connections.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: r2d2::Pool<SqliteConnectionManager>,
+    /// The database's `-shm` file.
+    shm: std::path::PathBuf,
+}
+
+impl Pool {
+    /// A connection, once the database's `-shm` file can be written: SQLite
+    /// writes it through a memory mapping, and a write the kernel refuses
+    /// (`chattr +i`, a read-only mount) kills the process with SIGBUS. The
+    /// demo answers 503 instead, as the crate does.
+    pub(crate) fn get(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, String> {
+        #[cfg(unix)]
+        match rustix::fs::access(&self.shm, rustix::fs::Access::WRITE_OK) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(errno) => return Err(format!("`{}` cannot be written: {errno}", self.shm.display())),
+        }
+        self.inner.get().map_err(|e| e.to_string())
+    }
+}
 
 /// The demo's users table, in the sessions database file.
 pub(crate) struct Users {
@@ -506,9 +527,12 @@ pub(crate) fn users_fairing() -> AdHoc {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         });
+        let mut shm = database.clone().into_os_string();
+        shm.push("-shm");
         let opened = r2d2::Pool::builder()
             .max_size(4)
             .build(manager)
+            .map(|inner| Pool { inner, shm: shm.into() })
             .map_err(|e| e.to_string())
             .and_then(|pool| {
                 pool.get()

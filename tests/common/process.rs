@@ -19,6 +19,18 @@ impl DemoProcess {
 
     /// [`start`](Self::start) with more environment variables.
     pub fn start_with(database: &str, secret: &str, variables: &[(&str, &str)]) -> DemoProcess {
+        DemoProcess::start_logging(database, secret, "off", variables, Stdio::null())
+    }
+
+    /// [`start_with`](Self::start_with) at `log_level`, its standard output
+    /// going to `stdout`.
+    pub fn start_logging(
+        database: &str,
+        secret: &str,
+        log_level: &str,
+        variables: &[(&str, &str)],
+        stdout: Stdio,
+    ) -> DemoProcess {
         let demo = std::env::current_exe()
             .unwrap()
             .parent()
@@ -31,12 +43,12 @@ impl DemoProcess {
         let child = Command::new(demo)
             .envs(variables.iter().copied())
             .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_LOG_LEVEL", "off")
+            .env("ROCKET_LOG_LEVEL", log_level)
             .env(
                 "ROCKET_SESSIONS",
                 format!("{{database=\"{database}\",secret=\"{secret}\"}}"),
             )
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .spawn()
             .unwrap();
         wait_until_listening(port);

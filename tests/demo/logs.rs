@@ -106,3 +106,57 @@ async fn a_log_level_that_prints_credentials_gets_a_launch_warning() {
         "a warning names the setting"
     );
 }
+
+/// A failing store is logged a line a minute, with the part that failed,
+/// however many requests it fails: the session store by the crate (its 503
+/// lines are limited), the demo's users table by the demo.
+#[rocket::async_test]
+async fn store_failures_are_logged_at_most_once_a_minute_and_labelled() {
+    capture_logs();
+    let harness = demo::harness();
+    let client = Client::tracked(demo::app(harness.rocket())).await.unwrap();
+    let credentials = json!({ "username": "alice", "password": "password one" });
+    assert_eq!(
+        post_json(&client, "/auth/register", credentials.clone()).await.status(),
+        Status::Created
+    );
+    // The session store fails every login.
+    let connection = rusqlite::Connection::open(harness.database()).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TRIGGER no_logins BEFORE INSERT ON sessions \
+             BEGIN SELECT RAISE(FAIL, 'session store down 7f3a'); END;",
+        )
+        .unwrap();
+    for _ in 0..50 {
+        let answer = post_json(&client, "/auth/login", credentials.clone()).await;
+        assert_eq!(answer.status(), Status::ServiceUnavailable);
+    }
+    let about = |needle: &str| {
+        lines()
+            .into_iter()
+            .filter(|line| line.contains(needle))
+            .collect::<Vec<_>>()
+    };
+    let session_lines = about("session store down 7f3a");
+    assert!(session_lines.len() <= 1, "{session_lines:#?}");
+    assert!(
+        session_lines.iter().all(|line| !line.contains("users table")),
+        "a session-store failure is not the users table's: {session_lines:#?}"
+    );
+    // The users table fails every login (each left counted: fewer than
+    // `login_max_failures`).
+    connection
+        .execute_batch("DROP TRIGGER no_logins; ALTER TABLE demo_users RENAME TO gone_7f3a;")
+        .unwrap();
+    for _ in 0..9 {
+        let answer = post_json(&client, "/auth/login", credentials.clone()).await;
+        assert_eq!(answer.status(), Status::ServiceUnavailable);
+    }
+    let users_lines = about("no such table: demo_users");
+    assert!(users_lines.len() <= 1, "{} lines: {users_lines:#?}", users_lines.len());
+    assert!(
+        users_lines.iter().all(|line| line.contains("users table")),
+        "{users_lines:#?}"
+    );
+}

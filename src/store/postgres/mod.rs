@@ -91,16 +91,34 @@ impl From<tokio_postgres::Error> for StoreError {
                 };
                 StoreError::new(kind, format!("postgres: {} ({})", db.message(), db.code().code()))
             }
-            None => StoreError::other(format!("postgres: {error}")),
+            None => StoreError::other(format!("postgres: {}", with_causes(&error))),
         }
     }
+}
+
+/// `error` and each of its causes, `: `-separated (tokio-postgres says "error
+/// connecting to server" and keeps the OS error, "No such file or
+/// directory" or "Connection refused", as its source). None of them holds the
+/// connection's password: that stays in the `Config`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => StoreError::other(format!("postgres connection pool: {other}")),
+            other => StoreError::other(format!("postgres connection pool: {}", with_causes(&other))),
         }
     }
 }

@@ -20,6 +20,20 @@
 //!
 //! Files are created readable and writable by their owner only (0600); SQLite
 //! gives the `-wal` and `-shm` files the database file's mode.
+//!
+//! **The `-shm` file** is SQLite's shared-memory index of the WAL, mapped into
+//! every connection's memory and written through that mapping by readers and
+//! the writer alike. Once the kernel refuses writes to it (`chattr +i`, a mount
+//! made read-only), a write through the mapping is not an error SQLite could
+//! answer: the kernel kills the process with `SIGBUS`. So launch fails when
+//! `-shm` or `-wal` exists and cannot be written or has another owner than the
+//! database file, and while running the same check (`access(W_OK)`, which opens
+//! nothing: closing a descriptor of the file would drop SQLite's locks on it)
+//! runs before each write batch, each read and every 200 ms; once it fails,
+//! every read and write answers 503, one error line names the file, and
+//! nothing touches the mapping again. A change that lands between the check
+//! and the write (microseconds) still ends the process with `SIGBUS`; nothing
+//! acknowledged is lost, and the restart fails launch naming the file.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -60,17 +74,37 @@ impl Shared {
         }
     }
 
-    /// `Ok` while the path names the file opened at launch.
+    /// `Ok` while the path names the file opened at launch and its `-shm`
+    /// file can be written (see the module docs).
     pub(super) fn ensure_file(&self) -> Result<(), StoreError> {
-        if !self.lost.load(Ordering::SeqCst) && FileIdentity::of(&self.path) == self.identity {
-            return Ok(());
-        }
-        let message = format!(
-            "the database file `{}` was deleted or replaced while the app was running; every read and \
-             write now fails (503) so that none is lost silently. Put the file back and restart the app",
-            self.path.display()
-        );
-        if !self.lost.swap(true, Ordering::SeqCst) {
+        let message = if self.lost.load(Ordering::SeqCst) {
+            None
+        } else if FileIdentity::of(&self.path) != self.identity {
+            Some(format!(
+                "the database file `{}` was deleted or replaced while the app was running; every read and \
+                 write now fails (503) so that none is lost silently. Put the file back and restart the app",
+                self.path.display()
+            ))
+        } else {
+            let shm = companion(&self.path, "-shm");
+            match writable_in_place(&shm) {
+                Ok(()) => return Ok(()),
+                Err(error) => Some(format!(
+                    "`{}` (SQLite's shared-memory index of the WAL) can no longer be written ({error}); \
+                     every read and write now fails (503), since writing to it would kill the process \
+                     (SIGBUS). Make it writable again (`chattr -i`, a writable mount) and restart the app",
+                    shm.display()
+                )),
+            }
+        };
+        let first = !self.lost.swap(true, Ordering::SeqCst);
+        let message = message.unwrap_or_else(|| {
+            format!(
+                "the database `{}` cannot be used any more (see the error logged before); restart the app",
+                self.path.display()
+            )
+        });
+        if first {
             log::error!("rocket_sqlite_sessions: {message}");
         }
         Err(StoreError::new(ErrorKind::Other, message))
@@ -103,6 +137,66 @@ impl FileIdentity {
             Some(FileIdentity {})
         }
     }
+}
+
+/// `database`'s `-wal` or `-shm` file.
+pub(super) fn companion(database: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(suffix);
+    path.into()
+}
+
+/// `Ok` when `path` does not exist or this process may write it: mode,
+/// owner, immutable flag and mount, as `access(2)` answers, without opening
+/// it (a close would release SQLite's POSIX locks on the file).
+pub(super) fn writable_in_place(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        match rustix::fs::access(path, rustix::fs::Access::WRITE_OK) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Launch's check of the `-wal` and `-shm` files left beside `database` (by a
+/// crash, or by another process using it): each must be writable by this
+/// process and have the database file's owner.
+pub(super) fn check_companions(database: &Path) -> Result<(), StoreError> {
+    for suffix in ["-wal", "-shm"] {
+        let path = companion(database, suffix);
+        let refused = |why: String| {
+            StoreError::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "cannot write `{}`: {why}; SQLite writes it beside the database (and a `-shm` that \
+                     cannot be written would kill the process): give it the database file's owner and \
+                     mode, clear `chattr +i`, or delete it while no process uses the database",
+                    path.display()
+                ),
+            )
+        };
+        writable_in_place(&path).map_err(|error| refused(error.to_string()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let (Ok(file), Ok(main)) = (std::fs::metadata(&path), std::fs::metadata(database)) {
+                if file.uid() != main.uid() {
+                    return Err(refused(format!(
+                        "it is owned by uid {}, the database file by uid {}",
+                        file.uid(),
+                        main.uid()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates `path` empty with mode 0600 when it does not exist (SQLite would
@@ -176,9 +270,7 @@ pub(super) fn configure(connection: &mut Connection) -> Result<(), rusqlite::Err
 
 /// The size of the `-wal` file beside `database`; 0 when there is none.
 fn wal_bytes(database: &Path) -> u64 {
-    let mut wal = database.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |metadata| metadata.len())
+    std::fs::metadata(companion(database, "-wal")).map_or(0, |metadata| metadata.len())
 }
 
 /// One passive checkpoint: the frames in the WAL and those copied back.

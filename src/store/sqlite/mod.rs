@@ -33,7 +33,7 @@ use crate::store::{
     PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
     StoreFuture, ThrottledUntil,
 };
-use file::{configure, create_private, open_connection, start_checkpointer, FileIdentity};
+use file::{check_companions, configure, create_private, open_connection, start_checkpointer, FileIdentity};
 use writer::Queue;
 pub(crate) use writer::Tx;
 
@@ -117,6 +117,8 @@ impl SqliteStore {
             )
         };
         create_private(path).map_err(cannot)?;
+        // Its own message names the file.
+        check_companions(path)?;
         let mut writer = open_connection(path).map_err(|e| cannot(e.into()))?;
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
