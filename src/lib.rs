@@ -72,7 +72,7 @@
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
 //! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`logout_everyone`](Sessions::logout_everyone), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`now`](Sessions::now), [`set_claims_source`](Sessions::set_claims_source) and [`set_events`](Sessions::set_events) (hooks registered after ignite), [`prune_now`](Sessions::prune_now) |
 //! | [`ClaimsSource`], [`ClaimsDecision`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh, before anything rotates: a role change reaches the next access token, a banned user's session ends |
-//! | [`SessionEvents`], [`SessionEvent`] | login (with whether the network is new), refresh, logout, revoked session (why, and who asked), reuse detected, throttled: told after commit, with the time |
+//! | [`SessionEvents`], [`SessionEvent`] | login (with whether the network is new), refresh, logout, revoked session (why, and who asked), reuse detected, throttled (at most [`MAX_EVENT_USERNAME_BYTES`] of the username): told after commit, with the time |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in |
 //! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
@@ -81,7 +81,7 @@
 //! | [`Sessions::set_cookies`], [`Sessions::end_browser_session`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection; a login ends the browser session it replaces |
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
-//! | [`ClientInfo`] | request guard: the client's address (the peer, or from `trusted_proxies`) and user agent |
+//! | [`ClientInfo`], [`ForwardedHeader`] | request guard: the client's address (the peer, or behind `trusted_proxies` the one header `forwarded_header` names) and user agent |
 //! | [`routes()`] | refresh, logout, logout-all, logout-others, list and revoke sessions |
 //! | [`SessionsConfig`], [`AtMaxSessions`] | the `[sessions]` keys and their defaults, `max_sessions` (a per-user limit) among them |
 //! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 409, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
