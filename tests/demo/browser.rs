@@ -837,6 +837,22 @@ async fn csrf_the_origin_must_match_in_scheme_and_port() {
             "{foreign}"
         );
     }
+    // The scheme comes from the configured header alone: a client's own
+    // `Forwarded: proto=https` behind a proxy that wrote `http` is not believed.
+    let forged_scheme = demo
+        .client
+        .post("/logout")
+        .remote("127.0.0.1:40000".parse().unwrap())
+        .header(Header::new("Host", "app.example"))
+        .header(Header::new("Forwarded", "for=203.0.113.9;proto=https"))
+        .header(Header::new("X-Forwarded-Proto", "http"))
+        .header(Header::new("Origin", "https://app.example"))
+        .header(Header::new("X-CSRF-Token", csrf.clone()));
+    assert_eq!(
+        logout_with(&demo, &browser, forged_scheme).await,
+        Status::Forbidden,
+        "the browser used http, as the proxy says"
+    );
     assert_eq!(
         logout_with(&demo, &browser, from("https://app.example:443")).await,
         Status::SeeOther,
