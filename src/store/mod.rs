@@ -61,6 +61,7 @@ pub(crate) enum ErrorKind {
     /// PostgreSQL ended the transaction to resolve a deadlock or a
     /// serialisation failure: it changed nothing, and running it again may
     /// pass.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Conflict,
     /// Anything else: busy, full, I/O, a constraint, a lost connection, a bug.
     Other,

@@ -111,6 +111,31 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    /// Closing the last connection to a WAL database checkpoints it and
+    /// writes the `-shm` file: with that file unwritable, a close is SIGBUS.
+    /// Then the connections are left open for the process's end instead.
+    fn drop(&mut self) {
+        if writable_in_place(&companion(&self.path, "-shm")).is_ok() {
+            return;
+        }
+        log::warn!(
+            "rocket_sqlite_sessions: `{}-shm` cannot be written: the database's connections are left open, \
+             not closed (a close would write it)",
+            self.path.display()
+        );
+        std::mem::forget(self.pool.clone());
+        for connection in [
+            self.writer.get_mut().unwrap_or_else(|e| e.into_inner()),
+            &mut self.watch.get_mut().unwrap_or_else(|e| e.into_inner()).0,
+        ] {
+            if let Ok(memory) = Connection::open_in_memory() {
+                std::mem::forget(std::mem::replace(connection, memory));
+            }
+        }
+    }
+}
+
 /// The device and inode a path names (its existence elsewhere than on Unix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileIdentity {
@@ -284,6 +309,7 @@ fn checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// background. It ends once the store is dropped, with a last checkpoint.
 pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError> {
     let connection = open_connection(&shared.path)?;
+    let shm = companion(&shared.path, "-shm");
     let store: Weak<Shared> = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -298,7 +324,13 @@ pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError>
                 drop(shared);
                 std::thread::sleep(CHECKPOINT_EVERY);
             }
-            let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            // The last checkpoint, and the close, write the -shm file: not
+            // when that would be SIGBUS (see `Shared`'s `Drop`).
+            if writable_in_place(&shm).is_ok() {
+                let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            } else {
+                std::mem::forget(connection);
+            }
         })
         .map_err(|e| {
             StoreError::new(
