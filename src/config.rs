@@ -85,9 +85,13 @@ sessions_config! {
         /// Several keys, for rotation, instead of `secret`: the first signs new
         /// tokens and every one verifies, so an old key can be retired `access_ttl`
         /// after a new one is put first. Each token names its key in its `kid` header.
+        /// A key is an HS256 `secret`, or an Ed25519 or P-256 `private_key`
+        /// (PKCS#8 PEM, or `private_key_file`), whose public half other services
+        /// can verify with (see [`jwks_routes`](crate::jwks_routes)).
         ///
         /// ```toml
-        /// keys = [{ kid = "2026-11", secret = "…" }, { kid = "2026-05", secret = "…" }]
+        /// keys = [{ kid = "2026-11", private_key_file = "/etc/app/ed25519.pem" },
+        ///         { kid = "2026-05", secret = "…" }]
         /// ```
         keys: Vec<KeyConfig> = Vec::new(),
         /// Access-token lifetime in seconds. Default 900.
@@ -251,15 +255,25 @@ pub struct KeyConfig {
     /// The key id, written in the `kid` header of the tokens it signs: 1 to 64
     /// characters of `A-Z a-z 0-9 . _ : -`, unique among the keys.
     pub kid: String,
-    /// Base64 (standard alphabet) of at least 32 random bytes.
-    pub secret: String,
+    /// An HS256 key: base64 (standard alphabet) of at least 32 random bytes.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// An Ed25519 (`EdDSA`) or P-256 (`ES256`) private key, PKCS#8 PEM
+    /// (`-----BEGIN PRIVATE KEY-----`): `openssl genpkey -algorithm ed25519`.
+    #[serde(default)]
+    pub private_key: Option<String>,
+    /// The same, read from this file at launch.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for KeyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyConfig")
             .field("kid", &self.kid)
-            .field("secret", &"<redacted>")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field("private_key_file", &self.private_key_file)
             .finish()
     }
 }

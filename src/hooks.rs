@@ -178,7 +178,7 @@ pub enum SessionEvent {
         /// Why: `"logout everywhere"`, `"other sessions ended"`,
         /// `"revoked by user"`, `"logout everyone"`, `"session limit"` (the
         /// user's oldest, ended by a login past `max_sessions`),
-        /// `"replaced by a new login"` (a browser's), or the claims source's
+        /// `"replaced by a new login"` (a browser's), `"token revoked"` (RFC 7009, [`Sessions::revoke_token`](crate::Sessions::revoke_token)), or the claims source's
         /// reason (`"banned"`).
         reason: &'static str,
         /// Who ended it, when known: the user id of the caller (the user

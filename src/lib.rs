@@ -82,7 +82,8 @@
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
 //! | [`ClientInfo`], [`ForwardedHeader`] | request guard: the client's address (the peer, or behind `trusted_proxies` the one header `forwarded_header` names) and user agent |
-//! | [`routes()`] | refresh, logout, logout-all, logout-others, list and revoke sessions |
+//! | [`routes()`] | refresh (JSON, or an RFC 6749 form), logout, logout-all, logout-others, list and revoke sessions, RFC 7009 token revocation ([`Sessions::revoke_token`]) |
+//! | [`jwks_routes()`] | `GET /.well-known/jwks.json`: the public keys of Ed25519 and P-256 signing keys, for other services |
 //! | [`SessionsConfig`], [`AtMaxSessions`] | the `[sessions]` keys and their defaults, `max_sessions` (a per-user limit) among them |
 //! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 409, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
@@ -90,8 +91,11 @@
 //!
 //! # Security model
 //!
-//! Access tokens are HS256 JWTs (`typ: at+jwt`, with `kid`, every claim required
-//! and typed) that live `access_ttl` seconds and never outlive their session.
+//! Access tokens are JWTs (`typ: at+jwt`, with `kid`, every claim required
+//! and typed), HS256 with a secret or EdDSA / ES256 with an Ed25519 / P-256
+//! key (each `kid` pinned to its key's algorithm; the public keys are served by
+//! [`jwks_routes()`]), that live `access_ttl` seconds and never outlive their
+//! session.
 //! Refresh tokens are 96 characters: the session id, a generation number, a
 //! secret and a tag (an HMAC under a key derived from the signing key), so a
 //! forged one is refused before any store lookup; only their SHA-256 is stored.
@@ -206,6 +210,6 @@ pub use sessions::{
 pub use store::StoreError;
 pub use user::AuthUser;
 pub use web::{
-    routes, Authorized, CsrfProtected, CsrfToken, ErrorResponse, FreshAuthUser, Policy, SessionsFairing, CSRF_FIELD,
-    CSRF_HEADER,
+    jwks_routes, routes, Authorized, CsrfProtected, CsrfToken, ErrorResponse, FreshAuthUser, Policy, SessionsFairing,
+    CSRF_FIELD, CSRF_HEADER,
 };

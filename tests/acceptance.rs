@@ -305,6 +305,26 @@ macro_rules! acceptance_suite {
                 assert_eq!(try_login(&app, "alice", "right").await, Status::Ok);
             }
 
+            /// RFC 7009 revocation and the RFC 6749 form refresh, stored like
+            /// any revocation and rotation.
+            #[rocket::async_test]
+            async fn a_revoked_refresh_token_ends_its_session_and_a_form_refresh_rotates() {
+                let Some((_backend, app)) = start().await else {
+                    return;
+                };
+                let first = app.login("alice").await;
+                let form = |path: &'static str, body: String| {
+                    app.client.post(path).header(ContentType::Form).body(body).dispatch()
+                };
+                let rotated = form("/auth/refresh", format!("grant_type=refresh_token&refresh_token={}", first.refresh)).await;
+                assert_eq!(rotated.status(), Status::Ok);
+                let second = tokens_of(rotated).await;
+                let revoked = form("/auth/revoke", format!("token={}", second.refresh)).await;
+                assert_eq!(revoked.status(), Status::Ok);
+                assert_invalid_token(app.whoami(&second.access).await).await;
+                assert_invalid_token(app.refresh(&second.refresh).await).await;
+            }
+
             // The claims source decides, before anything rotates.
 
             /// An app whose claims source answers what `directory` says of a

@@ -540,6 +540,7 @@ async fn attaching_the_fairing_twice_is_a_launch_error_not_a_panic() {
 
 #[rocket::async_test]
 async fn a_release_launch_needs_only_the_sessions_secret() {
+    capture_logs();
     let harness = TestHarness::new();
     // Rocket.toml's release profile, no Rocket `secret_key`: only
     // `sessions.secret` and the database.
@@ -832,6 +833,7 @@ fn any_page(_user: AuthUser, _path: rocket::http::uri::Segments<'_, rocket::http
 
 #[rocket::async_test]
 async fn a_browser_page_refused_by_the_guard_is_redirected_to_login_url() {
+    capture_logs();
     let harness = Arc::new(TestHarness::new());
     let figment = harness.figment().merge(("sessions.login_url", "/login"));
     let rocket = common::with_routes(rocket::custom(figment).attach(harness.fairing())).mount(

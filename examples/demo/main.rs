@@ -9,8 +9,9 @@
 //! by the crate's `credential_check`, and refused with 409 when a password or
 //! role change overtook it), password change (a `FreshAuthUser`
 //! route), `/me` and `/health` are the demo's; `/auth/refresh`, `/auth/logout`,
-//! `/auth/logout-all` and `/auth/sessions` come from
-//! `rocket_sqlite_sessions::routes()`.
+//! `/auth/logout-all`, `/auth/sessions` and `/auth/revoke` come from
+//! `rocket_sqlite_sessions::routes()`, `/.well-known/jwks.json` from
+//! `rocket_sqlite_sessions::jwks_routes()`.
 //!
 //! For browsers, plain HTML pages keep the tokens in cookies: `GET /register`,
 //! `POST /register`, `GET /login`, `POST /login`, `GET /` (with a visit
@@ -88,6 +89,7 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
         )
         .mount("/auth", routes![register, login, change_password])
         .mount("/auth", rocket_sqlite_sessions::routes())
+        .mount("/", rocket_sqlite_sessions::jwks_routes())
         .register("/", catchers![json_error])
 }
 

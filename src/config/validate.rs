@@ -249,12 +249,27 @@ impl SessionsConfig {
             if keys.iter().any(|earlier| earlier.kid == key.kid) {
                 return Err(ConfigError::invalid("keys", format!("{name}: the kid is used twice")));
             }
-            let secret =
-                decode_secret(&key.secret).map_err(|m| ConfigError::invalid("keys", format!("{name}: secret {m}")))?;
-            keys.push(SigningKey {
-                kid: key.kid.clone(),
-                secret,
-            });
+            let invalid = |message: String| ConfigError::invalid("keys", format!("{name}: {message}"));
+            let pem = match (&key.secret, &key.private_key, &key.private_key_file) {
+                (Some(secret), None, None) => {
+                    let secret = decode_secret(secret).map_err(|m| invalid(format!("secret {m}")))?;
+                    keys.push(SigningKey::hmac(key.kid.clone(), secret));
+                    continue;
+                }
+                (None, Some(pem), None) => pem.clone(),
+                (None, None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| invalid(format!("cannot read private_key_file `{}`: {e}", path.display())))?,
+                _ => {
+                    return Err(invalid(
+                        "needs exactly one of `secret` (HS256), `private_key` or `private_key_file` \
+                         (Ed25519 or P-256, PKCS#8 PEM)"
+                            .into(),
+                    ))
+                }
+            };
+            let parsed =
+                SigningKey::from_pem(key.kid.clone(), &pem).map_err(|m| invalid(format!("private key {m}")))?;
+            keys.push(parsed);
         }
         Ok((keys, false))
     }

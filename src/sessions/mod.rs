@@ -124,6 +124,21 @@ impl Sessions {
         &self.inner.settings
     }
 
+    /// The JSON Web Key Set (RFC 7517) of the public keys that verify access
+    /// tokens: every Ed25519 and P-256 key configured, with `kid`, `alg` and
+    /// `use`. HS256 secrets have no public half: with only those, `{"keys":
+    /// []}`. Served by [`jwks_routes`](crate::jwks_routes).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .inner
+            .settings
+            .keys
+            .iter()
+            .filter_map(|key| key.public_jwk())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
     /// Now, in unix seconds, on the sessions' clock: the time every expiry
     /// decision uses (a test's [`ManualClock`](crate::testing::ManualClock)
     /// too), for an app's audit rows and its own expiry checks.

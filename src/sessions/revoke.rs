@@ -56,14 +56,55 @@ impl Sessions {
     /// browser session whose cookies it overwrites. Gives whether a live
     /// session ended.
     pub(crate) async fn end_replaced_session(&self, refresh_token: &str, ip: Option<IpAddr>) -> Result<bool, Error> {
+        self.end_session_of_refresh_token(refresh_token, "replaced by a new login", ip)
+            .await
+    }
+
+    /// Ends the session `refresh_token` names, when it is a token of this
+    /// server (its tag checked, no store access otherwise), for `reason`.
+    async fn end_session_of_refresh_token(
+        &self,
+        refresh_token: &str,
+        reason: &'static str,
+        ip: Option<IpAddr>,
+    ) -> Result<bool, Error> {
         let Some(session_id) = self.refresh_token_session(refresh_token) else {
             return Ok(false);
         };
         let Some(user_id) = self.inner.store.session_user(session_id.clone()).await? else {
             return Ok(false);
         };
-        self.end_session(&session_id, &user_id, "replaced by a new login", ip)
-            .await
+        self.end_session(&session_id, &user_id, reason, ip).await
+    }
+
+    /// Token revocation as RFC 7009 has it, for a client that holds a token
+    /// but may no longer be able to authenticate (its access token expired):
+    /// a refresh token of this server ends its session (and so every access
+    /// token of it; event `SessionRevoked`, reason `"token revoked"`); a
+    /// valid access token is blocklisted and its session ends, as
+    /// [`logout`](Self::logout). Anything else (junk, an expired or revoked
+    /// token) changes nothing and costs no store access. Gives whether a
+    /// session ended. Served by the crate's `POST /revoke`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the revocation cannot be stored; then nothing
+    /// was revoked.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, Error> {
+        self.revoke_token_from(token, None).await
+    }
+
+    /// [`revoke_token`](Self::revoke_token), asked from `ip`.
+    pub(crate) async fn revoke_token_from(&self, token: &str, ip: Option<IpAddr>) -> Result<bool, Error> {
+        if self.refresh_token_session(token).is_some() {
+            return self.end_session_of_refresh_token(token, "token revoked", ip).await;
+        }
+        match self.authenticate(token) {
+            Ok(user) => {
+                self.logout_from(&user, ip).await?;
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Revokes session `session_id` of `user_id` for `reason` (no actor: the

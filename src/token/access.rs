@@ -1,22 +1,17 @@
-//! Access tokens: HS256 JWTs, signed and verified in one pass.
+//! Access tokens: JWTs (HS256, EdDSA or ES256, as the key is), signed and
+//! verified in one pass.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
-use crate::crypto::derived_key_id;
+use super::keys::{Signer, SigningKey, Verifier};
 
-/// The one algorithm that signs and verifies access tokens (RFC 8725 §3.1).
-const ALGORITHM: Algorithm = Algorithm::HS256;
-const ALGORITHM_NAME: &str = "HS256";
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
 /// any other JWT signed with the same key.
 const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -202,23 +197,6 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// A validated HMAC key and its id.
-#[derive(Clone)]
-pub(crate) struct SigningKey {
-    pub kid: String,
-    pub secret: Vec<u8>,
-}
-
-impl SigningKey {
-    /// The one key of `secret`, with an id derived from it.
-    pub(crate) fn derived(secret: Vec<u8>) -> Self {
-        SigningKey {
-            kid: derived_key_id(&secret),
-            secret,
-        }
-    }
-}
-
 /// What an access token must satisfy besides its signature.
 #[derive(Debug, Clone)]
 pub(crate) struct AccessRules {
@@ -237,9 +215,12 @@ pub(crate) struct AccessRules {
 pub(crate) struct TokenCodec {
     /// `base64url(header).`: every token this codec signs has the same header.
     signing_prefix: String,
-    /// The signing key, keyed once; each signature clones it.
-    signing_mac: Hmac<Sha256>,
-    verifying: Vec<(String, DecodingKey)>,
+    /// The signing key, made once (an HMAC keyed once, each signature clones
+    /// it).
+    signer: Signer,
+    /// Each key's id and verifier: a `kid` verifies with its own algorithm
+    /// only.
+    verifying: Vec<(String, Verifier)>,
     rules: AccessRules,
 }
 
@@ -247,14 +228,12 @@ impl TokenCodec {
     /// A codec signing with `keys[0]` and verifying with every key.
     pub(crate) fn new(keys: &[SigningKey], rules: AccessRules) -> Self {
         let signing = &keys[0];
-        let header = serde_json::json!({ "alg": ALGORITHM_NAME, "typ": ACCESS_TOKEN_TYPE, "kid": signing.kid });
+        let alg = signing.algorithm().name();
+        let header = serde_json::json!({ "alg": alg, "typ": ACCESS_TOKEN_TYPE, "kid": signing.kid });
         TokenCodec {
             signing_prefix: format!("{}.", URL_SAFE_NO_PAD.encode(header.to_string())),
-            signing_mac: Hmac::<Sha256>::new_from_slice(&signing.secret).expect("HMAC takes any key length"),
-            verifying: keys
-                .iter()
-                .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
-                .collect(),
+            signer: signing.signer(),
+            verifying: keys.iter().map(|key| (key.kid.clone(), key.verifier())).collect(),
             rules,
         }
     }
@@ -264,20 +243,15 @@ impl TokenCodec {
         &self.rules
     }
 
-    /// Signs `claims` (HS256, RFC 7515 §7.1): the constant header, the claims,
-    /// the HMAC of both. (`jsonwebtoken::encode` serialises the header and keys
+    /// Signs `claims` (RFC 7515 §7.1): the constant header, the claims, the
+    /// signature of both with the first key. (`jsonwebtoken::encode` serialises the header and keys
     /// the HMAC anew for every token: a refresh's cost showed it.)
     pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, serde_json::Error> {
         let payload = serde_json::to_vec(claims)?;
         let mut token = String::with_capacity(self.signing_prefix.len() + payload.len() * 4 / 3 + 48);
         token.push_str(&self.signing_prefix);
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = self
-            .signing_mac
-            .clone()
-            .chain_update(token.as_bytes())
-            .finalize()
-            .into_bytes();
+        let signature = self.signer.sign(token.as_bytes());
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
@@ -287,7 +261,8 @@ impl TokenCodec {
     /// caller's business.
     ///
     /// One pass over the compact JWS (RFC 7515 §7.1): the header is decoded once,
-    /// the signature checked by jsonwebtoken before any claim is read, the claims
+    /// the signature checked with the `kid`'s own algorithm before any claim
+    /// is read (a header naming another algorithm is refused first), the claims
     /// deserialised once. (`jsonwebtoken::decode` decodes the header twice and
     /// the claims twice, and cost the guard 1.4 times the signature check.)
     pub(crate) fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Rejection> {
@@ -314,14 +289,14 @@ impl TokenCodec {
             .and_then(|kid| self.verifying.iter().find(|(known, _)| known == kid))
             .map(|(_, key)| key)
             .ok_or(Rejection::UnknownKey)?;
-        if header.alg != ALGORITHM_NAME || header.typ != Some(ACCESS_TOKEN_TYPE) {
+        if header.alg != key.algorithm().name() || header.typ != Some(ACCESS_TOKEN_TYPE) {
             return Err(Rejection::Header);
         }
         // What the signature covers: `header.payload`.
         let message = &token[..token.len() - signature.len() - 1];
-        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, ALGORITHM) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(Rejection::Signature),
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| Rejection::Signature)?;
+        if !key.verify(message.as_bytes(), &signature) {
+            return Err(Rejection::Signature);
         }
         let payload_json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
         let claims: AccessClaims = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Claims)?;

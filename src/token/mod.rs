@@ -1,9 +1,11 @@
 //! The two kinds of token: access tokens, signed JWTs checked from memory
-//! ([`access`]), and refresh tokens, opaque and tagged, whose hashes the
-//! store keeps ([`refresh`]).
+//! ([`access`]) with the configured keys ([`keys`]), and refresh tokens,
+//! opaque and tagged, whose hashes the store keeps ([`refresh`]).
 
 mod access;
+mod keys;
 mod refresh;
 
-pub(crate) use access::{bearer_token, AccessClaims, AccessRules, Rejection, SigningKey, TokenCodec, RESERVED_CLAIMS};
+pub(crate) use access::{bearer_token, AccessClaims, AccessRules, Rejection, TokenCodec, RESERVED_CLAIMS};
+pub(crate) use keys::SigningKey;
 pub(crate) use refresh::{RefreshKeys, RefreshToken};

@@ -1,11 +1,12 @@
-//! The mountable endpoints: refresh, logout, logout everywhere, the session list.
+//! The mountable endpoints: refresh, logout, logout everywhere, the session
+//! list, token revocation.
 
 use rocket::http::{CookieJar, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder};
-use rocket::serde::json::{self, Json};
+use rocket::serde::json::Json;
 use rocket::{delete, get, post, Route, State};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::client::ClientInfo;
 use crate::csrf::CsrfBinding;
@@ -13,6 +14,7 @@ use crate::error::Error;
 use crate::sessions::{SessionInfo, Sessions, TokenPair};
 use crate::user::AuthUser;
 use crate::web::csrf_proof::{check_origin, presented_csrf_token};
+use crate::web::oauth::{revoke, OAuthError, RefreshBody};
 use crate::web::request::record;
 use crate::web::responses::json_response;
 
@@ -21,7 +23,9 @@ use crate::web::responses::json_response;
 /// | method, path | answer |
 /// |---|---|
 /// | `POST /refresh` `{"refresh_token"}` | 200 token response; 401 invalid, expired, revoked or reused |
+/// | `POST /refresh` `grant_type=refresh_token&refresh_token=…` (a form, RFC 6749 §6) | 200 token response; 400 `invalid_grant` for any refused token, `unsupported_grant_type`, `invalid_request` (RFC 6749 §5.2) |
 /// | `POST /refresh` (cookies, no JSON body) | 204 with both session cookies rotated; 401 (cookies cleared) as above; 403 without CSRF proof |
+/// | `POST /revoke` `token=…` (a form, RFC 7009) | 200 for any token, valid or not: a refresh token's session ends, an access token is blocklisted and its session ends; 400 `invalid_request` without `token` |
 /// | `POST /logout` (Bearer or cookies) | 204; the token and its session stop working; with cookies, both are cleared |
 /// | `POST /logout-all` (Bearer or cookies) | 204; every session of the user stops working; with cookies, both are cleared |
 /// | `POST /logout-others` (Bearer or cookies) | 204; every other session of the user stops working (after a password change), this one stays |
@@ -51,14 +55,9 @@ pub fn routes() -> Vec<Route> {
         logout_all,
         logout_others,
         list_sessions,
-        revoke_session
+        revoke_session,
+        revoke
     ]
-}
-
-/// The body of `POST /refresh`.
-#[derive(Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
 }
 
 /// Why a request body was refused: 400, or 413 past the `json` data limit.
@@ -81,6 +80,7 @@ enum RefreshResponse {
     Rotated(Status),
     Refused(Error),
     BadBody(BadBody),
+    OAuth(OAuthError),
 }
 
 /// A browser's refresh: the refresh cookie, without an `Authorization` header
@@ -133,7 +133,7 @@ async fn refresh(
     client: ClientInfo,
     cookie: CookieRefresh,
     jar: &CookieJar<'_>,
-    body: Result<Json<RefreshRequest>, json::Error<'_>>,
+    body: RefreshBody,
 ) -> RefreshResponse {
     match cookie {
         CookieRefresh::No => {}
@@ -154,14 +154,19 @@ async fn refresh(
             };
         }
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(json::Error::Io(_)) => return RefreshResponse::BadBody(BadBody(Status::PayloadTooLarge)),
-        Err(json::Error::Parse(..)) => return RefreshResponse::BadBody(BadBody(Status::BadRequest)),
-    };
-    match sessions.refresh(&body.refresh_token, &client).await {
-        Ok(pair) => RefreshResponse::Tokens(pair),
-        Err(error) => RefreshResponse::Refused(error),
+    match body {
+        RefreshBody::Json(token) => match sessions.refresh(&token, &client).await {
+            Ok(pair) => RefreshResponse::Tokens(pair),
+            Err(error) => RefreshResponse::Refused(error),
+        },
+        RefreshBody::BadJson(status) => RefreshResponse::BadBody(BadBody(status)),
+        // RFC 6749 §6: a stock OAuth client's refresh, with §5.2's errors.
+        RefreshBody::Form(Err(error)) => RefreshResponse::OAuth(error),
+        RefreshBody::Form(Ok(token)) => match sessions.refresh(&token, &client).await {
+            Ok(pair) => RefreshResponse::Tokens(pair),
+            Err(Error::InvalidToken) => RefreshResponse::OAuth(OAuthError::invalid_grant()),
+            Err(error) => RefreshResponse::Refused(error),
+        },
     }
 }
 

@@ -327,6 +327,7 @@ pub fn with_routes(rocket: rocket::Rocket<rocket::Build>) -> rocket::Rocket<rock
             ],
         )
         .mount("/auth", rocket_sqlite_sessions::routes())
+        .mount("/", rocket_sqlite_sessions::jwks_routes())
 }
 
 pub fn bearer(token: &str) -> Header<'static> {
