@@ -118,8 +118,7 @@ async fn a_missing_secret_in_debug_generates_one_with_a_warning() {
 #[rocket::async_test]
 async fn a_postgres_database_that_cannot_be_used_fails_launch_without_its_password() {
     let harness = TestHarness::new();
-    // TLS is not supported yet: a URL that requires it fails, whether or not a
-    // server listens there.
+    // Nothing listens there.
     let url = "postgres://app:hunter2-secret@127.0.0.1:1/app?sslmode=require";
     assert!(!launches(&harness, harness.figment().merge(("sessions.database", url))).await);
     assert!(logged(

@@ -6,7 +6,8 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use rocket::tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::CHANNEL;
 use crate::log_limit::LogLimit;
@@ -23,10 +24,10 @@ static LISTENER_FAILURES: LogLimit = LogLimit::new();
 /// Keeps a connection that `LISTEN`s on [`CHANNEL`], reconnecting with a
 /// growing wait when it drops; wakes the feed after every notification and
 /// every (re)connect. Ends once the store is dropped.
-pub(super) async fn listen(config: tokio_postgres::Config, wake: Weak<Notify>) {
+pub(super) async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, wake: Weak<Notify>) {
     let mut wait = Duration::from_millis(100);
     loop {
-        match listen_once(&config, &wake).await {
+        match listen_once(&config, tls.clone(), &wake).await {
             Ok(()) => return,
             Err(error) => LISTENER_FAILURES.log(
                 log::Level::Warn,
@@ -44,8 +45,12 @@ pub(super) async fn listen(config: tokio_postgres::Config, wake: Weak<Notify>) {
 
 /// One listening connection, until it fails (`Err`) or the store is gone
 /// (`Ok`).
-async fn listen_once(config: &tokio_postgres::Config, wake: &Weak<Notify>) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    wake: &Weak<Notify>,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(tls).await?;
     let (messages, mut received) = rocket::tokio::sync::mpsc::unbounded_channel();
     // The connection does its I/O only while polled: a task polls it and
     // passes on what the server sends unasked.

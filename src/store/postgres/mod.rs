@@ -19,14 +19,15 @@
 //! pass finds it taken and skips. Batches are `DELETE … WHERE key IN (SELECT
 //! … LIMIT n)`, each its own transaction.
 //!
-//! Connections are made without TLS: use a unix socket or a private network
-//! (see the README's "Moving to PostgreSQL").
+//! Connections over TCP use TLS as `sslmode` asks (see [`tls`]); unix
+//! sockets never do.
 
 mod failures;
 mod listener;
 mod migrate;
 mod prune;
 mod sessions;
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,7 +37,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rocket::tokio::sync::Notify;
-use tokio_postgres::NoTls;
 
 use crate::rotation::{Decision, RefreshState};
 use crate::store::redact_password;
@@ -128,11 +128,16 @@ impl PostgresStore {
     /// Errors name the database (without its password) and say what to check.
     pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let shown = redact_password(url);
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::other(format!("`{shown}` is not a PostgreSQL URL: {e}")))?;
+        let not_a_url = |e: String| StoreError::other(format!("`{shown}` is not a PostgreSQL URL: {e}"));
+        let (url, tls) = tls::split_url(url).map_err(not_a_url)?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| not_a_url(e.to_string()))?;
+        config.ssl_mode(tls.ssl_mode(&config));
+        let connector = tls
+            .connector()
+            .map_err(|e| StoreError::other(format!("cannot use the PostgreSQL database `{shown}`: {e}")))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -163,7 +168,7 @@ impl PostgresStore {
                 })?;
         }
         let wake = Arc::new(Notify::new());
-        let listener = rocket::tokio::spawn(listener::listen(config, Arc::downgrade(&wake)));
+        let listener = rocket::tokio::spawn(listener::listen(config, connector, Arc::downgrade(&wake)));
         Ok(PostgresStore { pool, wake, listener })
     }
 
