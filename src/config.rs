@@ -77,6 +77,13 @@ sessions_config! {
         /// parameters of libpq URLs such as `?host=/run/postgresql` for a unix
         /// socket are understood).
         database: PathBuf = PathBuf::from("sessions.db"),
+        /// With a PostgreSQL `database` reached through a connection pooler in
+        /// transaction mode (PgBouncer, Supavisor), where `LISTEN` cannot
+        /// work: a direct URL to the same database, for the revocation feed's
+        /// listening connection (and its TLS settings). Without it, other
+        /// instances' revocations still arrive within a second (the feed is
+        /// read at least every second). Default: none (listen on `database`).
+        listen_database: Option<String> = None,
         /// Base64 (standard alphabet) of at least 32 random bytes: the HMAC key that
         /// signs access tokens. When missing in the `debug` profile a random key is
         /// generated (tokens then do not survive a restart); in any other profile

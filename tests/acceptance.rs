@@ -1,6 +1,6 @@
 //! One acceptance suite, run on every backend: SQLite, and PostgreSQL when a
-//! server is configured (CI starts one; elsewhere those tests skip with a
-//! message). It ends with the tests of two instances on one database: two
+//! server is configured, directly and through PgBouncer in transaction mode
+//! (CI starts both; elsewhere those tests skip with a message). It ends with the tests of two instances on one database: two
 //! processes on one SQLite file, two app servers on one PostgreSQL database.
 
 mod common;
@@ -866,3 +866,4 @@ macro_rules! acceptance_suite {
 
 acceptance_suite!(sqlite);
 acceptance_suite!(postgres);
+acceptance_suite!(pgbouncer);

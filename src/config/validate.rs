@@ -158,6 +158,9 @@ impl SessionsConfig {
             }
         }
         let database = Database::parse(&self.database).map_err(|m| ConfigError::invalid("database", m))?;
+        let database = database
+            .listening_on(self.listen_database.as_deref())
+            .map_err(|m| ConfigError::invalid("listen_database", m))?;
 
         Ok(Settings {
             database,

@@ -199,7 +199,7 @@ impl Sessions {
         match &self.inner.settings.database {
             Database::Sqlite(path) => Some(path),
             #[cfg(feature = "postgres")]
-            Database::Postgres(_) => None,
+            Database::Postgres { .. } => None,
         }
     }
 

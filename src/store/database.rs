@@ -8,9 +8,10 @@ use std::path::PathBuf;
 pub(crate) enum Database {
     /// A SQLite file.
     Sqlite(PathBuf),
-    /// A PostgreSQL URL.
+    /// A PostgreSQL URL, and the direct one the feed listens on when
+    /// `database` goes through a pooler.
     #[cfg(feature = "postgres")]
-    Postgres(String),
+    Postgres { url: String, listen: Option<String> },
 }
 
 impl Database {
@@ -25,7 +26,10 @@ impl Database {
         }
         #[cfg(feature = "postgres")]
         {
-            Ok(Database::Postgres(text.into_owned()))
+            Ok(Database::Postgres {
+                url: text.into_owned(),
+                listen: None,
+            })
         }
         #[cfg(not(feature = "postgres"))]
         {
@@ -38,13 +42,41 @@ impl Database {
     }
 }
 
+impl Database {
+    /// This database, its feed listening on `listen` (`listen_database`);
+    /// the error says what is wrong with it.
+    pub(crate) fn listening_on(self, listen: Option<&str>) -> Result<Database, String> {
+        let Some(listen) = listen else {
+            return Ok(self);
+        };
+        match self {
+            Database::Sqlite(_) => {
+                let _ = listen;
+                Err("is for a PostgreSQL `database` only; remove it".into())
+            }
+            #[cfg(feature = "postgres")]
+            Database::Postgres { url, .. } => {
+                if !(listen.starts_with("postgres://") || listen.starts_with("postgresql://")) {
+                    return Err(
+                        "must be a postgres:// URL of the same database, direct (not through the pooler)".into(),
+                    );
+                }
+                Ok(Database::Postgres {
+                    url,
+                    listen: Some(listen.to_string()),
+                })
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Database {
     /// The file's path, or the URL without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Database::Sqlite(path) => write!(f, "{}", path.display()),
             #[cfg(feature = "postgres")]
-            Database::Postgres(url) => f.write_str(&redact_password(url)),
+            Database::Postgres { url, .. } => f.write_str(&redact_password(url)),
         }
     }
 }

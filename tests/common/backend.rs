@@ -13,7 +13,16 @@ pub enum Backend {
     Sqlite,
     /// A fresh schema of its own in the PostgreSQL database.
     Postgres { url: String, schema: String },
+    /// A fresh database of its own, reached through PgBouncer in transaction
+    /// mode (`url`; a pooler passes no `options`, so no schema of its own),
+    /// the feed listening on a direct connection to it (`listen`).
+    Pgbouncer { url: String, listen: String },
 }
+
+/// The variable naming PgBouncer (transaction pooling, in front of the
+/// server of [`POSTGRES_VARIABLE`]), as a URL without a database:
+/// `postgresql://postgres@127.0.0.1:6432`.
+pub const PGBOUNCER_VARIABLE: &str = "ROCKET_SESSIONS_TEST_PGBOUNCER";
 
 impl Backend {
     pub async fn sqlite() -> Option<Backend> {
@@ -49,6 +58,36 @@ impl Backend {
         })
     }
 
+    /// A fresh database, through PgBouncer; `None` (the test skips) when none
+    /// is configured, except in CI, where that is a failure.
+    pub async fn pgbouncer() -> Option<Backend> {
+        let (Ok(pooler), Ok(direct)) = (std::env::var(PGBOUNCER_VARIABLE), std::env::var(POSTGRES_VARIABLE)) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PgBouncer tests: set {PGBOUNCER_VARIABLE} and {POSTGRES_VARIABLE} (see .ci/run)"
+            );
+            eprintln!("skipped: set {PGBOUNCER_VARIABLE}=postgresql://…:6432 to run the tests through PgBouncer");
+            return None;
+        };
+        let database = format!("test_{:016x}", rand::random::<u64>());
+        let admin = Backend::admin().await.expect("the PostgreSQL test server");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await
+            .expect("a fresh database");
+        // The direct URL names the test server's `postgres` database: the
+        // same server, another database.
+        let listen = direct.replacen("/postgres?", &format!("/{database}?"), 1);
+        assert_ne!(
+            listen, direct,
+            "{POSTGRES_VARIABLE} names the `postgres` database, with parameters"
+        );
+        Some(Backend::Pgbouncer {
+            url: format!("{pooler}/{database}?sslmode=disable"),
+            listen,
+        })
+    }
+
     /// A connection to the test server (`None` without one), its driver
     /// spawned.
     pub async fn admin() -> Option<tokio_postgres::Client> {
@@ -71,6 +110,15 @@ impl Backend {
                     .unwrap()
                     .get(0)
             }
+            Backend::Pgbouncer { listen, .. } => {
+                let (client, connection) = tokio_postgres::connect(listen, tokio_postgres::NoTls).await.unwrap();
+                rocket::tokio::spawn(connection);
+                client
+                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
         }
     }
 
@@ -79,6 +127,9 @@ impl Backend {
         match self {
             Backend::Sqlite => figment,
             Backend::Postgres { url, .. } => figment.merge(("sessions.database", url.as_str())),
+            Backend::Pgbouncer { url, listen } => figment
+                .merge(("sessions.database", url.as_str()))
+                .merge(("sessions.listen_database", listen.as_str())),
         }
     }
 }

@@ -13,6 +13,8 @@
 
 use deadpool_postgres::Transaction;
 
+use super::sql::{self, p};
+
 use crate::store::{Attempt, PassedCredentials, StoreError, ThrottledUntil};
 
 /// Checks every scope against its limit and, unless one is reached, counts
@@ -22,23 +24,18 @@ pub(super) async fn count_attempt(
     attempt: &Attempt,
 ) -> Result<Result<i64, ThrottledUntil>, StoreError> {
     let existing = lock_count(tx, "auth_failures").await?;
-    let read = tx
-        .prepare_cached("SELECT window_start, failures FROM auth_failures WHERE scope = $1")
-        .await?;
-    let known = tx
-        .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = $1 AND last_success > $2")
-        .await?;
+    let read = "SELECT window_start, failures FROM auth_failures WHERE scope = $1";
+    let known = "SELECT 1 FROM auth_known_networks WHERE scope = $1 AND last_success > $2";
     let mut stored = Vec::with_capacity(attempt.scopes.len());
     let mut throttled_until = None;
     for scope in &attempt.scopes {
-        let row = tx.query_opt(&read, &[&scope.key.as_slice()]).await?;
+        let row = sql::query_opt(&**tx, read, &[p(&scope.key.as_slice())]).await?;
         let row: Option<(i64, i64)> = row.map(|row| (row.get(0), row.get(1)));
         let live = row.filter(|(start, _)| attempt.now < start.saturating_add(attempt.window));
         if let Some((start, failures)) = live {
             if failures >= i64::from(scope.limit) {
                 let waived = match scope.waived_by {
-                    Some(network) => tx
-                        .query_opt(&known, &[&network.as_slice(), &attempt.known_since])
+                    Some(network) => sql::query_opt(&**tx, known, &[p(&network.as_slice()), p(&attempt.known_since)])
                         .await?
                         .is_some(),
                     None => false,
@@ -56,24 +53,19 @@ pub(super) async fn count_attempt(
     let new_scopes = stored.iter().filter(|(exists, _)| !exists).count() as i64;
     let keys: Vec<&[u8]> = attempt.scopes.iter().map(|scope| scope.key.as_slice()).collect();
     make_room(tx, Capped::Failures, existing, attempt.capacity, new_scopes, &keys).await?;
-    let increment = tx
-        .prepare_cached("UPDATE auth_failures SET failures = failures + 1 WHERE scope = $1")
-        .await?;
-    let restart = tx
-        .prepare_cached(
-            "INSERT INTO auth_failures (scope, window_start, failures) VALUES ($1, $2, 1)
-             ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, failures = 1",
-        )
-        .await?;
+    let increment = "UPDATE auth_failures SET failures = failures + 1 WHERE scope = $1";
+    let restart = "INSERT INTO auth_failures (scope, window_start, failures) VALUES ($1, $2, 1)
+                   ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, failures = 1";
     for (scope, (_, live)) in attempt.scopes.iter().zip(stored) {
+        let key = scope.key.as_slice();
         if live {
-            tx.execute(&increment, &[&scope.key.as_slice()]).await?;
+            sql::execute(&**tx, increment, &[p(&key)]).await?;
         } else {
-            tx.execute(&restart, &[&scope.key.as_slice(), &attempt.now]).await?;
+            sql::execute(&**tx, restart, &[p(&key), p(&attempt.now)]).await?;
         }
     }
     // The cut-off counter as this check begins: the last one committed.
-    Ok(Ok(super::sessions::cutoff_mark(tx).await?))
+    Ok(Ok(super::sessions::cutoff_mark(&**tx).await?))
 }
 
 /// Right credentials: forgets the username's failures here, uncounts the
@@ -81,50 +73,55 @@ pub(super) async fn count_attempt(
 pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCredentials) -> Result<bool, StoreError> {
     // The count row first: see the lock order above.
     lock_count(tx, "auth_failures").await?;
-    let forget = tx.prepare_cached("DELETE FROM auth_failures WHERE scope = $1").await?;
-    tx.execute(&forget, &[&passed.forget.as_slice()]).await?;
+    sql::execute(
+        &**tx,
+        "DELETE FROM auth_failures WHERE scope = $1",
+        &[p(&passed.forget.as_slice())],
+    )
+    .await?;
     // A counter this attempt alone kept goes; the others lose it.
-    let drop_last = tx
-        .prepare_cached("DELETE FROM auth_failures WHERE scope = $1 AND failures <= 1 AND window_start > $2")
-        .await?;
-    let uncount = tx
-        .prepare_cached(
-            "UPDATE auth_failures SET failures = failures - 1
-             WHERE scope = $1 AND failures > 1 AND window_start > $2",
-        )
-        .await?;
+    let drop_last = "DELETE FROM auth_failures WHERE scope = $1 AND failures <= 1 AND window_start > $2";
+    let uncount = "UPDATE auth_failures SET failures = failures - 1
+                   WHERE scope = $1 AND failures > 1 AND window_start > $2";
     let window_opened_after = passed.now.saturating_sub(passed.window);
     for scope in &passed.uncount {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&scope.as_slice(), &window_opened_after];
-        if tx.execute(&drop_last, &params).await? == 0 {
-            tx.execute(&uncount, &params).await?;
+        let scope = scope.as_slice();
+        let params = [p(&scope), p(&window_opened_after)];
+        if sql::execute(&**tx, drop_last, &params).await? == 0 {
+            sql::execute(&**tx, uncount, &params).await?;
         }
     }
     let network = passed.known_network.as_slice();
-    let is_known = tx
-        .prepare_cached("SELECT 1 FROM auth_known_networks WHERE scope = $1")
-        .await?;
-    let new_network = tx.query_opt(&is_known, &[&network]).await?.is_none();
+    let new_network = sql::query_opt(
+        &**tx,
+        "SELECT 1 FROM auth_known_networks WHERE scope = $1",
+        &[p(&network)],
+    )
+    .await?
+    .is_none();
     if new_network {
         let existing = lock_count(tx, "auth_known_networks").await?;
         make_room(tx, Capped::KnownNetworks, existing, passed.capacity, 1, &[network]).await?;
     }
-    let remember = tx
-        .prepare_cached(
-            "INSERT INTO auth_known_networks (scope, last_success) VALUES ($1, $2)
-             ON CONFLICT (scope) DO UPDATE SET last_success = excluded.last_success",
-        )
-        .await?;
-    tx.execute(&remember, &[&network, &passed.now]).await?;
+    sql::execute(
+        &**tx,
+        "INSERT INTO auth_known_networks (scope, last_success) VALUES ($1, $2)
+         ON CONFLICT (scope) DO UPDATE SET last_success = excluded.last_success",
+        &[p(&network), p(&passed.now)],
+    )
+    .await?;
     Ok(new_network)
 }
 
 /// The rows of a capped table, its count row locked until commit.
 pub(super) async fn lock_count(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
-    let statement = tx
-        .prepare_cached("SELECT count FROM row_counts WHERE name = $1 FOR UPDATE")
-        .await?;
-    Ok(tx.query_one(&statement, &[&table]).await?.get(0))
+    Ok(sql::query_one(
+        &**tx,
+        "SELECT count FROM row_counts WHERE name = $1 FOR UPDATE",
+        &[p(&table)],
+    )
+    .await?
+    .get(0))
 }
 
 /// A table whose rows are capped.
@@ -162,7 +159,6 @@ async fn make_room(
                   ORDER BY last_success LIMIT $1)"
         }
     };
-    let statement = tx.prepare_cached(evict).await?;
-    tx.execute(&statement, &[&excess, &spared]).await?;
+    sql::execute(&**tx, evict, &[p(&excess), p(&spared)]).await?;
     Ok(())
 }

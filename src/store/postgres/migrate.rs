@@ -2,6 +2,7 @@
 
 use deadpool_postgres::Object;
 
+use super::sql::{self, p};
 use super::ADVISORY_KEY;
 use crate::store::{ErrorKind, StoreError};
 
@@ -20,9 +21,10 @@ const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// turns (an advisory lock); a schema from a newer build fails with a message.
 pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
-    tx.execute(
+    sql::execute(
+        &*tx,
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || ' migrate'))",
-        &[&(ADVISORY_KEY + 1)],
+        &[p(&(ADVISORY_KEY + 1))],
     )
     .await?;
     tx.batch_execute(
@@ -32,8 +34,7 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
          )",
     )
     .await?;
-    let found: i32 = tx
-        .query_opt("SELECT version FROM rocket_sessions_schema", &[])
+    let found: i32 = sql::query_opt(&*tx, "SELECT version FROM rocket_sessions_schema", &[])
         .await?
         .map_or(0, |row| row.get(0));
     if !(0..=SCHEMA_VERSION).contains(&found) {
@@ -49,10 +50,11 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     for sql in &MIGRATIONS[found as usize..] {
         tx.batch_execute(sql).await?;
     }
-    tx.execute(
+    sql::execute(
+        &*tx,
         "INSERT INTO rocket_sessions_schema (version) VALUES ($1)
          ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
-        &[&SCHEMA_VERSION],
+        &[p(&SCHEMA_VERSION)],
     )
     .await?;
     tx.commit().await?;

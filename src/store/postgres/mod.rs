@@ -27,6 +27,7 @@ mod listener;
 mod migrate;
 mod prune;
 mod sessions;
+mod sql;
 mod tls;
 
 use std::future::Future;
@@ -123,18 +124,33 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// The configuration and TLS connector of `url`; the error names the URL
+/// without its password.
+fn connection_settings(
+    url: &str,
+) -> Result<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect), StoreError> {
+    let shown = redact_password(url);
+    let not_a_url = |e: String| StoreError::other(format!("`{shown}` is not a PostgreSQL URL: {e}"));
+    let (url, tls) = tls::split_url(url).map_err(not_a_url)?;
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| not_a_url(e.to_string()))?;
+    config.ssl_mode(tls.ssl_mode(&config));
+    let connector = tls
+        .connector()
+        .map_err(|e| StoreError::other(format!("cannot use the PostgreSQL database `{shown}`: {e}")))?;
+    Ok((config, connector))
+}
+
 impl PostgresStore {
-    /// Connects to `url`, migrates, and starts listening for revocations.
-    /// Errors name the database (without its password) and say what to check.
-    pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+    /// Connects to `url`, migrates, and starts listening for revocations (on
+    /// `listen`, a direct URL, when `url` goes through a pooler). Errors name
+    /// the database (without its password) and say what to check.
+    pub(crate) async fn open(url: &str, listen: Option<&str>) -> Result<PostgresStore, StoreError> {
         let shown = redact_password(url);
-        let not_a_url = |e: String| StoreError::other(format!("`{shown}` is not a PostgreSQL URL: {e}"));
-        let (url, tls) = tls::split_url(url).map_err(not_a_url)?;
-        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| not_a_url(e.to_string()))?;
-        config.ssl_mode(tls.ssl_mode(&config));
-        let connector = tls
-            .connector()
-            .map_err(|e| StoreError::other(format!("cannot use the PostgreSQL database `{shown}`: {e}")))?;
+        let (config, connector) = connection_settings(url)?;
+        let (listen_config, listen_connector) = match listen {
+            Some(listen) => connection_settings(listen)?,
+            None => (config.clone(), connector.clone()),
+        };
         let manager = Manager::from_config(
             config.clone(),
             connector.clone(),
@@ -168,7 +184,7 @@ impl PostgresStore {
                 })?;
         }
         let wake = Arc::new(Notify::new());
-        let listener = rocket::tokio::spawn(listener::listen(config, connector, Arc::downgrade(&wake)));
+        let listener = rocket::tokio::spawn(listener::listen(listen_config, listen_connector, Arc::downgrade(&wake)));
         Ok(PostgresStore { pool, wake, listener })
     }
 
@@ -262,7 +278,7 @@ impl SessionStore for PostgresStore {
     fn cutoff_mark(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move {
             let client = self.client().await?;
-            sessions::cutoff_mark(&client).await
+            sessions::cutoff_mark(&**client).await
         })
     }
 

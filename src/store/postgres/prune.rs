@@ -3,6 +3,7 @@
 
 use deadpool_postgres::Object;
 
+use super::sql::{self, p};
 use super::ADVISORY_KEY;
 use crate::store::{PruneCutoffs, PruneKind, PruneTurn, PrunedBatch, StoreError};
 
@@ -65,9 +66,8 @@ pub(super) async fn batch(
     if let Some(table) = counted {
         super::failures::lock_count(&tx, table).await?;
     }
-    let statement = tx.prepare_cached(delete).await?;
     let limit = i64::from(batch);
-    let deleted = tx.execute(&statement, &[&first, &second, &limit]).await?;
+    let deleted = sql::execute(&*tx, delete, &[p(&first), p(&second), p(&limit)]).await?;
     tx.commit().await?;
     Ok(PrunedBatch {
         deleted: deleted as usize,
@@ -75,29 +75,33 @@ pub(super) async fn batch(
     })
 }
 
-/// The prune turn on `client`, a connection of its own: a session-level
-/// advisory lock, or `None` when another instance holds it.
+/// The prune turn on `client`, a connection of its own: a transaction left
+/// open for the pass, holding a transaction-level advisory lock; `None` when
+/// another instance holds it. A transaction, not the session: behind a
+/// pooler in transaction mode a session's lock would stay on whichever
+/// server connection took it. (Read committed, it holds no snapshot between
+/// statements, so it keeps nothing from vacuum.)
 pub(super) async fn take_turn(client: deadpool_postgres::ClientWrapper) -> Result<Option<PruneTurn>, StoreError> {
-    let taken: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
-            &[&ADVISORY_KEY],
-        )
-        .await?
-        .get(0);
-    Ok(taken.then(|| Box::new(client) as PruneTurn))
+    client.batch_execute("BEGIN").await?;
+    let taken: bool = sql::query_one(
+        &*client,
+        "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
+        &[p(&ADVISORY_KEY)],
+    )
+    .await?
+    .get(0);
+    if !taken {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(None);
+    }
+    Ok(Some(Box::new(client) as PruneTurn))
 }
 
-/// Gives a turn back at once; on failure the lock goes with the connection,
-/// dropped here.
+/// Gives a turn back at once (the commit releases the lock); on failure the
+/// lock goes with the connection, dropped here.
 pub(super) async fn end_turn(turn: PruneTurn) {
     let Ok(client) = turn.downcast::<deadpool_postgres::ClientWrapper>() else {
         return;
     };
-    let _ = client
-        .execute(
-            "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
-            &[&ADVISORY_KEY],
-        )
-        .await;
+    let _ = client.batch_execute("COMMIT").await;
 }

@@ -1,8 +1,9 @@
 //! Sessions, their refresh state, revocations and the revocation feed.
 
-use deadpool_postgres::{GenericClient, Object, Transaction};
-use tokio_postgres::Row;
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::{GenericClient, Row};
 
+use super::sql::{self, p};
 use super::{CHANNEL, USER_LOCK_KEY};
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
@@ -16,14 +17,14 @@ use crate::store::{
 /// (its sessions' update then sees this one) or wait for this one.
 pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result<Created, StoreError> {
     if let Some(mark) = session.checked_at_mark {
-        let lock = tx
-            .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE")
-            .await?;
-        tx.query_one(&lock, &[]).await?;
-        let cutoff = tx
-            .prepare_cached("SELECT max(seq) FROM user_cutoffs WHERE user_id IN ($1, $2)")
-            .await?;
-        let cutoff: Option<i64> = tx.query_one(&cutoff, &[&session.user_id, &EVERYONE]).await?.get(0);
+        sql::query_one(&**tx, "SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE", &[]).await?;
+        let cutoff: Option<i64> = sql::query_one(
+            &**tx,
+            "SELECT max(seq) FROM user_cutoffs WHERE user_id IN ($1, $2)",
+            &[p(&session.user_id), p(&EVERYONE)],
+        )
+        .await?
+        .get(0);
         if cutoff.is_some_and(|cutoff| cutoff > mark) {
             return Ok(Created::Superseded);
         }
@@ -31,22 +32,22 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
     let mut ended = Vec::new();
     if let Some(limit) = session.limit {
         // Two logins of one user take turns: each counts the other's session.
-        let lock = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))")
-            .await?;
-        tx.execute(&lock, &[&USER_LOCK_KEY, &session.user_id]).await?;
-        let live = tx
-            .prepare_cached(
-                "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-                 ORDER BY created_at, login_order",
-            )
-            .await?;
-        let live: Vec<String> = tx
-            .query(&live, &[&session.user_id, &session.now])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        sql::execute(
+            &**tx,
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))",
+            &[p(&USER_LOCK_KEY), p(&session.user_id)],
+        )
+        .await?;
+        let live: Vec<String> = sql::query(
+            &**tx,
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+             ORDER BY created_at, login_order",
+            &[p(&session.user_id), p(&session.now)],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
         let excess = (live.len() + 1).saturating_sub(limit.max as usize);
         if excess > 0 && !limit.end_oldest {
             return Ok(Created::TooMany);
@@ -56,28 +57,24 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
             ended.push(id);
         }
     }
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
-                                   absolute_expires_at, ip, user_agent, claims, refresh_hash,
-                                   refresh_ttl, persistent)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .await?;
-    tx.execute(
-        &statement,
+    sql::execute(
+        &**tx,
+        "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
+                               absolute_expires_at, ip, user_agent, claims, refresh_hash,
+                               refresh_ttl, persistent)
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
-            &session.id,
-            &session.user_id,
-            &session.now,
-            &session.expires_at,
-            &session.absolute_expires_at,
-            &session.client.ip,
-            &session.client.user_agent,
-            &session.claims_json,
-            &session.refresh_hash.as_slice(),
-            &session.refresh_ttl,
-            &session.persistent,
+            p(&session.id),
+            p(&session.user_id),
+            p(&session.now),
+            p(&session.expires_at),
+            p(&session.absolute_expires_at),
+            p(&session.client.ip),
+            p(&session.client.user_agent),
+            p(&session.claims_json),
+            p(&session.refresh_hash.as_slice()),
+            p(&session.refresh_ttl),
+            p(&session.persistent),
         ],
     )
     .await?;
@@ -88,38 +85,40 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
 /// the counter's row stays locked until the commit, so a login checking
 /// against cut-offs waits for it, and it for such a login.
 async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), StoreError> {
-    let next = tx
-        .prepare_cached("UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n")
-        .await?;
-    let seq: i64 = tx.query_one(&next, &[]).await?.get(0);
-    let record = tx
-        .prepare_cached(
-            "INSERT INTO user_cutoffs (user_id, seq, at) VALUES ($1, $2, $3)
-             ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
-        )
-        .await?;
-    tx.execute(&record, &[&user_id, &seq, &now]).await?;
+    let seq: i64 = sql::query_one(
+        &**tx,
+        "UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n",
+        &[],
+    )
+    .await?
+    .get(0);
+    sql::execute(
+        &**tx,
+        "INSERT INTO user_cutoffs (user_id, seq, at) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
+        &[p(&user_id), p(&seq), p(&now)],
+    )
+    .await?;
     Ok(())
 }
 
 /// The user of session `session_id`, live or not.
 pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Option<String>, StoreError> {
-    let statement = client
-        .prepare_cached("SELECT user_id FROM sessions WHERE id = $1")
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&session_id])
-        .await?
-        .map(|row| row.get(0)))
+    Ok(sql::query_opt(
+        &***client,
+        "SELECT user_id FROM sessions WHERE id = $1",
+        &[p(&session_id)],
+    )
+    .await?
+    .map(|row| row.get(0)))
 }
 
 /// The cut-off counter: the last number committed (a pooled connection's
 /// read, or one inside a credential check's transaction).
 pub(super) async fn cutoff_mark(client: &impl GenericClient) -> Result<i64, StoreError> {
-    let statement = client
-        .prepare_cached("SELECT n FROM cutoff_counter WHERE id = 1")
-        .await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
+    Ok(sql::query_one(client, "SELECT n FROM cutoff_counter WHERE id = 1", &[])
+        .await?
+        .get(0))
 }
 
 /// A 32-byte hash column.
@@ -135,15 +134,11 @@ pub(super) async fn refresh(
     request: &RefreshRequest,
 ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
     let (session_id, now) = (request.session_id.as_str(), request.now);
-    let select = tx
-        .prepare_cached(
-            "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
-                    refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                    refresh_ttl, persistent
-             FROM sessions WHERE id = $1 FOR UPDATE",
-        )
-        .await?;
-    let Some(row) = tx.query_opt(&select, &[&session_id]).await? else {
+    let select = "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
+                         refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
+                         refresh_ttl, persistent
+                  FROM sessions WHERE id = $1 FOR UPDATE";
+    let Some(row) = sql::query_opt(&**tx, select, &[p(&session_id)]).await? else {
         return Ok(None);
     };
     let state = RefreshState {
@@ -167,28 +162,24 @@ pub(super) async fn refresh(
             revoke_session(tx, session_id, now, "refresh token reuse", None).await?;
         }
         Decision::Rotate { expires_at } => {
-            let update = tx
-                .prepare_cached(
-                    "UPDATE sessions
-                     SET refresh_generation = $2, refresh_hash = $3, previous_refresh_hash = $4,
-                         refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
-                         ip = coalesce($7, ip), user_agent = coalesce($8, user_agent),
-                         claims = coalesce($9, claims)
-                     WHERE id = $1",
-                )
-                .await?;
-            tx.execute(
-                &update,
+            sql::execute(
+                &**tx,
+                "UPDATE sessions
+                 SET refresh_generation = $2, refresh_hash = $3, previous_refresh_hash = $4,
+                     refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
+                     ip = coalesce($7, ip), user_agent = coalesce($8, user_agent),
+                     claims = coalesce($9, claims)
+                 WHERE id = $1",
                 &[
-                    &session_id,
-                    &(state.generation + 1),
-                    &request.presented.successor_hashes[0].as_slice(),
-                    &request.presented.hash.as_slice(),
-                    &now,
-                    &expires_at,
-                    &request.client.ip,
-                    &request.client.user_agent,
-                    &request.claims_json,
+                    p(&session_id),
+                    p(&(state.generation + 1)),
+                    p(&request.presented.successor_hashes[0].as_slice()),
+                    p(&request.presented.hash.as_slice()),
+                    p(&now),
+                    p(&expires_at),
+                    p(&request.client.ip),
+                    p(&request.client.user_agent),
+                    p(&request.claims_json),
                 ],
             )
             .await?;
@@ -216,19 +207,17 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
             blocklist,
         } => {
             cut_off(tx, user_id, now).await?;
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
-                     WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4
-                     RETURNING id",
-                )
-                .await?;
-            let ids: Vec<String> = tx
-                .query(&statement, &[user_id, &now, reason, keep])
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
+            let ids: Vec<String> = sql::query(
+                &**tx,
+                "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+                 WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4
+                 RETURNING id",
+                &[p(user_id), p(&now), p(reason), p(keep)],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
             let mut entries: Vec<Revoked> = ids
                 .iter()
                 .map(|id| Revoked::Session {
@@ -243,13 +232,14 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
             Ok(ids)
         }
         Revocation::OwnSession { user_id, session_id } => {
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE sessions SET revoked_at = $3, revoked_reason = 'revoked by user'
-                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-                )
-                .await?;
-            let live = tx.execute(&statement, &[session_id, user_id, &now]).await? == 1;
+            let live = sql::execute(
+                &**tx,
+                "UPDATE sessions SET revoked_at = $3, revoked_reason = 'revoked by user'
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+                &[p(session_id), p(user_id), p(&now)],
+            )
+            .await?
+                == 1;
             if live {
                 append_to_feed(
                     tx,
@@ -274,13 +264,14 @@ async fn revoke_session(
     reason: &str,
     blocklist: Option<&(String, i64)>,
 ) -> Result<bool, StoreError> {
-    let statement = tx
-        .prepare_cached(
-            "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
-             WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .await?;
-    let live = tx.execute(&statement, &[&session_id, &now, &reason]).await? == 1;
+    let live = sql::execute(
+        &**tx,
+        "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
+         WHERE id = $1 AND revoked_at IS NULL",
+        &[p(&session_id), p(&now), p(&reason)],
+    )
+    .await?
+        == 1;
     let mut entries = Vec::new();
     if live {
         entries.push(Revoked::Session {
@@ -298,10 +289,13 @@ async fn revoke_session(
 /// Blocklists an access token until its `exp`; its feed entry when it was not
 /// blocklisted yet.
 async fn blocklist_token(tx: &Transaction<'_>, jti: &str, expires_at: i64) -> Result<Option<Revoked>, StoreError> {
-    let statement = tx
-        .prepare_cached("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-        .await?;
-    let added = tx.execute(&statement, &[&jti, &expires_at]).await? == 1;
+    let added = sql::execute(
+        &**tx,
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        &[p(&jti), p(&expires_at)],
+    )
+    .await?
+        == 1;
     Ok(added.then(|| Revoked::Token {
         jti: jti.to_string(),
         expires_at,
@@ -315,23 +309,27 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
     if entries.is_empty() {
         return Ok(());
     }
-    let take = tx
-        .prepare_cached("UPDATE revocation_sequence SET last = last + $1 RETURNING last")
-        .await?;
     let count = entries.len() as i64;
-    let last: i64 = tx.query_one(&take, &[&count]).await?.get(0);
-    let insert = tx
-        .prepare_cached("INSERT INTO revocation_log (seq, session_id, jti, at) VALUES ($1, $2, $3, $4)")
-        .await?;
+    let last: i64 = sql::query_one(
+        &**tx,
+        "UPDATE revocation_sequence SET last = last + $1 RETURNING last",
+        &[p(&count)],
+    )
+    .await?
+    .get(0);
     for (seq, entry) in (last - count + 1..).zip(entries) {
         let (session_id, jti, at) = match entry {
             Revoked::Session { id, revoked_at } => (Some(id.as_str()), None, *revoked_at),
             Revoked::Token { jti, expires_at } => (None, Some(jti.as_str()), *expires_at),
         };
-        tx.execute(&insert, &[&seq, &session_id, &jti, &at]).await?;
+        sql::execute(
+            &**tx,
+            "INSERT INTO revocation_log (seq, session_id, jti, at) VALUES ($1, $2, $3, $4)",
+            &[p(&seq), p(&session_id), p(&jti), p(&at)],
+        )
+        .await?;
     }
-    let notify = tx.prepare_cached("SELECT pg_notify($1, current_schema())").await?;
-    tx.execute(&notify, &[&CHANNEL]).await?;
+    sql::execute(&**tx, "SELECT pg_notify($1, current_schema())", &[p(&CHANNEL)]).await?;
     Ok(())
 }
 
@@ -344,28 +342,28 @@ pub(super) async fn update_claims(
     now: i64,
 ) -> Result<usize, StoreError> {
     cut_off(tx, user_id, now).await?;
-    let statement = tx
-        .prepare_cached("UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-        .await?;
-    Ok(tx.execute(&statement, &[&user_id, &claims_json]).await? as usize)
+    Ok(sql::execute(
+        &**tx,
+        "UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        &[p(&user_id), p(&claims_json)],
+    )
+    .await? as usize)
 }
 
 /// Ends every live session of every user, after a cut-off for everyone;
 /// gives the sessions ended, with their users.
 pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<Vec<(String, String)>, StoreError> {
     cut_off(tx, EVERYONE, now).await?;
-    let statement = tx
-        .prepare_cached(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'logout everyone'
-             WHERE revoked_at IS NULL RETURNING id, user_id",
-        )
-        .await?;
-    let ended: Vec<(String, String)> = tx
-        .query(&statement, &[&now])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let ended: Vec<(String, String)> = sql::query(
+        &**tx,
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = 'logout everyone'
+         WHERE revoked_at IS NULL RETURNING id, user_id",
+        &[p(&now)],
+    )
+    .await?
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect();
     let entries: Vec<Revoked> = ended
         .iter()
         .map(|(id, _)| Revoked::Session {
@@ -379,38 +377,36 @@ pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<
 
 /// The active sessions of `user_id`, most recently used first.
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
-             FROM sessions
-             WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL
-             ORDER BY last_seen_at DESC, created_at DESC",
-        )
-        .await?;
-    Ok(client
-        .query(&statement, &[&user_id, &now])
-        .await?
-        .iter()
-        .map(|row| SessionRecord {
-            id: row.get(0),
-            created_at: row.get(1),
-            last_seen_at: row.get(2),
-            expires_at: row.get(3),
-            ip: row.get(4),
-            user_agent: row.get(5),
-        })
-        .collect())
+    Ok(sql::query(
+        &***client,
+        "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
+         FROM sessions
+         WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL
+         ORDER BY last_seen_at DESC, created_at DESC",
+        &[p(&user_id), p(&now)],
+    )
+    .await?
+    .iter()
+    .map(|row| SessionRecord {
+        id: row.get(0),
+        created_at: row.get(1),
+        last_seen_at: row.get(2),
+        expires_at: row.get(3),
+        ip: row.get(4),
+        user_agent: row.get(5),
+    })
+    .collect())
 }
 
 /// The app data of a live session.
 pub(super) async fn data(client: &Object, session_id: &str, now: i64) -> Result<Option<String>, StoreError> {
-    let statement = client
-        .prepare_cached("SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&session_id, &now])
-        .await?
-        .map(|row| row.get(0)))
+    Ok(sql::query_opt(
+        &***client,
+        "SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
+        &[p(&session_id), p(&now)],
+    )
+    .await?
+    .map(|row| row.get(0)))
 }
 
 /// Replaces a live session's data with `update`'s result, the row locked.
@@ -420,10 +416,8 @@ pub(super) async fn update_data(
     now: i64,
     update: DataUpdate,
 ) -> Result<Option<bool>, StoreError> {
-    let select = tx
-        .prepare_cached("SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 FOR UPDATE")
-        .await?;
-    let Some(row) = tx.query_opt(&select, &[&session_id, &now]).await? else {
+    let select = "SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 FOR UPDATE";
+    let Some(row) = sql::query_opt(&**tx, select, &[p(&session_id), p(&now)]).await? else {
         return Ok(None);
     };
     let current: String = row.get(0);
@@ -431,8 +425,12 @@ pub(super) async fn update_data(
         return Ok(Some(false));
     };
     if data != current {
-        let write = tx.prepare_cached("UPDATE sessions SET data = $2 WHERE id = $1").await?;
-        tx.execute(&write, &[&session_id, &data]).await?;
+        sql::execute(
+            &**tx,
+            "UPDATE sessions SET data = $2 WHERE id = $1",
+            &[p(&session_id), p(&data)],
+        )
+        .await?;
     }
     Ok(Some(true))
 }
@@ -441,9 +439,10 @@ pub(super) async fn update_data(
 /// snapshot (REPEATABLE READ).
 pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapshot, StoreError> {
     // The sequence row, not max(seq): entries can all be pruned.
-    let cursor: i64 = tx.query_one("SELECT last FROM revocation_sequence", &[]).await?.get(0);
-    let mut revoked: Vec<Revoked> = tx
-        .query("SELECT jti, expires_at FROM revoked_tokens", &[])
+    let cursor: i64 = sql::query_one(&**tx, "SELECT last FROM revocation_sequence", &[])
+        .await?
+        .get(0);
+    let mut revoked: Vec<Revoked> = sql::query(&**tx, "SELECT jti, expires_at FROM revoked_tokens", &[])
         .await?
         .iter()
         .map(|row| Revoked::Token {
@@ -452,23 +451,30 @@ pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapsh
         })
         .collect();
     revoked.extend(
-        tx.query("SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL", &[])
-            .await?
-            .iter()
-            .map(|row| Revoked::Session {
-                id: row.get(0),
-                revoked_at: row.get(1),
-            }),
+        sql::query(
+            &**tx,
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| Revoked::Session {
+            id: row.get(0),
+            revoked_at: row.get(1),
+        }),
     );
     Ok(RevocationSnapshot { revoked, cursor })
 }
 
 /// At most `limit` feed entries after `cursor`, in sequence order.
 pub(super) async fn revocations_after(client: &Object, cursor: i64, limit: u32) -> Result<FeedPage, StoreError> {
-    let statement = client
-        .prepare_cached("SELECT seq, session_id, jti, at FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2")
-        .await?;
-    let rows = client.query(&statement, &[&cursor, &i64::from(limit)]).await?;
+    let limit = i64::from(limit);
+    let rows = sql::query(
+        &***client,
+        "SELECT seq, session_id, jti, at FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        &[p(&cursor), p(&limit)],
+    )
+    .await?;
     let mut page = FeedPage {
         entries: Vec::with_capacity(rows.len()),
         cursor,
