@@ -106,3 +106,54 @@ async fn one_prune_pass_at_a_time_and_each_gives_its_turn_back_at_once() {
     admin.execute(unlock, &[&schema.as_str()]).await.unwrap();
     assert!(app.manager().prune_now().await.unwrap().completed);
 }
+
+/// The statements PgBouncer ran for `database`, from its admin console's
+/// `SHOW STATS` (`stats_users` may read it).
+async fn statements_run(pooler: &str, database: &str) -> i64 {
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{pooler}/pgbouncer?sslmode=disable"), tokio_postgres::NoTls)
+            .await
+            .expect("PgBouncer's admin console");
+    rocket::tokio::spawn(connection);
+    let messages = client.simple_query("SHOW STATS").await.unwrap();
+    messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) if row.get("database") == Some(database) => {
+                row.get("total_query_count").and_then(|count| count.parse().ok())
+            }
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A refresh on PostgreSQL is two round trips, two statements: the session's
+/// row read, and the rotation written only if the row is still as read (it
+/// was four: begin, lock and read, update, commit). Counted by a real
+/// PgBouncer, which sees every statement of the pool.
+#[rocket::async_test]
+async fn a_refresh_is_two_statements() {
+    let Some(backend) = Backend::pgbouncer().await else {
+        return;
+    };
+    let Backend::Pgbouncer { url, .. } = &backend else {
+        unreachable!()
+    };
+    let pooler = url.rsplit_once('/').unwrap().0.to_string();
+    let database = url.rsplit_once('/').unwrap().1.split('?').next().unwrap().to_string();
+    let app = App::start_with(Arc::new(TestHarness::new()), |figment| backend.configure(figment)).await;
+    let mut tokens = app.login("alice").await;
+    let refreshes = 50;
+    let before = statements_run(&pooler, &database).await;
+    for _ in 0..refreshes {
+        tokens = app.rotate(&tokens.refresh).await;
+    }
+    let ran = statements_run(&pooler, &database).await - before;
+    eprintln!("statements for {refreshes} refreshes: {ran}");
+    // The feed is read at least once a second besides: a few more at most.
+    assert!(
+        (2 * refreshes..=2 * refreshes + 6).contains(&ran),
+        "{ran} statements for {refreshes} refreshes"
+    );
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+}

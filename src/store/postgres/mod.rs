@@ -2,8 +2,11 @@
 //! PostgreSQL and every `tokio-postgres` call of the crate.
 //!
 //! Each operation is one transaction on a pooled connection
-//! (`deadpool-postgres`); a refresh locks its session's row (`FOR UPDATE`), so
-//! two refreshes of one session, on any instances, run one after the other.
+//! (`deadpool-postgres`). A refresh is two statements, each its own
+//! transaction: a read of its session's row, and a rotation written only if
+//! the row is still as read (its generation, revocation and claims); of two
+//! refreshes of one session, on any instances, one rotates and the other reads
+//! again. A reuse to revoke takes the row `FOR UPDATE` in one transaction.
 //!
 //! **The revocation feed.** A revocation takes its sequence numbers from the
 //! one row of `revocation_sequence`, which stays locked until it commits:
@@ -26,6 +29,7 @@ mod failures;
 mod listener;
 mod migrate;
 mod prune;
+mod refresh;
 mod sessions;
 mod sql;
 mod tls;
@@ -207,10 +211,7 @@ impl SessionStore for PostgresStore {
     fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>> {
         Box::pin(async move {
             let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let outcome = sessions::refresh(&tx, &refresh).await?;
-            tx.commit().await?;
-            Ok(outcome)
+            refresh::refresh(&mut client, &refresh).await
         })
     }
 

@@ -1,14 +1,13 @@
-//! Sessions, their refresh state, revocations and the revocation feed.
+//! Sessions, revocations and the revocation feed (refreshes: `refresh.rs`).
 
 use deadpool_postgres::{Object, Transaction};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::GenericClient;
 
 use super::sql::{self, p};
 use super::{CHANNEL, USER_LOCK_KEY};
-use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
-    Created, DataUpdate, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord,
-    StoreError, EVERYONE,
+    Created, DataUpdate, FeedPage, NewSession, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
+    EVERYONE,
 };
 
 /// Inserts a session with its first refresh token's hash, unless its
@@ -121,73 +120,6 @@ pub(super) async fn cutoff_mark(client: &impl GenericClient) -> Result<i64, Stor
         .get(0))
 }
 
-/// A 32-byte hash column.
-fn hash(row: &Row, column: usize) -> Option<[u8; 32]> {
-    row.get::<_, Option<Vec<u8>>>(column)
-        .and_then(|bytes| bytes.try_into().ok())
-}
-
-/// Locks the session's row, decides what the presented token does to it and
-/// applies that.
-pub(super) async fn refresh(
-    tx: &Transaction<'_>,
-    request: &RefreshRequest,
-) -> Result<Option<(RefreshState, Decision)>, StoreError> {
-    let (session_id, now) = (request.session_id.as_str(), request.now);
-    let select = "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
-                         refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                         refresh_ttl, persistent
-                  FROM sessions WHERE id = $1 FOR UPDATE";
-    let Some(row) = sql::query_opt(&**tx, select, &[p(&session_id)]).await? else {
-        return Ok(None);
-    };
-    let state = RefreshState {
-        user_id: row.get(0),
-        created_at: row.get(1),
-        expires_at: row.get(2),
-        absolute_expires_at: row.get(3),
-        revoked: row.get(4),
-        generation: row.get(5),
-        current_hash: hash(&row, 6),
-        previous_hash: hash(&row, 7),
-        rotated_at: row.get(8),
-        claims_json: row.get(9),
-        refresh_ttl: row.get(10),
-        persistent: row.get(11),
-    };
-    let decision = rotation::decide(&request.presented, &state, now, &request.policy);
-    match decision {
-        Decision::Refuse(_) | Decision::Replay { .. } => {}
-        Decision::Revoke => {
-            revoke_session(tx, session_id, now, "refresh token reuse", None).await?;
-        }
-        Decision::Rotate { expires_at } => {
-            sql::execute(
-                &**tx,
-                "UPDATE sessions
-                 SET refresh_generation = $2, refresh_hash = $3, previous_refresh_hash = $4,
-                     refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
-                     ip = coalesce($7, ip), user_agent = coalesce($8, user_agent),
-                     claims = coalesce($9, claims)
-                 WHERE id = $1",
-                &[
-                    p(&session_id),
-                    p(&(state.generation + 1)),
-                    p(&request.presented.successor_hashes[0].as_slice()),
-                    p(&request.presented.hash.as_slice()),
-                    p(&now),
-                    p(&expires_at),
-                    p(&request.client.ip),
-                    p(&request.client.user_agent),
-                    p(&request.claims_json),
-                ],
-            )
-            .await?;
-        }
-    }
-    Ok(Some((state, decision)))
-}
-
 /// Makes `revocation` with its feed entries; gives the sessions that were
 /// live until now.
 pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i64) -> Result<Vec<String>, StoreError> {
@@ -257,7 +189,7 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
 
 /// Revokes one session and blocklists `blocklist` when given, with their
 /// feed entries; whether the session was live until now.
-async fn revoke_session(
+pub(super) async fn revoke_session(
     tx: &Transaction<'_>,
     session_id: &str,
     now: i64,
