@@ -6,6 +6,9 @@
 //!   verification, header and claims checks, revocation lookups) with 100,000
 //!   blocklisted `jti`s and 10,000 revoked sessions in memory, against a bare
 //!   `jsonwebtoken::decode` of the same token.
+//! - `guard/whole_check_eddsa`, `guard/whole_check_es256`: the whole check
+//!   with an Ed25519 and a P-256 signing key (empty revocations), beside
+//!   HS256's.
 //! - `redis/*`: the same revocation lookup done the usual way, as one `EXISTS`
 //!   round trip to a Redis blocklist holding the same 110,000 keys. The bench
 //!   starts `redis-server` (Debian's `redis-server` package) on a free loopback
@@ -150,6 +153,48 @@ fn guard_benches(c: &mut Criterion, sessions: &Sessions, header: &str, secret: &
     group.bench_function("revocation_lookup", |b| {
         b.iter(|| sessions.is_revoked(black_box(&user.session_id), black_box(&user.jti)))
     });
+    group.finish();
+}
+
+/// Bench keys, public in this repository (the tests' own): never use them.
+const ED25519: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEII6guL+62hNr5/8Va7mF1C9nlq/02/DN40pvcT8ETjYS
+-----END PRIVATE KEY-----
+";
+const P256: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKUzANl4JrTFud6rU
+XuIBWBF+D8u7X5DTWaGZI/2UcFyhRANCAAShtPGrO5/9gMKscNO1MJOUWBSwrDjr
+hZbn0Ih4gAM+Yfp/anTAxHvFq7IcLf7H8QSgsz6oRITdAJR07bkZEiLW
+-----END PRIVATE KEY-----
+";
+
+/// The guard's whole check with an Ed25519 (`EdDSA`) and a P-256 (`ES256`)
+/// signing key, beside HS256's `guard/whole_check`.
+fn asymmetric_benches(c: &mut Criterion, runtime: &Runtime) {
+    let mut group = c.benchmark_group("guard");
+    for (name, pem) in [("whole_check_eddsa", ED25519), ("whole_check_es256", P256)] {
+        let harness = TestHarness::new();
+        let figment = rocket::figment::Figment::from(rocket::Config::debug_default())
+            .merge(("log_level", "off"))
+            .merge(("sessions.auto_prune", false))
+            .merge(("sessions.database", harness.database()))
+            .merge((
+                "sessions.keys",
+                serde_json::json!([{ "kid": name, "private_key": pem }]),
+            ));
+        let client = runtime
+            .block_on(Client::untracked(rocket::custom(figment).attach(harness.fairing())))
+            .expect("the bench's Rocket launches");
+        let sessions = client.rocket().state::<Sessions>().expect("managed Sessions").clone();
+        let pair = runtime
+            .block_on(sessions.login("bench-user", (), &ClientInfo::default()))
+            .unwrap();
+        let header = format!("Bearer {}", pair.access_token);
+        group.bench_function(name, |b| {
+            b.iter(|| sessions.verify_authorization(black_box(&header)).unwrap())
+        });
+        drop(client);
+    }
     group.finish();
 }
 
@@ -300,7 +345,21 @@ struct Ratio {
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 8] = [
+const RATIOS: [Ratio; 10] = [
+    Ratio {
+        figure: "guard: whole check, Ed25519 key (EdDSA)",
+        measured: "guard/whole_check_eddsa",
+        baseline: "the same with an HS256 secret",
+        against: "guard/whole_check",
+        target: "",
+    },
+    Ratio {
+        figure: "guard: whole check, P-256 key (ES256)",
+        measured: "guard/whole_check_es256",
+        baseline: "the same with an HS256 secret",
+        against: "guard/whole_check",
+        target: "",
+    },
     Ratio {
         figure: "guard: whole check",
         measured: "guard/whole_check",
@@ -404,6 +463,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     guard_benches(&mut c, &sessions, &header, &secret);
+    asymmetric_benches(&mut c, &runtime);
     redis_benches(&mut c, &header, &user, &secret);
     store_benches(&mut c, &runtime, &sessions, harness.directory());
     c.final_summary();
