@@ -84,6 +84,12 @@ sessions_config! {
         /// instances' revocations still arrive within a second (the feed is
         /// read at least every second). Default: none (listen on `database`).
         listen_database: Option<String> = None,
+        /// Whether the PostgreSQL `database` is reached through a connection
+        /// pooler in transaction mode (PgBouncer, Supavisor): statements are
+        /// then sent unnamed, parsed by the server each time, instead of
+        /// prepared once per connection (which a pooler's server connections
+        /// cannot keep). Default `false`: a direct connection.
+        pooled: bool = false,
         /// Base64 (standard alphabet) of at least 32 random bytes: the HMAC key that
         /// signs access tokens. When missing in the `debug` profile a random key is
         /// generated (tokens then do not survive a restart); in any other profile

@@ -160,7 +160,9 @@ impl SessionsConfig {
         let database = Database::parse(&self.database).map_err(|m| ConfigError::invalid("database", m))?;
         let database = database
             .listening_on(self.listen_database.as_deref())
-            .map_err(|m| ConfigError::invalid("listen_database", m))?;
+            .map_err(|m| ConfigError::invalid("listen_database", m))?
+            .pooled(self.pooled)
+            .map_err(|m| ConfigError::invalid("pooled", m))?;
 
         Ok(Settings {
             database,

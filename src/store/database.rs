@@ -11,7 +11,12 @@ pub(crate) enum Database {
     /// A PostgreSQL URL, and the direct one the feed listens on when
     /// `database` goes through a pooler.
     #[cfg(feature = "postgres")]
-    Postgres { url: String, listen: Option<String> },
+    Postgres {
+        url: String,
+        listen: Option<String>,
+        /// Through a pooler in transaction mode (`pooled`).
+        pooled: bool,
+    },
 }
 
 impl Database {
@@ -29,6 +34,7 @@ impl Database {
             Ok(Database::Postgres {
                 url: text.into_owned(),
                 listen: None,
+                pooled: false,
             })
         }
         #[cfg(not(feature = "postgres"))]
@@ -55,7 +61,7 @@ impl Database {
                 Err("is for a PostgreSQL `database` only; remove it".into())
             }
             #[cfg(feature = "postgres")]
-            Database::Postgres { url, .. } => {
+            Database::Postgres { url, pooled, .. } => {
                 if !(listen.starts_with("postgres://") || listen.starts_with("postgresql://")) {
                     return Err(
                         "must be a postgres:// URL of the same database, direct (not through the pooler)".into(),
@@ -64,8 +70,20 @@ impl Database {
                 Ok(Database::Postgres {
                     url,
                     listen: Some(listen.to_string()),
+                    pooled,
                 })
             }
+        }
+    }
+
+    /// This database, reached through a pooler when `pooled` (the key of that
+    /// name); the error says what is wrong with it.
+    pub(crate) fn pooled(self, pooled: bool) -> Result<Database, String> {
+        match self {
+            Database::Sqlite(_) if pooled => Err("is for a PostgreSQL `database` only; remove it".into()),
+            #[cfg(feature = "postgres")]
+            Database::Postgres { url, listen, .. } => Ok(Database::Postgres { url, listen, pooled }),
+            other => Ok(other),
         }
     }
 }

@@ -407,8 +407,8 @@ pub(crate) async fn open(database: &Database) -> Result<Arc<dyn SessionStore>, S
             Ok(Arc::new(store))
         }
         #[cfg(feature = "postgres")]
-        Database::Postgres { url, listen } => {
-            Ok(Arc::new(postgres::PostgresStore::open(url, listen.as_deref()).await?))
-        }
+        Database::Postgres { url, listen, pooled } => Ok(Arc::new(
+            postgres::PostgresStore::open(url, listen.as_deref(), *pooled).await?,
+        )),
     }
 }

@@ -129,7 +129,8 @@ impl Backend {
             Backend::Postgres { url, .. } => figment.merge(("sessions.database", url.as_str())),
             Backend::Pgbouncer { url, listen } => figment
                 .merge(("sessions.database", url.as_str()))
-                .merge(("sessions.listen_database", listen.as_str())),
+                .merge(("sessions.listen_database", listen.as_str()))
+                .merge(("sessions.pooled", true)),
         }
     }
 }

@@ -29,13 +29,13 @@ pub(super) async fn count_attempt(
     let mut stored = Vec::with_capacity(attempt.scopes.len());
     let mut throttled_until = None;
     for scope in &attempt.scopes {
-        let row = sql::query_opt(&**tx, read, &[p(&scope.key.as_slice())]).await?;
+        let row = sql::query_opt(tx, read, &[p(&scope.key.as_slice())]).await?;
         let row: Option<(i64, i64)> = row.map(|row| (row.get(0), row.get(1)));
         let live = row.filter(|(start, _)| attempt.now < start.saturating_add(attempt.window));
         if let Some((start, failures)) = live {
             if failures >= i64::from(scope.limit) {
                 let waived = match scope.waived_by {
-                    Some(network) => sql::query_opt(&**tx, known, &[p(&network.as_slice()), p(&attempt.known_since)])
+                    Some(network) => sql::query_opt(tx, known, &[p(&network.as_slice()), p(&attempt.known_since)])
                         .await?
                         .is_some(),
                     None => false,
@@ -59,13 +59,13 @@ pub(super) async fn count_attempt(
     for (scope, (_, live)) in attempt.scopes.iter().zip(stored) {
         let key = scope.key.as_slice();
         if live {
-            sql::execute(&**tx, increment, &[p(&key)]).await?;
+            sql::execute(tx, increment, &[p(&key)]).await?;
         } else {
-            sql::execute(&**tx, restart, &[p(&key), p(&attempt.now)]).await?;
+            sql::execute(tx, restart, &[p(&key), p(&attempt.now)]).await?;
         }
     }
     // The cut-off counter as this check begins: the last one committed.
-    Ok(Ok(super::sessions::cutoff_mark(&**tx).await?))
+    Ok(Ok(super::sessions::cutoff_mark(tx).await?))
 }
 
 /// Right credentials: forgets the username's failures here, uncounts the
@@ -74,7 +74,7 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
     // The count row first: see the lock order above.
     lock_count(tx, "auth_failures").await?;
     sql::execute(
-        &**tx,
+        tx,
         "DELETE FROM auth_failures WHERE scope = $1",
         &[p(&passed.forget.as_slice())],
     )
@@ -87,24 +87,20 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
     for scope in &passed.uncount {
         let scope = scope.as_slice();
         let params = [p(&scope), p(&window_opened_after)];
-        if sql::execute(&**tx, drop_last, &params).await? == 0 {
-            sql::execute(&**tx, uncount, &params).await?;
+        if sql::execute(tx, drop_last, &params).await? == 0 {
+            sql::execute(tx, uncount, &params).await?;
         }
     }
     let network = passed.known_network.as_slice();
-    let new_network = sql::query_opt(
-        &**tx,
-        "SELECT 1 FROM auth_known_networks WHERE scope = $1",
-        &[p(&network)],
-    )
-    .await?
-    .is_none();
+    let new_network = sql::query_opt(tx, "SELECT 1 FROM auth_known_networks WHERE scope = $1", &[p(&network)])
+        .await?
+        .is_none();
     if new_network {
         let existing = lock_count(tx, "auth_known_networks").await?;
         make_room(tx, Capped::KnownNetworks, existing, passed.capacity, 1, &[network]).await?;
     }
     sql::execute(
-        &**tx,
+        tx,
         "INSERT INTO auth_known_networks (scope, last_success) VALUES ($1, $2)
          ON CONFLICT (scope) DO UPDATE SET last_success = excluded.last_success",
         &[p(&network), p(&passed.now)],
@@ -116,7 +112,7 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
 /// The rows of a capped table, its count row locked until commit.
 pub(super) async fn lock_count(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
     Ok(sql::query_one(
-        &**tx,
+        tx,
         "SELECT count FROM row_counts WHERE name = $1 FOR UPDATE",
         &[p(&table)],
     )
@@ -159,6 +155,6 @@ async fn make_room(
                   ORDER BY last_success LIMIT $1)"
         }
     };
-    sql::execute(&**tx, evict, &[p(&excess), p(&spared)]).await?;
+    sql::execute(tx, evict, &[p(&excess), p(&spared)]).await?;
     Ok(())
 }

@@ -22,7 +22,7 @@ const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     sql::execute(
-        &*tx,
+        &tx,
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || ' migrate'))",
         &[p(&(ADVISORY_KEY + 1))],
     )
@@ -34,7 +34,7 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
          )",
     )
     .await?;
-    let found: i32 = sql::query_opt(&*tx, "SELECT version FROM rocket_sessions_schema", &[])
+    let found: i32 = sql::query_opt(&tx, "SELECT version FROM rocket_sessions_schema", &[])
         .await?
         .map_or(0, |row| row.get(0));
     if !(0..=SCHEMA_VERSION).contains(&found) {
@@ -51,7 +51,7 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
         tx.batch_execute(sql).await?;
     }
     sql::execute(
-        &*tx,
+        &tx,
         "INSERT INTO rocket_sessions_schema (version) VALUES ($1)
          ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
         &[p(&SCHEMA_VERSION)],

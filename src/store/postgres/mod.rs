@@ -71,6 +71,9 @@ pub(crate) struct PostgresStore {
     wake: Arc<Notify>,
     /// The task that keeps the listening connection; ended with the store.
     listener: rocket::tokio::task::JoinHandle<()>,
+    /// How statements are sent: prepared once per connection, or unnamed
+    /// behind a pooler.
+    mode: sql::Mode,
 }
 
 impl Drop for PostgresStore {
@@ -85,6 +88,14 @@ impl From<tokio_postgres::Error> for StoreError {
         match error.as_db_error() {
             Some(db) => {
                 use tokio_postgres::error::SqlState;
+                // A prepared statement of this connection gone, or another's
+                // in the way: a pooler in transaction mode shuffled them.
+                let pooler = [SqlState::INVALID_SQL_STATEMENT_NAME, SqlState::DUPLICATE_PSTATEMENT].contains(db.code());
+                let hint = if pooler {
+                    "; behind a connection pooler in transaction mode (PgBouncer, Supavisor), set `sessions.pooled = true`"
+                } else {
+                    ""
+                };
                 let kind = match db.code() {
                     code if code == &SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
                     code if code == &SqlState::T_R_DEADLOCK_DETECTED
@@ -94,7 +105,7 @@ impl From<tokio_postgres::Error> for StoreError {
                     }
                     _ => ErrorKind::Other,
                 };
-                StoreError::new(kind, format!("postgres: {} ({})", db.message(), db.code().code()))
+                StoreError::new(kind, format!("postgres: {} ({}){hint}", db.message(), db.code().code()))
             }
             None => StoreError::other(format!("postgres: {}", with_causes(&error))),
         }
@@ -146,9 +157,10 @@ fn connection_settings(
 
 impl PostgresStore {
     /// Connects to `url`, migrates, and starts listening for revocations (on
-    /// `listen`, a direct URL, when `url` goes through a pooler). Errors name
-    /// the database (without its password) and say what to check.
-    pub(crate) async fn open(url: &str, listen: Option<&str>) -> Result<PostgresStore, StoreError> {
+    /// `listen`, a direct URL, when `url` goes through a pooler; statements
+    /// unnamed when `pooled`). Errors name the database (without its password)
+    /// and say what to check.
+    pub(crate) async fn open(url: &str, listen: Option<&str>, pooled: bool) -> Result<PostgresStore, StoreError> {
         let shown = redact_password(url);
         let (config, connector) = connection_settings(url)?;
         let (listen_config, listen_connector) = match listen {
@@ -189,7 +201,25 @@ impl PostgresStore {
         }
         let wake = Arc::new(Notify::new());
         let listener = rocket::tokio::spawn(listener::listen(listen_config, listen_connector, Arc::downgrade(&wake)));
-        Ok(PostgresStore { pool, wake, listener })
+        let mode = if pooled {
+            sql::Mode::Unnamed
+        } else {
+            sql::Mode::Prepared
+        };
+        Ok(PostgresStore {
+            pool,
+            wake,
+            listener,
+            mode,
+        })
+    }
+
+    /// `operation`, its statements sent in this store's mode.
+    fn scoped<'a, T: 'a>(
+        &self,
+        operation: impl Future<Output = T> + Send + 'a,
+    ) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+        Box::pin(sql::MODE.scope(self.mode, operation))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -199,7 +229,7 @@ impl PostgresStore {
 
 impl SessionStore for PostgresStore {
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, Created> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let created = sessions::create(&tx, &session).await?;
@@ -209,14 +239,14 @@ impl SessionStore for PostgresStore {
     }
 
     fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             refresh::refresh(&mut client, &refresh).await
         })
     }
 
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let revoked = sessions::revoke(&tx, &revocation, now).await?;
@@ -226,14 +256,14 @@ impl SessionStore for PostgresStore {
     }
 
     fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let client = self.client().await?;
             sessions::session_user(&client, &session_id).await
         })
     }
 
     fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let ended = sessions::end_every_session(&tx, now).await?;
@@ -243,7 +273,7 @@ impl SessionStore for PostgresStore {
     }
 
     fn update_claims(&self, user_id: String, claims_json: String, now: i64) -> StoreFuture<'_, usize> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let updated = sessions::update_claims(&tx, &user_id, &claims_json, now).await?;
@@ -253,21 +283,21 @@ impl SessionStore for PostgresStore {
     }
 
     fn active_sessions(&self, user_id: String, now: i64) -> StoreFuture<'_, Vec<SessionRecord>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let client = self.client().await?;
             sessions::active(&client, &user_id, now).await
         })
     }
 
     fn session_data(&self, session_id: String, now: i64) -> StoreFuture<'_, Option<String>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let client = self.client().await?;
             sessions::data(&client, &session_id, now).await
         })
     }
 
     fn update_session_data(&self, session_id: String, now: i64, update: DataUpdate) -> StoreFuture<'_, Option<bool>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let updated = sessions::update_data(&tx, &session_id, now, update).await?;
@@ -277,14 +307,14 @@ impl SessionStore for PostgresStore {
     }
 
     fn cutoff_mark(&self) -> StoreFuture<'_, i64> {
-        Box::pin(async move {
+        self.scoped(async move {
             let client = self.client().await?;
-            sessions::cutoff_mark(&**client).await
+            sessions::cutoff_mark(&*client).await
         })
     }
 
     fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut retried = false;
             loop {
                 let mut client = self.client().await?;
@@ -304,7 +334,7 @@ impl SessionStore for PostgresStore {
     }
 
     fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut retried = false;
             loop {
                 let mut client = self.client().await?;
@@ -330,14 +360,14 @@ impl SessionStore for PostgresStore {
         _after: i64,
         batch: u32,
     ) -> StoreFuture<'_, PrunedBatch> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             prune::batch(&mut client, kind, cutoffs, batch).await
         })
     }
 
     fn prune_turn(&self) -> StoreFuture<'_, Option<PruneTurn>> {
-        Box::pin(async move {
+        self.scoped(async move {
             // A connection of its own, out of the pool: the lock lives as long
             // as it, and is released by the server when the turn drops it.
             let client = deadpool_postgres::Object::take(self.client().await?);
@@ -350,7 +380,7 @@ impl SessionStore for PostgresStore {
     }
 
     fn load_revocations(&self) -> StoreFuture<'_, RevocationSnapshot> {
-        Box::pin(async move {
+        self.scoped(async move {
             let mut client = self.client().await?;
             let tx = client
                 .build_transaction()
@@ -365,14 +395,14 @@ impl SessionStore for PostgresStore {
     }
 
     fn revocations_after(&self, cursor: i64, limit: u32) -> StoreFuture<'_, FeedPage> {
-        Box::pin(async move {
+        self.scoped(async move {
             let client = self.client().await?;
             sessions::revocations_after(&client, cursor, limit).await
         })
     }
 
     fn wait_for_revocations(&self, at_most: Duration) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+        self.scoped(async move {
             let _ = rocket::tokio::time::timeout(at_most, self.wake.notified()).await;
             Ok(())
         })

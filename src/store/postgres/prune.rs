@@ -67,7 +67,7 @@ pub(super) async fn batch(
         super::failures::lock_count(&tx, table).await?;
     }
     let limit = i64::from(batch);
-    let deleted = sql::execute(&*tx, delete, &[p(&first), p(&second), p(&limit)]).await?;
+    let deleted = sql::execute(&tx, delete, &[p(&first), p(&second), p(&limit)]).await?;
     tx.commit().await?;
     Ok(PrunedBatch {
         deleted: deleted as usize,
@@ -84,7 +84,7 @@ pub(super) async fn batch(
 pub(super) async fn take_turn(client: deadpool_postgres::ClientWrapper) -> Result<Option<PruneTurn>, StoreError> {
     client.batch_execute("BEGIN").await?;
     let taken: bool = sql::query_one(
-        &*client,
+        &client,
         "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
         &[p(&ADVISORY_KEY)],
     )

@@ -3,7 +3,7 @@
 //! revoke.
 
 use deadpool_postgres::{Object, Transaction};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 use super::sessions::revoke_session;
 use super::sql::{self, p};
@@ -19,7 +19,7 @@ fn hash(row: &Row, column: usize) -> Option<[u8; 32]> {
 /// The refresh state of session `session_id`, its row locked until commit
 /// when `lock`.
 async fn refresh_state(
-    client: &impl GenericClient,
+    client: &impl sql::Statements,
     session_id: &str,
     lock: bool,
 ) -> Result<Option<RefreshState>, StoreError> {
@@ -57,7 +57,7 @@ async fn refresh_state(
 /// `state` was read (another rotation, a revocation, new claims): whether it
 /// did. One statement: its own transaction, or a part of the caller's.
 async fn rotate(
-    client: &impl GenericClient,
+    client: &impl sql::Statements,
     request: &RefreshRequest,
     state: &RefreshState,
     expires_at: i64,
@@ -100,14 +100,14 @@ pub(super) async fn refresh(
     request: &RefreshRequest,
 ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
     for _ in 0..2 {
-        let Some(state) = refresh_state(&***client, &request.session_id, false).await? else {
+        let Some(state) = refresh_state(&**client, &request.session_id, false).await? else {
             return Ok(None);
         };
         let decision = rotation::decide(&request.presented, &state, request.now, &request.policy);
         match decision {
             Decision::Refuse(_) | Decision::Replay { .. } => return Ok(Some((state, decision))),
             Decision::Rotate { expires_at } => {
-                if rotate(&***client, request, &state, expires_at).await? {
+                if rotate(&**client, request, &state, expires_at).await? {
                     return Ok(Some((state, decision)));
                 }
             }
@@ -126,7 +126,7 @@ async fn refresh_locked(
     request: &RefreshRequest,
 ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
     let (session_id, now) = (request.session_id.as_str(), request.now);
-    let Some(state) = refresh_state(&**tx, session_id, true).await? else {
+    let Some(state) = refresh_state(tx, session_id, true).await? else {
         return Ok(None);
     };
     let decision = rotation::decide(&request.presented, &state, now, &request.policy);
@@ -137,7 +137,7 @@ async fn refresh_locked(
         }
         Decision::Rotate { expires_at } => {
             // The row is locked: it is as read.
-            rotate(&**tx, request, &state, expires_at).await?;
+            rotate(tx, request, &state, expires_at).await?;
         }
     }
     Ok(Some((state, decision)))

@@ -1,7 +1,6 @@
 //! Sessions, revocations and the revocation feed (refreshes: `refresh.rs`).
 
 use deadpool_postgres::{Object, Transaction};
-use tokio_postgres::GenericClient;
 
 use super::sql::{self, p};
 use super::{CHANNEL, USER_LOCK_KEY};
@@ -16,9 +15,9 @@ use crate::store::{
 /// (its sessions' update then sees this one) or wait for this one.
 pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result<Created, StoreError> {
     if let Some(mark) = session.checked_at_mark {
-        sql::query_one(&**tx, "SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE", &[]).await?;
+        sql::query_one(tx, "SELECT n FROM cutoff_counter WHERE id = 1 FOR SHARE", &[]).await?;
         let cutoff: Option<i64> = sql::query_one(
-            &**tx,
+            tx,
             "SELECT max(seq) FROM user_cutoffs WHERE user_id IN ($1, $2)",
             &[p(&session.user_id), p(&EVERYONE)],
         )
@@ -32,13 +31,13 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
     if let Some(limit) = session.limit {
         // Two logins of one user take turns: each counts the other's session.
         sql::execute(
-            &**tx,
+            tx,
             "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))",
             &[p(&USER_LOCK_KEY), p(&session.user_id)],
         )
         .await?;
         let live: Vec<String> = sql::query(
-            &**tx,
+            tx,
             "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
              ORDER BY created_at, login_order",
             &[p(&session.user_id), p(&session.now)],
@@ -57,7 +56,7 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
         }
     }
     sql::execute(
-        &**tx,
+        tx,
         "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
                                absolute_expires_at, ip, user_agent, claims, refresh_hash,
                                refresh_ttl, persistent)
@@ -84,15 +83,11 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
 /// the counter's row stays locked until the commit, so a login checking
 /// against cut-offs waits for it, and it for such a login.
 async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), StoreError> {
-    let seq: i64 = sql::query_one(
-        &**tx,
-        "UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n",
-        &[],
-    )
-    .await?
-    .get(0);
+    let seq: i64 = sql::query_one(tx, "UPDATE cutoff_counter SET n = n + 1 WHERE id = 1 RETURNING n", &[])
+        .await?
+        .get(0);
     sql::execute(
-        &**tx,
+        tx,
         "INSERT INTO user_cutoffs (user_id, seq, at) VALUES ($1, $2, $3)
          ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
         &[p(&user_id), p(&seq), p(&now)],
@@ -104,7 +99,7 @@ async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), St
 /// The user of session `session_id`, live or not.
 pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Option<String>, StoreError> {
     Ok(sql::query_opt(
-        &***client,
+        &**client,
         "SELECT user_id FROM sessions WHERE id = $1",
         &[p(&session_id)],
     )
@@ -114,7 +109,7 @@ pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Op
 
 /// The cut-off counter: the last number committed (a pooled connection's
 /// read, or one inside a credential check's transaction).
-pub(super) async fn cutoff_mark(client: &impl GenericClient) -> Result<i64, StoreError> {
+pub(super) async fn cutoff_mark(client: &impl sql::Statements) -> Result<i64, StoreError> {
     Ok(sql::query_one(client, "SELECT n FROM cutoff_counter WHERE id = 1", &[])
         .await?
         .get(0))
@@ -140,7 +135,7 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
         } => {
             cut_off(tx, user_id, now).await?;
             let ids: Vec<String> = sql::query(
-                &**tx,
+                tx,
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
                  WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $4
                  RETURNING id",
@@ -165,7 +160,7 @@ pub(super) async fn revoke(tx: &Transaction<'_>, revocation: &Revocation, now: i
         }
         Revocation::OwnSession { user_id, session_id } => {
             let live = sql::execute(
-                &**tx,
+                tx,
                 "UPDATE sessions SET revoked_at = $3, revoked_reason = 'revoked by user'
                  WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
                 &[p(session_id), p(user_id), p(&now)],
@@ -197,7 +192,7 @@ pub(super) async fn revoke_session(
     blocklist: Option<&(String, i64)>,
 ) -> Result<bool, StoreError> {
     let live = sql::execute(
-        &**tx,
+        tx,
         "UPDATE sessions SET revoked_at = $2, revoked_reason = $3
          WHERE id = $1 AND revoked_at IS NULL",
         &[p(&session_id), p(&now), p(&reason)],
@@ -222,7 +217,7 @@ pub(super) async fn revoke_session(
 /// blocklisted yet.
 async fn blocklist_token(tx: &Transaction<'_>, jti: &str, expires_at: i64) -> Result<Option<Revoked>, StoreError> {
     let added = sql::execute(
-        &**tx,
+        tx,
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
         &[p(&jti), p(&expires_at)],
     )
@@ -243,7 +238,7 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
     }
     let count = entries.len() as i64;
     let last: i64 = sql::query_one(
-        &**tx,
+        tx,
         "UPDATE revocation_sequence SET last = last + $1 RETURNING last",
         &[p(&count)],
     )
@@ -255,13 +250,13 @@ async fn append_to_feed(tx: &Transaction<'_>, entries: &[Revoked]) -> Result<(),
             Revoked::Token { jti, expires_at } => (None, Some(jti.as_str()), *expires_at),
         };
         sql::execute(
-            &**tx,
+            tx,
             "INSERT INTO revocation_log (seq, session_id, jti, at) VALUES ($1, $2, $3, $4)",
             &[p(&seq), p(&session_id), p(&jti), p(&at)],
         )
         .await?;
     }
-    sql::execute(&**tx, "SELECT pg_notify($1, current_schema())", &[p(&CHANNEL)]).await?;
+    sql::execute(tx, "SELECT pg_notify($1, current_schema())", &[p(&CHANNEL)]).await?;
     Ok(())
 }
 
@@ -275,7 +270,7 @@ pub(super) async fn update_claims(
 ) -> Result<usize, StoreError> {
     cut_off(tx, user_id, now).await?;
     Ok(sql::execute(
-        &**tx,
+        tx,
         "UPDATE sessions SET claims = $2 WHERE user_id = $1 AND revoked_at IS NULL",
         &[p(&user_id), p(&claims_json)],
     )
@@ -287,7 +282,7 @@ pub(super) async fn update_claims(
 pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<Vec<(String, String)>, StoreError> {
     cut_off(tx, EVERYONE, now).await?;
     let ended: Vec<(String, String)> = sql::query(
-        &**tx,
+        tx,
         "UPDATE sessions SET revoked_at = $1, revoked_reason = 'logout everyone'
          WHERE revoked_at IS NULL RETURNING id, user_id",
         &[p(&now)],
@@ -310,7 +305,7 @@ pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<
 /// The active sessions of `user_id`, most recently used first.
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
     Ok(sql::query(
-        &***client,
+        &**client,
         "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
          FROM sessions
          WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL
@@ -333,7 +328,7 @@ pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<V
 /// The app data of a live session.
 pub(super) async fn data(client: &Object, session_id: &str, now: i64) -> Result<Option<String>, StoreError> {
     Ok(sql::query_opt(
-        &***client,
+        &**client,
         "SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
         &[p(&session_id), p(&now)],
     )
@@ -349,7 +344,7 @@ pub(super) async fn update_data(
     update: DataUpdate,
 ) -> Result<Option<bool>, StoreError> {
     let select = "SELECT data FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 FOR UPDATE";
-    let Some(row) = sql::query_opt(&**tx, select, &[p(&session_id), p(&now)]).await? else {
+    let Some(row) = sql::query_opt(tx, select, &[p(&session_id), p(&now)]).await? else {
         return Ok(None);
     };
     let current: String = row.get(0);
@@ -358,7 +353,7 @@ pub(super) async fn update_data(
     };
     if data != current {
         sql::execute(
-            &**tx,
+            tx,
             "UPDATE sessions SET data = $2 WHERE id = $1",
             &[p(&session_id), p(&data)],
         )
@@ -371,10 +366,10 @@ pub(super) async fn update_data(
 /// snapshot (REPEATABLE READ).
 pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapshot, StoreError> {
     // The sequence row, not max(seq): entries can all be pruned.
-    let cursor: i64 = sql::query_one(&**tx, "SELECT last FROM revocation_sequence", &[])
+    let cursor: i64 = sql::query_one(tx, "SELECT last FROM revocation_sequence", &[])
         .await?
         .get(0);
-    let mut revoked: Vec<Revoked> = sql::query(&**tx, "SELECT jti, expires_at FROM revoked_tokens", &[])
+    let mut revoked: Vec<Revoked> = sql::query(tx, "SELECT jti, expires_at FROM revoked_tokens", &[])
         .await?
         .iter()
         .map(|row| Revoked::Token {
@@ -384,7 +379,7 @@ pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapsh
         .collect();
     revoked.extend(
         sql::query(
-            &**tx,
+            tx,
             "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL",
             &[],
         )
@@ -402,7 +397,7 @@ pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapsh
 pub(super) async fn revocations_after(client: &Object, cursor: i64, limit: u32) -> Result<FeedPage, StoreError> {
     let limit = i64::from(limit);
     let rows = sql::query(
-        &***client,
+        &**client,
         "SELECT seq, session_id, jti, at FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2",
         &[p(&cursor), p(&limit)],
     )
