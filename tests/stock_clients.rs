@@ -1,17 +1,18 @@
 //! Stock clients, not the crate's code: Python's authlib (an OAuth 2.0
-//! client) refreshes and revokes against the crate's routes, and PyJWT
-//! verifies access tokens through the JWKS alone, as another service in
-//! another language would (`tests/stock_clients/oauth_client.py`). CI
-//! installs them from PyPI; elsewhere the test skips without them.
+//! client) refreshes and revokes against the demo (a process of its own,
+//! signing with an Ed25519 key), and PyJWT verifies its access tokens through
+//! its JWKS alone, as another service in another language would
+//! (`tests/stock_clients/oauth_client.py`). CI installs them from PyPI;
+//! elsewhere the test skips without them.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use common::process::{free_port, http, json_field, wait_until_listening};
-use rocket::figment::Figment;
+use base64::Engine as _;
+use common::process::{json_field, DemoProcess};
 use rocket_sqlite_sessions::testing::TestHarness;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A test key, public in this repository (`openssl genpkey -algorithm ed25519`).
 const ED25519: &str = "-----BEGIN PRIVATE KEY-----
@@ -35,47 +36,48 @@ fn python_has_them() -> bool {
     found
 }
 
-#[rocket::async_test]
-async fn authlib_refreshes_and_revokes_and_pyjwt_verifies_through_the_jwks() {
+#[test]
+fn authlib_refreshes_and_revokes_against_the_demo_and_pyjwt_verifies_through_its_jwks() {
     if !python_has_them() {
         return;
     }
     let harness = TestHarness::new();
-    let port = free_port();
-    let figment = Figment::from(rocket::Config::debug_default())
-        .merge(("port", port))
-        .merge(("log_level", "off"))
-        .merge(("sessions.database", harness.database()))
-        .merge(("sessions.keys", json!([{ "kid": "ed-2026", "private_key": ED25519 }])));
-    let rocket = common::with_routes(rocket::custom(figment).attach(harness.fairing()));
-    let ignited = rocket.ignite().await.unwrap();
-    let shutdown = ignited.shutdown();
-    rocket::tokio::spawn(ignited.launch());
-    wait_until_listening(port);
-
-    let (status, body) = http(port, "POST", "/login/alice", &[], "");
-    assert_eq!(status, 200);
+    let key = harness.directory().join("ed25519.pem");
+    std::fs::write(&key, ED25519).unwrap();
+    // The release profile: Rocket.toml's debug `secret` would clash with `keys`.
+    let sessions = format!(
+        "{{database=\"{}\",keys=[{{kid=\"ed-2026\",private_key_file=\"{}\"}}]}}",
+        harness.database().display(),
+        key.display()
+    );
+    let secret_key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+    let demo = DemoProcess::start_configured(
+        &sessions,
+        "off",
+        &[("ROCKET_PROFILE", "release"), ("ROCKET_SECRET_KEY", &secret_key)],
+        Stdio::null(),
+    );
+    let json = [("Content-Type", "application/json")];
+    let credentials = r#"{"username":"alice","password":"correct horse"}"#;
+    assert_eq!(demo.http("POST", "/auth/register", &json, credentials).0, 201);
+    let (status, body) = demo.http("POST", "/auth/login", &json, credentials);
+    assert_eq!(status, 200, "{body}");
     let (access, refresh) = (json_field(&body, "access_token"), json_field(&body, "refresh_token"));
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stock_clients/oauth_client.py");
-    let ran = rocket::tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .args([format!("http://127.0.0.1:{port}"), access, refresh])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let ran = Command::new("python3")
+        .arg(script)
+        .args([format!("http://127.0.0.1:{}", demo.port), access, refresh])
+        .output()
+        .unwrap();
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     let said: Value = serde_json::from_slice(&ran.stdout).unwrap();
-    assert_eq!(said["verified_sub"], "alice", "{said}");
-    assert_eq!(said["verified_alg"], "EdDSA");
+    assert_eq!(said["verified_alg"], "EdDSA", "{said}");
+    assert!(said["verified_sub"].is_string());
     assert_eq!(said["refreshed"], true);
-    assert_eq!(said["refreshed_sub"], "alice");
+    assert_eq!(said["refreshed_sub"], said["verified_sub"]);
     assert_eq!(said["revoke_status"], 200);
     assert_eq!(said["after_revoke"], "invalid_grant");
-    // The revoked session's access token is refused here too.
+    // The revoked session's access token is refused by the demo too.
     let bearer = format!("Bearer {}", said["refreshed_access"].as_str().unwrap());
-    assert_eq!(http(port, "GET", "/whoami", &[("Authorization", &bearer)], "").0, 401);
-    shutdown.notify();
+    assert_eq!(demo.http("GET", "/me", &[("Authorization", &bearer)], "").0, 401);
 }

@@ -31,6 +31,12 @@ impl DemoProcess {
         variables: &[(&str, &str)],
         stdout: Stdio,
     ) -> DemoProcess {
+        let sessions = format!("{{database=\"{database}\",secret=\"{secret}\"}}");
+        DemoProcess::start_configured(&sessions, log_level, variables, stdout)
+    }
+
+    /// The demo with `sessions` as its `ROCKET_SESSIONS` (a TOML table).
+    pub fn start_configured(sessions: &str, log_level: &str, variables: &[(&str, &str)], stdout: Stdio) -> DemoProcess {
         let demo = std::env::current_exe()
             .unwrap()
             .parent()
@@ -44,10 +50,7 @@ impl DemoProcess {
             .envs(variables.iter().copied())
             .env("ROCKET_PORT", port.to_string())
             .env("ROCKET_LOG_LEVEL", log_level)
-            .env(
-                "ROCKET_SESSIONS",
-                format!("{{database=\"{database}\",secret=\"{secret}\"}}"),
-            )
+            .env("ROCKET_SESSIONS", sessions)
             .stdout(stdout)
             .spawn()
             .unwrap();
