@@ -81,9 +81,13 @@ impl TestHarness {
     /// `sessions.database` and `sessions.secret` pointing at this harness, and a
     /// random Rocket `secret_key`, for an app that turns on Rocket's `secrets`
     /// feature itself and runs its tests in the release profile (the crate
-    /// needs none).
+    /// needs none). `sessions.leeway` is 0 unless the app's configuration sets
+    /// it: on the harness's one clock there is no skew to allow for, and a
+    /// token then expires at the very second the clock passes its `exp`
+    /// (`harness.clock().advance(access_ttl)` makes it refused).
     pub fn figment(&self) -> Figment {
         rocket::Config::figment()
+            .join(("sessions.leeway", 0))
             .merge((
                 "secret_key",
                 base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()),
