@@ -139,6 +139,18 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// `operation`, run a second time when PostgreSQL ended the first for a
+/// deadlock or a serialisation failure (which changed nothing).
+async fn once_more_after_a_conflict<T, F>(operation: impl Fn() -> F) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    match operation().await {
+        Err(error) if error.kind() == ErrorKind::Conflict => operation().await,
+        done => done,
+    }
+}
+
 /// The configuration and TLS connector of `url`; the error names the URL
 /// without its password.
 fn connection_settings(
@@ -315,41 +327,29 @@ impl SessionStore for PostgresStore {
 
     fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
         self.scoped(async move {
-            let mut retried = false;
-            loop {
+            let attempt = &attempt;
+            once_more_after_a_conflict(|| async move {
                 let mut client = self.client().await?;
-                let counted: Result<_, StoreError> = async {
-                    let tx = client.transaction().await?;
-                    let counted = failures::count_attempt(&tx, &attempt).await?;
-                    tx.commit().await?;
-                    Ok(counted)
-                }
-                .await;
-                match counted {
-                    Err(error) if error.kind() == ErrorKind::Conflict && !retried => retried = true,
-                    done => return done,
-                }
-            }
+                let tx = client.transaction().await?;
+                let counted = failures::count_attempt(&tx, attempt).await?;
+                tx.commit().await?;
+                Ok(counted)
+            })
+            .await
         })
     }
 
     fn credentials_passed(&self, passed: PassedCredentials) -> StoreFuture<'_, bool> {
         self.scoped(async move {
-            let mut retried = false;
-            loop {
+            let passed = &passed;
+            once_more_after_a_conflict(|| async move {
                 let mut client = self.client().await?;
-                let passed: Result<_, StoreError> = async {
-                    let tx = client.transaction().await?;
-                    let new_network = failures::credentials_passed(&tx, &passed).await?;
-                    tx.commit().await?;
-                    Ok(new_network)
-                }
-                .await;
-                match passed {
-                    Err(error) if error.kind() == ErrorKind::Conflict && !retried => retried = true,
-                    done => return done,
-                }
-            }
+                let tx = client.transaction().await?;
+                let new_network = failures::credentials_passed(&tx, passed).await?;
+                tx.commit().await?;
+                Ok(new_network)
+            })
+            .await
         })
     }
 
