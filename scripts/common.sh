@@ -3,13 +3,15 @@
 # directory), $secret, $PORT, $base, $THREADS, $CONNECTIONS and $DURATION.
 # $DEMO_USERS, when set, is the SQLite file for the demo's users.
 
-# Starts the demo on database $1 (log in $work/demo.log); sets $server and
-# $startup_ms, the time from exec to the first answer of /health.
+# Starts the demo on database $1 (log in $work/demo.log), its [sessions]
+# the TOML table $2 when given (else $1 and $secret); sets $server and
+# $startup_ms, the time from exec to the first answer of /health. The user
+# "load" (password "load password") is registered.
 start_demo() {
     local started now
     started=$(date +%s%N)
     ROCKET_PROFILE=release ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$PORT ROCKET_LOG_LEVEL=critical \
-        ROCKET_SECRET_KEY="$secret" ROCKET_SESSIONS="{database=\"$1\",secret=\"$secret\"}" \
+        ROCKET_SECRET_KEY="$secret" ROCKET_SESSIONS="${2:-{database=\"$1\",secret=\"$secret\"\}}" \
         ROCKET_DEMO_USERS="${DEMO_USERS:-$1}" "$demo" >>"$work/demo.log" 2>&1 &
     server=$!
     until curl -sf -o /dev/null "$base/health"; do

@@ -38,7 +38,8 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/p256.
 # start_demo, stop_demo, run_wrk, summarise, ratio…
 source scripts/common.sh
 
-# The demo on a fresh database with the signing key of kind $1.
+# The demo on a fresh database with the signing key of kind $1; $token is an
+# access token of its user.
 start_with_key() {
     local database="$work/$1.db" keys
     case "$1" in
@@ -46,20 +47,9 @@ start_with_key() {
         eddsa) keys="[{kid=\"ed\",private_key_file=\"$work/ed25519.pem\"}]" ;;
         es256) keys="[{kid=\"ec\",private_key_file=\"$work/p256.pem\"}]" ;;
     esac
-    local started now
-    started=$(date +%s%N)
-    ROCKET_PROFILE=release ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$PORT ROCKET_LOG_LEVEL=critical \
-        ROCKET_SECRET_KEY="$secret" ROCKET_SESSIONS="{database=\"$database\",keys=$keys}" \
-        "$demo" >>"$work/demo.log" 2>&1 &
-    server=$!
-    until curl -sf -o /dev/null "$base/health"; do
-        kill -0 "$server" 2>/dev/null || { echo "the demo exited; its log:" >&2; cat "$work/demo.log" >&2; exit 1; }
-        sleep 0.005
-    done
-    curl -sf -o /dev/null -H 'Content-Type: application/json' \
-        -d '{"username":"bench","password":"bench password"}' "$base/auth/register"
+    start_demo "$database" "{database=\"$database\",keys=$keys}"
     token=$(curl -sf -H 'Content-Type: application/json' \
-        -d '{"username":"bench","password":"bench password"}' "$base/auth/login" |
+        -d '{"username":"load","password":"load password"}' "$base/auth/login" |
         sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 }
 
