@@ -152,7 +152,7 @@
 //!
 //! For contributors: `src/` is six layers, bottom to top, and a file imports
 //! only from its own layer or below, with no import cycle (the repository's
-//! `tests/architecture.rs` checks it). **Ground** (randomness, origins,
+//! `testsuite/tests/architecture.rs` checks it). **Ground** (randomness, origins,
 //! `AuthUser`, `ClientInfo`, the clock, the pure refresh decision, the hook
 //! traits) imports nothing of the crate; **domain** is the tokens, the CSRF
 //! keys and the store with its two backends; then **configuration and
@@ -168,7 +168,7 @@
 #![forbid(unsafe_code)]
 
 // The layers, bottom to top; a module imports only from its own layer or
-// below (tests/architecture.rs checks it). See "How the code is laid out".
+// below (testsuite/tests/architecture.rs checks it). See "How the code is laid out".
 //
 // 1. Ground: imports nothing of the crate.
 mod client;

@@ -97,7 +97,7 @@ pub(crate) struct Users {
 }
 
 /// The most password hashes `rocket` (the demo) has computed at once.
-// Read by tests/demo.rs, not by the app itself.
+// Read by testsuite/tests/demo.rs, not by the app itself.
 #[allow(dead_code)]
 pub fn peak_concurrent_hashes(rocket: &Rocket<Orbit>) -> usize {
     rocket

@@ -60,7 +60,7 @@ pub(crate) struct AccessClaims {
 
 // By hand rather than derived: `#[serde(flatten)]` buffers every claim before
 // sorting them out, which cost more than the signature check on the guard's
-// path (benches/guard.rs). One pass sorts registered claims from app claims.
+// path (testsuite/benches/guard.rs). One pass sorts registered claims from app claims.
 impl<'de> Deserialize<'de> for AccessClaims {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(ClaimsVisitor)

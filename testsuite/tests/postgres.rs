@@ -36,10 +36,12 @@ async fn refused_within_a_second(app: &App, access: &str) -> bool {
 }
 
 #[rocket::async_test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
 async fn the_listener_reconnects_after_its_connection_is_killed_and_revocations_still_arrive() {
-    let Some(backend) = Backend::postgres().await else {
-        return;
-    };
+    let backend = Backend::postgres().await;
     let Backend::Postgres { schema, .. } = &backend else {
         unreachable!()
     };
@@ -80,10 +82,12 @@ async fn the_listener_reconnects_after_its_connection_is_killed_and_revocations_
 }
 
 #[rocket::async_test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
 async fn one_prune_pass_at_a_time_and_each_gives_its_turn_back_at_once() {
-    let Some(backend) = Backend::postgres().await else {
-        return;
-    };
+    let backend = Backend::postgres().await;
     let Backend::Postgres { schema, .. } = &backend else {
         unreachable!()
     };
@@ -132,10 +136,12 @@ async fn statements_run(pooler: &str, database: &str) -> i64 {
 /// was four: begin, lock and read, update, commit). Counted by a real
 /// PgBouncer, which sees every statement of the pool.
 #[rocket::async_test]
+#[cfg_attr(
+    not(pgbouncer_server),
+    ignore = "needs PgBouncer: --features postgres and ROCKET_SESSIONS_TEST_PGBOUNCER (see testsuite/build.rs)"
+)]
 async fn a_refresh_is_two_statements() {
-    let Some(backend) = Backend::pgbouncer().await else {
-        return;
-    };
+    let backend = Backend::pgbouncer().await;
     let Backend::Pgbouncer { url, .. } = &backend else {
         unreachable!()
     };

@@ -81,7 +81,7 @@ async fn migrations_run_once_and_a_second_launch_reuses_the_schema() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/sqlite"))
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/sqlite"))
         .unwrap()
         .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "sql"))
         .count();
@@ -116,6 +116,7 @@ async fn a_missing_secret_in_debug_generates_one_with_a_warning() {
 }
 
 #[rocket::async_test]
+#[cfg_attr(not(feature = "postgres"), ignore = "needs --features postgres")]
 async fn a_postgres_database_that_cannot_be_used_fails_launch_without_its_password() {
     let harness = TestHarness::new();
     // Nothing listens there.
@@ -132,6 +133,7 @@ async fn a_postgres_database_that_cannot_be_used_fails_launch_without_its_passwo
 /// socket and a refused port are told apart (both were "error connecting to
 /// server").
 #[rocket::async_test]
+#[cfg_attr(not(feature = "postgres"), ignore = "needs --features postgres")]
 async fn a_postgres_launch_error_names_the_os_cause() {
     let harness = TestHarness::new();
     let missing_socket = "postgresql://app:hunter3-secret@localhost/app?host=/tmp/no-such-socket-dir-5c1e";

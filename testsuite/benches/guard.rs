@@ -316,7 +316,7 @@ fn store_benches(c: &mut Criterion, runtime: &Runtime, sessions: &Sessions, dire
 fn median(bench: &str, since: SystemTime) -> Option<f64> {
     let path = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .join("criterion")
         .join(bench)
         .join("new/estimates.json");

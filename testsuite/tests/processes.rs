@@ -155,9 +155,13 @@ async fn two_processes_on_one_sqlite_file_share_revocations() {
 }
 
 #[rocket::async_test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
 async fn two_processes_on_one_postgres_database_share_revocations() {
-    let Some(Backend::Postgres { url, .. }) = Backend::postgres().await else {
-        return;
+    let Backend::Postgres { url, .. } = Backend::postgres().await else {
+        unreachable!()
     };
     revocations_made_by_one_process_reach_the_other(&url, TestHarness::new().secret());
 }

@@ -1,0 +1,92 @@
+//! Which of the tests that need something cargo does not build can run here.
+//!
+//! Each such test carries `#[cfg_attr(not(<cfg>), ignore = "<what it needs>")]`,
+//! so that `cargo test` reports a test that could not run as ignored, with
+//! the reason, instead of `ok`. The cfgs:
+//!
+//! | cfg | on when |
+//! |---|---|
+//! | `postgres_server` | `--features postgres` and `ROCKET_SESSIONS_TEST_POSTGRES` is set |
+//! | `pgbouncer_server` | as above, and `ROCKET_SESSIONS_TEST_PGBOUNCER` is set |
+//! | `postgres_tls_server` | `--features postgres` and `ROCKET_SESSIONS_TEST_POSTGRES_TLS` and `…_CA_DIR` are set |
+//! | `browser` | `/usr/bin/chromium` and `/usr/bin/chromedriver` exist, or `REQUIRE_BROWSER` is set |
+//! | `nginx` | `/usr/sbin/nginx` exists |
+//! | `python_clients` | `python3` imports authlib, jwt, requests and cryptography |
+//!
+//! With `CI` set, each is on whatever is found (the PostgreSQL ones still
+//! need `--features postgres`): CI runs every test, and one whose server or
+//! tool is missing fails instead of being ignored.
+
+use std::path::Path;
+use std::process::Command;
+
+const VARIABLES: [&str; 7] = [
+    "CI",
+    "REQUIRE_BROWSER",
+    "ROCKET_SESSIONS_TEST_POSTGRES",
+    "ROCKET_SESSIONS_TEST_PGBOUNCER",
+    "ROCKET_SESSIONS_TEST_POSTGRES_TLS",
+    "ROCKET_SESSIONS_TEST_POSTGRES_CA_DIR",
+    "PATH",
+];
+
+fn set(variable: &str) -> bool {
+    std::env::var_os(variable).is_some_and(|value| !value.is_empty())
+}
+
+/// Whether the programs exist; when one does not, installing it (which
+/// changes its directory) builds the tests again.
+fn installed(programs: &[&str]) -> bool {
+    let missing: Vec<&Path> = programs.iter().map(Path::new).filter(|p| !p.exists()).collect();
+    for program in programs.iter().map(Path::new) {
+        let watched = if program.exists() {
+            program
+        } else {
+            program.parent().unwrap()
+        };
+        println!("cargo::rerun-if-changed={}", watched.display());
+    }
+    missing.is_empty()
+}
+
+fn python_clients() -> bool {
+    Command::new("python3")
+        .args(["-c", "import authlib, jwt, requests, cryptography"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    for variable in VARIABLES {
+        println!("cargo::rerun-if-env-changed={variable}");
+    }
+    let ci = set("CI");
+    let postgres = set("CARGO_FEATURE_POSTGRES");
+    let on = [
+        (
+            "postgres_server",
+            postgres && (ci || set("ROCKET_SESSIONS_TEST_POSTGRES")),
+        ),
+        (
+            "pgbouncer_server",
+            postgres && (ci || set("ROCKET_SESSIONS_TEST_POSTGRES") && set("ROCKET_SESSIONS_TEST_PGBOUNCER")),
+        ),
+        (
+            "postgres_tls_server",
+            postgres && (ci || set("ROCKET_SESSIONS_TEST_POSTGRES_TLS") && set("ROCKET_SESSIONS_TEST_POSTGRES_CA_DIR")),
+        ),
+        (
+            "browser",
+            installed(&["/usr/bin/chromium", "/usr/bin/chromedriver"]) || ci || set("REQUIRE_BROWSER"),
+        ),
+        ("nginx", installed(&["/usr/sbin/nginx"]) || ci),
+        ("python_clients", ci || python_clients()),
+    ];
+    for (cfg, enabled) in on {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if enabled {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
