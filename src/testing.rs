@@ -20,6 +20,10 @@
 //! Each harness owns a directory under the system's temporary directory, removed
 //! when the harness is dropped. Build several Rockets from one harness to test a
 //! restart on the same file.
+//!
+//! For a cookie-based app, a [`Browser`] is one browser on the local client:
+//! its own cookie jar, user agent and client address, and the CSRF token of
+//! the last page it read; several of them test several devices of one user.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +34,7 @@ use rocket::{Build, Rocket};
 pub use crate::clock::ManualClock;
 use crate::crypto::{random_bytes, random_id};
 use crate::sessions::Sessions;
+pub use crate::web::test_browser::{Browser, Page};
 use crate::web::SessionsFairing;
 
 /// A temporary database, a fixed secret and a [`ManualClock`] for one test.

@@ -6,7 +6,8 @@
 //! cookies and kept in the request's [`request`] record; the service checks
 //! the token from memory. The fairing's response hook ([`fairing`]) reads the
 //! record: the cookie changes ([`cookies`]) and the crate's answers
-//! ([`responses`]).
+//! ([`responses`]). [`test_browser`] is `testing::Browser`, a browser on the
+//! local client for an app's tests.
 
 mod authz;
 mod client;
@@ -20,6 +21,7 @@ mod oauth;
 mod request;
 mod responses;
 mod routes;
+pub(crate) mod test_browser;
 mod verdict;
 
 pub use authz::{Authorized, Policy};

@@ -1,15 +1,13 @@
 //! Browser apps over HTTP: cookies, silent refresh, CSRF, session data, and the
-//! demo's pages. Each `Browser` keeps its own cookie jar, as a browser would.
+//! demo's pages. Each `Browser` (the crate's `testing::Browser`) keeps its own
+//! cookie jar, as a browser would.
 
 use crate::demo;
-
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use rocket::futures::future::join_all;
 use rocket::http::{Accept, ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
-use rocket_sqlite_sessions::testing::TestHarness;
+use rocket_sqlite_sessions::testing::{Browser, TestHarness};
 use rocket_sqlite_sessions::{Error, Sessions};
 use serde_json::{json, Value};
 
@@ -42,70 +40,34 @@ impl Demo {
     }
 }
 
-/// A cookie jar applying `Set-Cookie` as a browser does.
-#[derive(Default)]
-struct Browser {
-    jar: Mutex<BTreeMap<String, String>>,
-    user_agent: &'static str,
+/// The demo's pages for a [`Browser`] (the crate's own test helper).
+trait DemoBrowser {
+    /// The page at `path`: its status, and its `Location` for a redirect,
+    /// else its body.
+    async fn page(&self, demo: &Demo, path: &'static str) -> (Status, String);
+    /// The CSRF token of the page at `path`, which must answer 200.
+    async fn csrf(&self, demo: &Demo, path: &'static str) -> String;
+    /// Alice signs in through the login form, "keep me signed in" ticked.
+    async fn sign_in<'c>(&self, demo: &'c Demo) -> LocalResponse<'c>;
 }
 
-impl Browser {
-    fn new(user_agent: &'static str) -> Browser {
-        Browser {
-            jar: Mutex::default(),
-            user_agent,
-        }
-    }
-
-    fn with_cookies<'c>(&self, request: LocalRequest<'c>) -> LocalRequest<'c> {
-        let jar = self.jar.lock().unwrap();
-        let cookies: Vec<Cookie<'static>> = jar.iter().map(|(k, v)| Cookie::new(k.clone(), v.clone())).collect();
-        request
-            .header(Header::new("User-Agent", self.user_agent))
-            .cookies(cookies)
-    }
-
-    async fn send<'c>(&self, request: LocalRequest<'c>) -> LocalResponse<'c> {
-        let response = self.with_cookies(request).dispatch().await;
-        let mut jar = self.jar.lock().unwrap();
-        for set in response.headers().get("Set-Cookie") {
-            let cookie = Cookie::parse(set.to_string()).unwrap();
-            let expired = cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty();
-            if expired {
-                jar.remove(cookie.name());
-            } else {
-                jar.insert(cookie.name().to_string(), cookie.value().to_string());
-            }
-        }
-        response
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.jar.lock().unwrap().get(name).cloned()
-    }
-
+impl DemoBrowser for Browser {
     async fn page(&self, demo: &Demo, path: &'static str) -> (Status, String) {
-        let response = self.send(demo.client.get(path)).await;
-        let status = response.status();
-        let location = response.headers().get_one("Location").map(str::to_string);
-        let body = response.into_string().await.unwrap_or_default();
-        (status, location.unwrap_or(body))
+        let page = self.get(&demo.client, path).await;
+        (page.status, page.location.unwrap_or(page.body))
     }
 
     async fn csrf(&self, demo: &Demo, path: &'static str) -> String {
-        let (status, html) = self.page(demo, path).await;
-        assert_eq!(status, Status::Ok, "{path}: {html}");
-        csrf_in(&html)
+        let page = self.get(&demo.client, path).await;
+        assert_eq!(page.status, Status::Ok, "{path}: {}", page.body);
+        self.csrf_token().expect("a csrf field")
     }
 
     async fn sign_in<'c>(&self, demo: &'c Demo) -> LocalResponse<'c> {
         let csrf = self.csrf(demo, "/login").await;
-        self.send(
-            demo.client
-                .post("/login")
-                .header(ContentType::Form)
-                .body(format!("csrf_token={csrf}&username=alice&password=password+one")),
-        )
+        self.send(demo.client.post("/login").header(ContentType::Form).body(format!(
+            "csrf_token={csrf}&username=alice&password=password+one&remember=yes"
+        )))
         .await
     }
 }
@@ -895,4 +857,212 @@ async fn a_browser_user_registers_from_the_sign_in_page() {
     let (status, html) = browser.page(&demo, "/").await;
     assert_eq!(status, Status::Ok);
     assert!(html.contains("Signed in as bob"), "registered and signed in: {html}");
+}
+
+const CHROME_ON_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.8078.73 Safari/537.36";
+const SAFARI_ON_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 \
+     (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+
+#[rocket::async_test]
+async fn two_browsers_of_one_user_are_two_readable_devices_with_their_own_addresses() {
+    let demo = Demo::start().await;
+    let laptop = Browser::new(CHROME_ON_LINUX).at("192.0.2.1".parse().unwrap());
+    let phone = Browser::new(SAFARI_ON_IPHONE).at("192.0.2.2".parse().unwrap());
+    for browser in [&laptop, &phone] {
+        assert_eq!(browser.get(&demo.client, "/login").await.status, Status::Ok);
+        let signed_in = browser
+            .submit(
+                &demo.client,
+                "/login",
+                &[("username", "alice"), ("password", "password one")],
+            )
+            .await;
+        assert_eq!(signed_in.status, Status::SeeOther, "{}", signed_in.body);
+        assert_eq!(signed_in.location.as_deref(), Some("/"));
+    }
+    assert_ne!(laptop.cookie(ACCESS), phone.cookie(ACCESS), "a cookie jar each");
+    let listed = laptop.get(&demo.client, "/auth/sessions").await;
+    assert_eq!(listed.status, Status::Ok);
+    let listed: Vec<Value> = serde_json::from_str(&listed.body).unwrap();
+    let mut devices: Vec<(String, String, bool, String)> = listed
+        .iter()
+        .map(|session| {
+            (
+                session["device"].as_str().unwrap().to_string(),
+                session["ip"].as_str().unwrap().to_string(),
+                session["current"].as_bool().unwrap(),
+                session["user_agent"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    devices.sort();
+    assert_eq!(
+        devices,
+        [
+            (
+                "Chrome 156 on Linux".into(),
+                "192.0.2.1".into(),
+                true,
+                CHROME_ON_LINUX.into()
+            ),
+            (
+                "Safari 18 on iPhone".into(),
+                "192.0.2.2".into(),
+                false,
+                SAFARI_ON_IPHONE.into()
+            ),
+        ]
+    );
+    // The laptop names the phone; the page shows the name, escaped.
+    let phones = listed.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    laptop.get(&demo.client, "/account/sessions").await;
+    let named = laptop
+        .submit(
+            &demo.client,
+            &format!("/account/sessions/{phones}/label"),
+            &[("label", "Alice's <phone>")],
+        )
+        .await;
+    assert_eq!(named.location.as_deref(), Some("/account/sessions"), "{}", named.body);
+    let page = laptop.get(&demo.client, "/account/sessions").await.body;
+    assert!(
+        page.contains(r#"<strong class="label">Alice&#39;s &lt;phone&gt;</strong>"#),
+        "{page}"
+    );
+    assert!(page.contains("Safari 18 on iPhone"), "{page}");
+    // The CSRF token of the last page goes with a form: signing out works,
+    // and only for this browser.
+    assert_eq!(laptop.get(&demo.client, "/").await.status, Status::Ok);
+    let signed_out = laptop.submit(&demo.client, "/logout", &[]).await;
+    assert_eq!(signed_out.location.as_deref(), Some("/login"));
+    assert_eq!(laptop.cookie(ACCESS), None);
+    assert_eq!(
+        phone.get(&demo.client, "/").await.status,
+        Status::Ok,
+        "the phone stays signed in"
+    );
+}
+
+#[rocket::async_test]
+async fn without_keep_me_signed_in_the_cookies_end_with_the_browser() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("Browser/1");
+    let csrf = browser.csrf(&demo, "/login").await;
+    let response = browser
+        .send(
+            demo.client
+                .post("/login")
+                .header(ContentType::Form)
+                .body(format!("csrf_token={csrf}&username=alice&password=password+one")),
+        )
+        .await;
+    assert_eq!(response.status(), Status::SeeOther);
+    for name in [ACCESS, REFRESH] {
+        let cookie = attributes(&response, name);
+        assert_eq!(cookie.max_age(), None, "{name}: a session cookie");
+        assert_eq!(cookie.expires(), None, "{name}: a session cookie");
+    }
+    drop(response);
+    assert_eq!(browser.page(&demo, "/").await.0, Status::Ok, "signed in all the same");
+}
+
+#[rocket::async_test]
+async fn the_account_page_signs_out_the_other_devices_then_every_one() {
+    let demo = Demo::start().await;
+    let (laptop, phone) = (Browser::new("Laptop/1"), Browser::new("Phone/1"));
+    for browser in [&laptop, &phone] {
+        assert_eq!(browser.sign_in(&demo).await.status(), Status::SeeOther);
+    }
+    let page = laptop.get(&demo.client, "/account/sessions").await;
+    assert!(page.body.contains("Sign out all other devices"), "{}", page.body);
+    assert!(page.body.contains("just now"), "relative times: {}", page.body);
+    let others = laptop.submit(&demo.client, "/account/logout-others", &[]).await;
+    assert_eq!(others.location.as_deref(), Some("/account/sessions"));
+    assert_eq!(phone.page(&demo, "/").await, (Status::SeeOther, "/login".to_string()));
+    assert_eq!(laptop.page(&demo, "/").await.0, Status::Ok, "this device stays");
+    assert_eq!(demo.sessions().sessions("1").await.unwrap().len(), 1);
+
+    laptop.get(&demo.client, "/account/sessions").await;
+    let everywhere = laptop.submit(&demo.client, "/account/logout-all", &[]).await;
+    assert_eq!(everywhere.location.as_deref(), Some("/login"));
+    assert_eq!(laptop.page(&demo, "/").await, (Status::SeeOther, "/login".to_string()));
+    assert!(demo.sessions().sessions("1").await.unwrap().is_empty());
+}
+
+#[rocket::async_test]
+async fn the_password_page_needs_a_recent_sign_in_and_signs_the_other_devices_out() {
+    let demo = Demo::start().await;
+    let (laptop, phone) = (Browser::new("Laptop/1"), Browser::new("Phone/1"));
+    for browser in [&laptop, &phone] {
+        assert_eq!(browser.sign_in(&demo).await.status(), Status::SeeOther);
+    }
+    assert_eq!(laptop.get(&demo.client, "/account/password").await.status, Status::Ok);
+    let wrong = laptop
+        .submit(
+            &demo.client,
+            "/account/password",
+            &[("current_password", "not it"), ("new_password", "password two")],
+        )
+        .await;
+    assert_eq!(wrong.status, Status::Forbidden);
+    assert!(wrong.body.contains("The current password is wrong."), "{}", wrong.body);
+
+    // Six minutes later the sign-in is no longer recent enough.
+    demo.harness.clock().advance(6 * 60);
+    let stale = laptop
+        .submit(
+            &demo.client,
+            "/account/password",
+            &[("current_password", "password one"), ("new_password", "password two")],
+        )
+        .await;
+    assert_eq!(stale.status, Status::Unauthorized);
+    assert!(stale.body.contains("sign in again"), "{}", stale.body);
+
+    // Signed in again: the change goes through, and the phone is signed out.
+    laptop.get(&demo.client, "/").await;
+    laptop.submit(&demo.client, "/logout", &[]).await;
+    assert_eq!(laptop.sign_in(&demo).await.status(), Status::SeeOther);
+    laptop.get(&demo.client, "/account/password").await;
+    let changed = laptop
+        .submit(
+            &demo.client,
+            "/account/password",
+            &[("current_password", "password one"), ("new_password", "password two")],
+        )
+        .await;
+    assert_eq!(
+        changed.location.as_deref(),
+        Some("/account/sessions"),
+        "{}",
+        changed.body
+    );
+    assert_eq!(phone.page(&demo, "/").await, (Status::SeeOther, "/login".to_string()));
+    assert_eq!(laptop.page(&demo, "/").await.0, Status::Ok);
+    let login = |password: &'static str| {
+        demo.client
+            .post("/auth/login")
+            .json(&json!({ "username": "alice", "password": password }))
+    };
+    assert_eq!(login("password one").dispatch().await.status(), Status::Unauthorized);
+    assert_eq!(login("password two").dispatch().await.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn a_browser_gets_an_error_page_and_an_api_client_json() {
+    let demo = Demo::start().await;
+    let browser = Browser::new("Browser/1");
+    let page = browser
+        .send(demo.client.get("/no/such/page").header(Accept::HTML))
+        .await;
+    assert_eq!(page.status(), Status::NotFound);
+    assert_eq!(page.content_type(), Some(ContentType::HTML));
+    assert!(page.into_string().await.unwrap().contains("There is no such page"));
+    let api = demo.client.get("/no/such/page").dispatch().await;
+    assert_eq!(api.status(), Status::NotFound);
+    assert_eq!(api.into_json::<Value>().await.unwrap()["error"], "not_found");
 }
