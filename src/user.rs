@@ -117,3 +117,23 @@ impl AuthUser {
         self.claims.get(name).and_then(|value| T::deserialize(value).ok())
     }
 }
+
+impl<C> AuthUser<C> {
+    /// The user id as the type the app gave to
+    /// [`Sessions::login`](crate::Sessions::login) (an `i64`, a `Uuid`…):
+    /// `id` parsed with [`FromStr`](std::str::FromStr). The id was written by
+    /// `Display` at login, so parsing it back gives the same value.
+    ///
+    /// # Errors
+    /// The type's parse error when `id` is not one, as when the type differs
+    /// from the one used at login.
+    ///
+    /// ```
+    /// # fn page(user: rocket_sqlite_sessions::AuthUser) -> Result<(), std::num::ParseIntError> {
+    /// let id: i64 = user.id_as()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn id_as<T: std::str::FromStr>(&self) -> Result<T, T::Err> {
+        self.id.parse()
+    }
+}

@@ -958,3 +958,47 @@ async fn an_app_keeps_its_own_table_in_the_sessions_file() {
         .unwrap();
     assert_eq!(body, "hello");
 }
+
+/// The user id back as the app's own type, for the next id.
+#[get("/next-id")]
+fn next_id(user: AuthUser) -> Result<String, Status> {
+    let id: i64 = user.id_as().map_err(|_| Status::UnprocessableEntity)?;
+    Ok((id + 1).to_string())
+}
+
+/// A login with a numeric user id, as an app's users table gives.
+#[post("/login-number/<id>")]
+async fn login_number(sessions: &State<Sessions>, client: ClientInfo, id: i64) -> Result<TokenPair, Error> {
+    sessions.login(id, json!({}), &client).await
+}
+
+#[rocket::async_test]
+async fn the_user_id_comes_back_as_the_type_it_was_given_in() {
+    capture_logs();
+    let harness = Arc::new(TestHarness::new());
+    let rocket = common::with_routes(harness.rocket()).mount("/", routes![next_id, login_number]);
+    let client = Client::tracked(rocket).await.unwrap();
+    let app = App { harness, client };
+    for id in [41_i64, -7, i64::MAX - 1] {
+        let response = app.client.post(format!("/login-number/{id}")).dispatch().await;
+        assert_eq!(response.status(), Status::Ok);
+        let tokens = tokens_of(response).await;
+        let next = app
+            .client
+            .get("/next-id")
+            .header(bearer(&tokens.access))
+            .dispatch()
+            .await;
+        assert_eq!(next.status(), Status::Ok);
+        assert_eq!(next.into_string().await.unwrap(), (id + 1).to_string());
+    }
+    // An id of another type does not parse: the app's error, not a guess.
+    let alice = app.login("alice").await;
+    let next = app
+        .client
+        .get("/next-id")
+        .header(bearer(&alice.access))
+        .dispatch()
+        .await;
+    assert_eq!(next.status(), Status::UnprocessableEntity);
+}
