@@ -83,6 +83,11 @@ pub enum Error {
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,
+    /// A session label longer than
+    /// [`MAX_SESSION_LABEL_CHARS`](crate::MAX_SESSION_LABEL_CHARS) or with
+    /// control characters. Answers 422 `{"error": "invalid_label", …}`.
+    #[error("a session label is at most 64 characters, without control characters")]
+    InvalidLabel,
     /// The SQLite store failed (locked, full, read-only, I/O, the file deleted).
     /// Answers 503 with `Retry-After`; the cause is logged (at most one line a
     /// minute). Nothing already committed is lost, and a failed write changed

@@ -70,11 +70,11 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`Sessions::fairing()`] | reads and validates `[sessions]`, opens and migrates the database (the SQLite file, or PostgreSQL), loads revocations and follows the revocation feed, schedules pruning |
-//! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`logout_everyone`](Sessions::logout_everyone), [`sessions`](Sessions::sessions), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`now`](Sessions::now), [`set_claims_source`](Sessions::set_claims_source) and [`set_events`](Sessions::set_events) (hooks registered after ignite), [`prune_now`](Sessions::prune_now) |
+//! | [`Sessions`] | managed state: [`login`](Sessions::login) ([`login_with`](Sessions::login_with) and [`LoginOptions`] for a login's own lifetimes and session-only cookies), [`refresh`](Sessions::refresh), [`logout`](Sessions::logout), [`logout_all`](Sessions::logout_all), [`logout_everyone`](Sessions::logout_everyone), [`sessions`](Sessions::sessions) (each a [`SessionInfo`] with a readable `device` and the user's `label`), [`set_session_label`](Sessions::set_session_label), [`revoke_session`](Sessions::revoke_session), [`update_claims`](Sessions::update_claims), [`database_path`](Sessions::database_path), [`now`](Sessions::now), [`set_claims_source`](Sessions::set_claims_source) and [`set_events`](Sessions::set_events) (hooks registered after ignite), [`prune_now`](Sessions::prune_now) |
 //! | [`ClaimsSource`], [`ClaimsDecision`], [`SessionsFairing::claims_source`] | claims looked up again at each refresh, before anything rotates: a role change reaches the next access token, a banned user's session ends |
 //! | [`SessionEvents`], [`SessionEvent`] | login (with whether the network is new), refresh, logout, revoked session (why, and who asked), reuse detected, throttled (at most [`MAX_EVENT_USERNAME_BYTES`] of the username): told after commit, with the time |
 //! | [`PruneReport`] | what a prune pass deleted; passes also run on `prune_schedule` |
-//! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in |
+//! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in; the user id as the app's type with [`id_as`](AuthUser::id_as) |
 //! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
 //! | [`CredentialCheck`], [`LoginMark`] | throttling of failed logins, from [`Sessions::credential_check`]; [`CredentialCheck::login`] refuses a login that a password or role change overtook |
@@ -82,11 +82,12 @@
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
 //! | [`Sessions::set_session_value`] | typed app data on the session |
 //! | [`ClientInfo`], [`ForwardedHeader`] | request guard: the client's address (the peer, or behind `trusted_proxies` the one header `forwarded_header` names) and user agent |
-//! | [`routes()`] | refresh (JSON, or an RFC 6749 form), logout, logout-all, logout-others, list and revoke sessions, RFC 7009 token revocation ([`Sessions::revoke_token`]) |
+//! | [`routes()`] | refresh (JSON, or an RFC 6749 form), logout, logout-all, logout-others, list, label and revoke sessions, RFC 7009 token revocation ([`Sessions::revoke_token`]) |
 //! | [`jwks_routes()`] | `GET /.well-known/jwks.json`: the public keys of Ed25519 and P-256 signing keys, for other services |
 //! | [`SessionsConfig`], [`AtMaxSessions`] | the `[sessions]` keys and their defaults, `max_sessions` (a per-user limit) among them |
 //! | [`Error`], [`ErrorResponse`] | every failure, answering 401, 403, 404, 409, 429, 503 or 500 with a JSON body; the app's own errors in the same shape |
 //! | [`testing::TestHarness`] | a temp database and a movable clock for an app's tests |
+//! | [`testing::Browser`] | one browser on the local client: its own cookie jar, user agent, address and CSRF token; several are several devices |
 //! | [`Clock`], [`testing::ManualClock`] | where "now" comes from; a clock tests move and step |
 //!
 //! # Security model
@@ -164,6 +165,7 @@
 //!
 //! [Rocket]: https://rocket.rs
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -206,6 +208,7 @@ pub use hooks::{
 };
 pub use sessions::{
     CredentialCheck, LoginMark, LoginOptions, PruneReport, SessionInfo, Sessions, TokenPair, MAX_SESSION_DATA_BYTES,
+    MAX_SESSION_LABEL_CHARS,
 };
 pub use store::StoreError;
 pub use user::AuthUser;

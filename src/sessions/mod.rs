@@ -37,7 +37,7 @@ use crate::store::{self, Database, SessionStore};
 use crate::token::{RefreshKeys, TokenCodec};
 
 pub use data::MAX_SESSION_DATA_BYTES;
-pub use devices::SessionInfo;
+pub use devices::{SessionInfo, MAX_SESSION_LABEL_CHARS};
 pub use login::{LoginMark, LoginOptions, TokenPair};
 pub use prune::PruneReport;
 pub use throttle::CredentialCheck;

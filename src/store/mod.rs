@@ -158,6 +158,7 @@ pub(crate) struct SessionRecord {
     pub expires_at: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    pub label: Option<String>,
 }
 
 /// A revocation to make, in one transaction with its feed entries.
@@ -353,6 +354,16 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// transaction. `None` when the session is not live, `Some(false)` when
     /// `update` kept the data.
     fn update_session_data(&self, session_id: String, now: i64, update: DataUpdate) -> StoreFuture<'_, Option<bool>>;
+
+    /// Sets (or with `None` removes) the label of a live session of
+    /// `user_id`; `false` when there is no such session.
+    fn set_session_label(
+        &self,
+        user_id: String,
+        session_id: String,
+        label: Option<String>,
+        now: i64,
+    ) -> StoreFuture<'_, bool>;
 
     /// Checks every scope of a login attempt against its limit and, unless one
     /// is reached, counts the attempt in each, making room under the cap

@@ -140,6 +140,12 @@ impl<'r> Responder<'r, 'static> for Error {
                 "The account changed while signing in; sign in again.",
             )
             .finalize(),
+            Error::InvalidLabel => json_response(
+                Status::UnprocessableEntity,
+                "invalid_label",
+                "A session label is at most 64 characters, without control characters.",
+            )
+            .finalize(),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

@@ -5,8 +5,8 @@ use rocket::http::{CookieJar, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, Route, State};
-use serde::Serialize;
+use rocket::{delete, get, post, put, Route, State};
+use serde::{Deserialize, Serialize};
 
 use crate::client::ClientInfo;
 use crate::csrf::CsrfBinding;
@@ -29,8 +29,9 @@ use crate::web::responses::json_response;
 /// | `POST /logout` (Bearer or cookies) | 204; the token and its session stop working; with cookies, both are cleared |
 /// | `POST /logout-all` (Bearer or cookies) | 204; every session of the user stops working; with cookies, both are cleared |
 /// | `POST /logout-others` (Bearer or cookies) | 204; every other session of the user stops working (after a password change), this one stays |
-/// | `GET /sessions` (Bearer) | 200 the user's active sessions, the current one marked |
+/// | `GET /sessions` (Bearer) | 200 the user's active sessions (with `device`, `label`), the current one marked |
 /// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session |
+/// | `PUT /sessions/<id>/label` `{"label": "Work laptop"}` (or `null`) | 204; 404 as above; 422 `invalid_label` past 64 characters or with control characters, `invalid_request` for another body |
 ///
 /// In cookie mode (a browser app, see [`Sessions::set_cookies`]) every one of
 /// them is an unsafe request authenticated by cookie, so it needs the session's
@@ -56,6 +57,7 @@ pub fn routes() -> Vec<Route> {
         logout_others,
         list_sessions,
         revoke_session,
+        label_session,
         revoke
     ]
 }
@@ -249,5 +251,49 @@ async fn revoke_session(
     id: &str,
 ) -> Result<Status, Error> {
     sessions.revoke_session_from(&user.id, id, client.ip).await?;
+    Ok(Status::NoContent)
+}
+
+/// The body of `PUT /sessions/<id>/label`.
+#[derive(Deserialize)]
+struct Label {
+    label: Option<String>,
+}
+
+/// Why a label was not set: a body that is not `{"label": …}` (422
+/// `invalid_request`), or the crate's error.
+enum LabelRefused {
+    Body,
+    Session(Error),
+}
+
+impl<'r> Responder<'r, 'static> for LabelRefused {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        match self {
+            LabelRefused::Body => Ok(json_response(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                "The request body must be JSON: {\"label\": \"…\"} or {\"label\": null}.",
+            )
+            .finalize()),
+            LabelRefused::Session(error) => error.respond_to(request),
+        }
+    }
+}
+
+#[put("/sessions/<id>/label", data = "<body>")]
+async fn label_session(
+    sessions: &State<Sessions>,
+    user: AuthUser,
+    id: &str,
+    body: Result<Json<Label>, rocket::serde::json::Error<'_>>,
+) -> Result<Status, LabelRefused> {
+    let Ok(Json(Label { label })) = body else {
+        return Err(LabelRefused::Body);
+    };
+    sessions
+        .set_session_label(&user.id, id, label.as_deref())
+        .await
+        .map_err(LabelRefused::Session)?;
     Ok(Status::NoContent)
 }

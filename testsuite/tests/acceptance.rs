@@ -484,6 +484,67 @@ macro_rules! acceptance_suite {
 
             #[rocket::async_test]
             $(#[$skip])*
+            async fn a_user_labels_only_their_own_live_sessions() {
+                let (_backend, app) = start().await;
+                let (phone, laptop, bob) = (
+                    app.login("alice").await,
+                    app.login("alice").await,
+                    app.login("bob").await,
+                );
+                let label = |id: String, access: String, body: String| {
+                    let client = &app.client;
+                    async move {
+                        client
+                            .put(format!("/auth/sessions/{id}/label"))
+                            .header(common::bearer(&access))
+                            .header(ContentType::JSON)
+                            .body(body)
+                            .dispatch()
+                            .await
+                            .status()
+                    }
+                };
+                let laptops = common::session_id_of(&laptop.access);
+                let named = |name: Value| json!({ "label": name }).to_string();
+                assert_eq!(
+                    label(laptops.clone(), phone.access.clone(), named(json!("  Work laptop "))).await,
+                    Status::NoContent
+                );
+                let labels = |listed: Vec<Value>| {
+                    let mut labels: Vec<Value> = listed.iter().map(|s| s["label"].clone()).collect();
+                    labels.sort_by_key(|label| label.to_string());
+                    labels
+                };
+                assert_eq!(labels(app.sessions(&phone.access).await), [json!("Work laptop"), Value::Null]);
+                // Another user's session is no session of this one.
+                assert_eq!(label(laptops.clone(), bob.access.clone(), named(json!("mine"))).await, Status::NotFound);
+                assert_eq!(
+                    label(laptops.clone(), phone.access.clone(), named(json!("é".repeat(65)))).await,
+                    Status::UnprocessableEntity
+                );
+                assert_eq!(
+                    label(laptops.clone(), phone.access.clone(), named(json!("a\u{7}b"))).await,
+                    Status::UnprocessableEntity
+                );
+                assert_eq!(
+                    label(laptops.clone(), phone.access.clone(), "[1,2]".to_string()).await,
+                    Status::UnprocessableEntity
+                );
+                assert_eq!(labels(app.sessions(&phone.access).await), [json!("Work laptop"), Value::Null]);
+                assert_eq!(
+                    label(laptops.clone(), phone.access.clone(), named(json!("é".repeat(64)))).await,
+                    Status::NoContent
+                );
+                assert_eq!(labels(app.sessions(&phone.access).await), [json!("é".repeat(64)), Value::Null]);
+                assert_eq!(label(laptops.clone(), laptop.access.clone(), named(Value::Null)).await, Status::NoContent);
+                assert_eq!(labels(app.sessions(&phone.access).await), [Value::Null, Value::Null]);
+                // An ended session takes no label.
+                assert_eq!(app.post_bearer("/auth/logout", &laptop.access).await, Status::NoContent);
+                assert_eq!(label(laptops, phone.access.clone(), named(json!("gone"))).await, Status::NotFound);
+            }
+
+            #[rocket::async_test]
+            $(#[$skip])*
             async fn session_data_is_kept_and_ends_with_its_session() {
                 let (_backend, app) = start().await;
                 let tokens = app.login("alice").await;

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/postgres/0001_init.sql"),
     include_str!("../../../sql/postgres/0002_login_options.sql"),
     include_str!("../../../sql/postgres/0003_user_cutoffs.sql"),
+    include_str!("../../../sql/postgres/0004_session_labels.sql"),
 ];
 
 /// The schema version this build writes.

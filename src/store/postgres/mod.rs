@@ -301,6 +301,19 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn set_session_label(
+        &self,
+        user_id: String,
+        session_id: String,
+        label: Option<String>,
+        now: i64,
+    ) -> StoreFuture<'_, bool> {
+        self.scoped(async move {
+            let client = self.client().await?;
+            sessions::set_label(&client, &user_id, &session_id, label.as_deref(), now).await
+        })
+    }
+
     fn session_data(&self, session_id: String, now: i64) -> StoreFuture<'_, Option<String>> {
         self.scoped(async move {
             let client = self.client().await?;

@@ -306,7 +306,7 @@ pub(super) async fn end_every_session(tx: &Transaction<'_>, now: i64) -> Result<
 pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
     Ok(sql::query(
         &**client,
-        "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
+        "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent, label
          FROM sessions
          WHERE user_id = $1 AND expires_at > $2 AND revoked_at IS NULL
          ORDER BY last_seen_at DESC, created_at DESC",
@@ -321,8 +321,27 @@ pub(super) async fn active(client: &Object, user_id: &str, now: i64) -> Result<V
         expires_at: row.get(3),
         ip: row.get(4),
         user_agent: row.get(5),
+        label: row.get(6),
     })
     .collect())
+}
+
+/// Sets the label of a live session of `user_id`; `false` when there is none.
+pub(super) async fn set_label(
+    client: &Object,
+    user_id: &str,
+    session_id: &str,
+    label: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let updated = sql::execute(
+        &**client,
+        "UPDATE sessions SET label = $3
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $4",
+        &[p(&session_id), p(&user_id), p(&label), p(&now)],
+    )
+    .await?;
+    Ok(updated == 1)
 }
 
 /// The app data of a live session.

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/sqlite/0005_revocation_feed.sql"),
     include_str!("../../../sql/sqlite/0006_login_options.sql"),
     include_str!("../../../sql/sqlite/0007_user_cutoffs.sql"),
+    include_str!("../../../sql/sqlite/0008_session_labels.sql"),
 ];
 
 /// The schema version this build writes.

@@ -205,6 +205,16 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.update_session_data(&session_id, now, update)))
     }
 
+    fn set_session_label(
+        &self,
+        user_id: String,
+        session_id: String,
+        label: Option<String>,
+        now: i64,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(self.write(move |tx| tx.set_session_label(&user_id, &session_id, label.as_deref(), now)))
+    }
+
     fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
         Box::pin(self.write(move |tx| tx.count_attempt(&attempt)))
     }

@@ -343,6 +343,25 @@ impl Tx<'_> {
         }
         Ok(Some(true))
     }
+
+    /// Sets the label of a live session of `user_id`; `false` when there is
+    /// none.
+    pub(crate) fn set_session_label(
+        &self,
+        user_id: &str,
+        id: &str,
+        label: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET label = ?3
+                 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?4",
+            )?
+            .execute(params![id, user_id, label, now])?;
+        Ok(updated == 1)
+    }
 }
 
 impl Reader<'_> {
@@ -366,7 +385,7 @@ impl Reader<'_> {
         let sessions = self
             .0
             .prepare_cached(
-                "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent
+                "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent, label
                  FROM sessions
                  WHERE user_id = ?1 AND expires_at > ?2 AND revoked_at IS NULL
                  ORDER BY last_seen_at DESC, created_at DESC",
@@ -379,6 +398,7 @@ impl Reader<'_> {
                     expires_at: row.get(3)?,
                     ip: row.get(4)?,
                     user_agent: row.get(5)?,
+                    label: row.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
