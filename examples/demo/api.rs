@@ -3,7 +3,7 @@
 
 use rocket::http::Status;
 use rocket::serde::json::{self, Json};
-use rocket::{catch, get, post, put, Request, State};
+use rocket::{get, post, put, State};
 use rocket_sqlite_sessions::{AuthUser, Authorized, ClientInfo, FreshAuthUser, Sessions, TokenPair};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -163,6 +163,23 @@ pub(crate) async fn change_password(
             .into())
         }
     };
+    set_password(users, hashing, sessions, &client, &user, current_password, new_password).await?;
+    Ok(Status::NoContent)
+}
+
+/// Sets `user`'s password to `new_password` if `current_password` is theirs,
+/// and ends every other session of theirs (this one stays): the JSON API's
+/// and the account page's password change.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn set_password(
+    users: &Users,
+    hashing: &PasswordHashing,
+    sessions: &Sessions,
+    client: &ClientInfo,
+    user: &AuthUser,
+    current_password: String,
+    new_password: String,
+) -> Result<(), LoginError> {
     if new_password.chars().count() < MIN_PASSWORD_CHARS || new_password.len() > MAX_PASSWORD_BYTES {
         return Err(api_error(
             Status::UnprocessableEntity,
@@ -171,11 +188,11 @@ pub(crate) async fn change_password(
         )
         .into());
     }
-    let id: i64 = user.id.parse().map_err(|_| invalid_credentials())?;
-    let username = username_of(&user).ok_or_else(invalid_credentials)?;
+    let id: i64 = user.id_as().map_err(|_| invalid_credentials())?;
+    let username = username_of(user).ok_or_else(invalid_credentials)?;
     // Wrong current passwords count against the username like failed logins.
     let check = sessions
-        .credential_check(&username, &client)
+        .credential_check(&username, client)
         .await
         .map_err(login_error)?;
     let pool = users.pool.clone();
@@ -222,8 +239,8 @@ pub(crate) async fn change_password(
         .into());
     }
     check.passed().await.map_err(login_error)?;
-    sessions.logout_others(&user).await.map_err(login_error)?;
-    Ok(Status::NoContent)
+    sessions.logout_others(user).await.map_err(login_error)?;
+    Ok(())
 }
 
 /// The caller, from the token alone: no database read, so this is the guard's
@@ -237,7 +254,7 @@ pub(crate) fn me(user: AuthUser<Claims>) -> Result<Json<Value>, ApiError> {
             rocket_sqlite_sessions::INVALID_TOKEN_MESSAGE,
         )
     };
-    let user_id: i64 = user.id.parse().map_err(|_| not_found())?;
+    let user_id: i64 = user.id_as().map_err(|_| not_found())?;
     Ok(Json(json!({
         "user_id": user_id,
         "username": user.claims.username,
@@ -338,9 +355,8 @@ pub(crate) fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Every error the demo does not answer itself, as JSON.
-#[catch(default)]
-pub(crate) fn json_error(status: Status, _: &Request<'_>) -> (Status, Json<Value>) {
+/// An error the demo does not answer itself, as JSON.
+pub(crate) fn json_error(status: Status) -> ApiError {
     let code = status.reason_lossy().to_ascii_lowercase().replace([' ', '-'], "_");
     api_error(status, &code, status.reason_lossy())
 }

@@ -48,18 +48,18 @@
 //! HTML pages), `errors.rs` (JSON errors), `logging.rs` (the logger). Each imports what it uses by name,
 //! and none imports one that imports it.
 
+mod account;
 mod api;
 mod errors;
 mod logging;
 mod pages;
 pub(crate) mod users;
 
-use api::{
-    admin_users, ban_user, change_password, change_role, health, json_error, login, logout_everyone, me, register,
+use account::{
+    account_sessions, label_device, logout_all, logout_others, password_page, password_submit, revoke_device,
 };
-use pages::{
-    account_sessions, home, login_page, login_submit, logout_page, register_page, register_submit, revoke_device,
-};
+use api::{admin_users, ban_user, change_password, change_role, health, login, logout_everyone, me, register};
+use pages::{error_answer, home, login_page, login_submit, logout_page, register_page, register_submit};
 use rocket::{catchers, routes, Build, Rocket};
 use rocket_sqlite_sessions::{SessionEvent, Sessions};
 use users::{users_fairing, PasswordHashing};
@@ -84,13 +84,18 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
                 home,
                 account_sessions,
                 revoke_device,
+                label_device,
+                logout_others,
+                logout_all,
+                password_page,
+                password_submit,
                 logout_page
             ],
         )
         .mount("/auth", routes![register, login, change_password])
         .mount("/auth", rocket_sqlite_sessions::routes())
         .mount("/", rocket_sqlite_sessions::jwks_routes())
-        .register("/", catchers![json_error])
+        .register("/", catchers![error_answer])
 }
 
 /// The audit log: every session event, after it was committed. A stolen

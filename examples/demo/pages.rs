@@ -6,9 +6,9 @@ use rocket::response::content::RawHtml;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
 use rocket::{get, post, State};
-use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Sessions};
+use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, LoginOptions, Sessions};
 
-use super::api::session_error;
+use super::api::{json_error, session_error};
 use super::errors::ApiError;
 use super::users::{
     canonical_username, create_user, user_claims, username_of, verify_credentials, PasswordHashing, Users,
@@ -73,6 +73,7 @@ pub(crate) fn login_form(csrf: &CsrfToken, error: Option<&str>) -> RawHtml<Strin
 {csrf}
 <label>Username<br><input name="username" autocomplete="username" required></label><br>
 <label>Password<br><input name="password" type="password" autocomplete="current-password" required></label><br>
+<label><input type="checkbox" name="remember" value="yes"> Keep me signed in on this device</label><br>
 <button type="submit">Sign in</button>
 </form>
 <p>No account yet? <a href="/register">Register</a></p>"#,
@@ -118,6 +119,10 @@ pub(crate) struct CredentialsForm {
     _csrf_token: String,
     username: String,
     password: String,
+    /// "Keep me signed in": without it, the sign-in's cookies end with the
+    /// browser (`LoginOptions::session_only`).
+    #[field(default = false)]
+    remember: bool,
 }
 
 /// Registers a user from the form and signs them in.
@@ -169,7 +174,12 @@ pub(crate) async fn login_submit(
     cookies: &CookieJar<'_>,
     form: Form<CredentialsForm>,
 ) -> Result<Redirect, (Status, RawHtml<String>)> {
-    let CredentialsForm { username, password, .. } = form.into_inner();
+    let CredentialsForm {
+        username,
+        password,
+        remember,
+        ..
+    } = form.into_inner();
     let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message)));
     // A name no user can have: refused before anything else.
     let username =
@@ -195,7 +205,15 @@ pub(crate) async fn login_submit(
         let _ = check.passed().await;
         return Err(refuse(Status::Forbidden, "This account is disabled."));
     }
-    let pair = match check.login(user.id, user_claims(&username, &user.role), &client).await {
+    let options = if remember {
+        LoginOptions::new()
+    } else {
+        LoginOptions::new().session_only()
+    };
+    let pair = match check
+        .login_with(user.id, user_claims(&username, &user.role), &client, options)
+        .await
+    {
         Ok(pair) => pair,
         Err(rocket_sqlite_sessions::Error::LoginSuperseded) => {
             return Err(refuse(
@@ -233,64 +251,12 @@ pub(crate) async fn home(user: Option<AuthUser>, csrf: CsrfToken, sessions: &Sta
         &format!(
             r#"<p>Signed in as {username}</p>
 <p>Visits in this session: <span id="visits">{visits}</span></p>
-<p><a href="/account/sessions">Your sessions</a></p>
+<p><a href="/account/sessions">Your devices</a> · <a href="/account/password">Change your password</a></p>
 <form method="post" action="/logout">{csrf}<button type="submit">Sign out</button></form>"#,
             username = escape(&username),
             csrf = csrf_field(&csrf)
         ),
     ))
-}
-
-#[get("/account/sessions")]
-pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
-    let Some(user) = user else {
-        return redirect("/login");
-    };
-    let Ok(listed) = sessions.sessions(&user.id).await else {
-        return redirect("/login");
-    };
-    let rows: String = listed
-        .iter()
-        .map(|session| {
-            let current = session.id == user.session_id;
-            let action = if current {
-                "<em>This device</em>".to_string()
-            } else {
-                format!(
-                    r#"<form class="inline" method="post" action="/account/sessions/{id}/revoke">{csrf}<button type="submit">Revoke</button></form>"#,
-                    id = escape(&session.id),
-                    csrf = csrf_field(&csrf)
-                )
-            };
-            format!(
-                r#"<tr class="{class}" data-session="{id}"><td>{device}</td><td>{ip}</td><td>{created}</td><td>{seen}</td><td>{action}</td></tr>"#,
-                class = if current { "current" } else { "other" },
-                id = escape(&session.id),
-                device = escape(session.user_agent.as_deref().unwrap_or("unknown device")),
-                ip = escape(session.ip.as_deref().unwrap_or("")),
-                created = session.created_at.format("%Y-%m-%d %H:%M UTC"),
-                seen = session.last_seen_at.format("%Y-%m-%d %H:%M UTC"),
-            )
-        })
-        .collect();
-    Page::Html(html_page(
-        "Your sessions",
-        &format!(
-            r#"<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
-<tbody>{rows}</tbody></table>
-<p><a href="/">Back</a></p>"#
-        ),
-    ))
-}
-
-#[post("/account/sessions/<id>/revoke")]
-pub(crate) async fn revoke_device(
-    user: AuthUser,
-    sessions: &State<Sessions>,
-    id: &str,
-) -> Result<Redirect, rocket_sqlite_sessions::Error> {
-    sessions.revoke_session(&user.id, id).await?;
-    Ok(Redirect::to("/account/sessions"))
 }
 
 #[post("/logout")]
@@ -302,4 +268,28 @@ pub(crate) async fn logout_page(
     sessions.logout(&user).await?;
     sessions.clear_cookies(cookies);
     Ok(Redirect::to("/login"))
+}
+
+/// An error the demo does not answer itself: a page for a browser (a request
+/// that prefers HTML), JSON for everything else.
+#[derive(rocket::Responder)]
+pub(crate) enum ErrorAnswer {
+    Page((Status, RawHtml<String>)),
+    Json(ApiError),
+}
+
+#[rocket::catch(default)]
+pub(crate) fn error_answer(status: Status, request: &rocket::Request<'_>) -> ErrorAnswer {
+    let wants_html = request
+        .accept()
+        .is_some_and(|accept| accept.preferred().media_type().is_html());
+    if !wants_html {
+        return ErrorAnswer::Json(json_error(status));
+    }
+    let advice = match status.code {
+        401 | 403 => r#"<p>Please <a href="/login">sign in</a> again.</p>"#,
+        404 => r#"<p>There is no such page. <a href="/">Home</a></p>"#,
+        _ => r#"<p>Please try again shortly. <a href="/">Home</a></p>"#,
+    };
+    ErrorAnswer::Page((status, html_page(&escape(status.reason_lossy()), advice)))
 }

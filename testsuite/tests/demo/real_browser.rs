@@ -244,7 +244,7 @@ async fn the_demo_in_headless_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join("sessions-page.png"), &screenshot).unwrap();
     first
-        .find(Locator::Css("tr.other button"))
+        .find(Locator::Css("tr.other form[action$='/revoke'] button"))
         .await
         .unwrap()
         .click()
@@ -357,6 +357,101 @@ async fn the_demo_in_headless_chromium() {
     .await;
     assert!(cookie(&first, "__Host-access_token").await.is_none());
     assert!(cookie(&first, "__Host-refresh_token").await.is_none());
+
+    // Signed in again with "keep me signed in" ticked: cookies that outlive
+    // the browser (the second browser's, without it, do not).
+    first
+        .find(Locator::Css("input[name=remember]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill_in_and_submit(&first).await;
+    first
+        .wait()
+        .for_url(&format!("{base}/").parse().unwrap())
+        .await
+        .unwrap();
+    let kept = cookie(&first, "__Host-refresh_token").await.unwrap();
+    assert!(kept.expires_datetime().is_some(), "a persistent cookie");
+
+    // The password page, from a fresh sign-in: the change goes through and
+    // the second browser is signed out.
+    second.goto(&format!("{base}/")).await.unwrap();
+    sign_in(&second, &base).await;
+    assert!(
+        cookie(&second, "__Host-refresh_token")
+            .await
+            .unwrap()
+            .expires_datetime()
+            .is_none(),
+        "without the box, a session cookie"
+    );
+    click_to(
+        &first,
+        Locator::LinkText("Change your password"),
+        &format!("{base}/account/password"),
+    )
+    .await;
+    for (field, value) in [("current_password", "password one"), ("new_password", "password two")] {
+        first
+            .find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    click_to(
+        &first,
+        Locator::Css("form[action='/account/password'] button"),
+        &format!("{base}/account/sessions"),
+    )
+    .await;
+    let devices = first.find_all(Locator::Css("tbody tr")).await.unwrap();
+    assert_eq!(devices.len(), 1, "the other browser was signed out");
+    let device = first
+        .find(Locator::Css("span.device"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(device.ends_with(" on Linux"), "a readable device: {device}");
+    assert!(text(&first).await.contains("just now"), "a relative time");
+    let name = first.find(Locator::Css("input[name=label]")).await.unwrap();
+    name.send_keys("Work laptop").await.unwrap();
+    first
+        .find(Locator::Css("form[action$='/label'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&first, "Work laptop").await;
+    assert_eq!(
+        first
+            .find(Locator::Css("strong.label"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "Work laptop"
+    );
+    second.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&second).await, "/login");
+
+    // Sign out everywhere: this browser too.
+    click_to(&first, Locator::Id("logout-all"), &format!("{base}/login")).await;
+    assert!(cookie(&first, "__Host-access_token").await.is_none());
+    first.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&first).await, "/login");
+
+    // A page that does not exist is a page, not JSON.
+    first.goto(&format!("{base}/no/such/page")).await.unwrap();
+    assert!(text(&first).await.contains("There is no such page"));
 
     first.close().await.unwrap();
     second.close().await.unwrap();
