@@ -5,7 +5,7 @@
 #     requests/s of each backend, as a ratio of GET /health and of each other;
 #   - revocation propagation between two demo processes on one database:
 #     TRIALS (200) logouts on A, each timed until B refuses the token
-#     (scripts/propagation.rs): p50, p90, p99, max.
+#     (testsuite/examples/propagation.rs): p50, p90, p99, max.
 # PostgreSQL: the server $ROCKET_SESSIONS_TEST_POSTGRES names (a URL; each run
 # makes a schema of its own there), or else a throwaway cluster started here
 # as the `postgres` user on a unix socket (needs root and Debian's

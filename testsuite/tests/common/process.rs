@@ -1,5 +1,5 @@
 //! The demo as a process of its own, and plain HTTP/1.1 to it. Also used by
-//! `scripts/propagation.rs`.
+//! `testsuite/examples/propagation.rs`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
