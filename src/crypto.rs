@@ -2,14 +2,14 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rand::TryRngCore as _;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::TryRng as _;
 use sha2::{Digest, Sha256};
 
 /// `N` bytes from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    rand::rngs::OsRng
+    rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
         .expect("the operating system's random number generator failed");
     bytes

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use r2d2_sqlite::SqliteConnectionManager;
 use rocket::fairing::AdHoc;
@@ -162,31 +162,29 @@ pub(crate) fn argon2_into(
     salt: &[u8],
     len: usize,
     area: &mut Vec<Block>,
-) -> argon2::password_hash::Result<Output> {
+) -> Result<Output, String> {
     let blocks = argon.params().block_count();
     if area.len() < blocks {
         area.resize(blocks, Block::default());
     }
-    Output::init_with(len, |out| {
-        argon
-            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut area[..])
-            .map_err(Into::into)
-    })
+    let mut out = vec![0u8; len];
+    argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut area[..])
+        .map_err(|e| e.to_string())?;
+    Output::new(&out).map_err(|e| e.to_string())
 }
 
 /// A new Argon2id hash of `password`, as a PHC string.
-pub(crate) fn new_password_hash(password: &str, area: &mut Vec<Block>) -> argon2::password_hash::Result<String> {
+pub(crate) fn new_password_hash(password: &str, area: &mut Vec<Block>) -> Result<String, String> {
     let params = Params::default();
-    let salt = SaltString::generate(&mut OsRng);
-    let mut salt_bytes = [0u8; 64];
-    let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes)?;
+    let salt = Salt::generate();
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let output = argon2_into(&argon, password, salt_bytes, Params::DEFAULT_OUTPUT_LEN, area)?;
+    let output = argon2_into(&argon, password, &salt, Params::DEFAULT_OUTPUT_LEN, area)?;
     Ok(PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(&params)?,
-        salt: Some(salt.as_salt()),
+        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
+        salt: Some(salt),
         hash: Some(output),
     }
     .to_string())
@@ -293,7 +291,7 @@ pub(crate) fn password_matches(password: &str, stored: &str, area: &mut Vec<Bloc
     let Ok(hash) = PasswordHash::new(stored) else {
         return false;
     };
-    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm.as_str()), Params::try_from(&hash)) else {
         return false;
     };
     let Ok(version) = hash.version.map_or(Ok(Version::V0x13), Version::try_from) else {
@@ -302,12 +300,8 @@ pub(crate) fn password_matches(password: &str, stored: &str, area: &mut Vec<Bloc
     let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
         return false;
     };
-    let mut salt_bytes = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
-    };
     let argon = Argon2::new(algorithm, version, params);
-    argon2_into(&argon, password, salt, expected.len(), area).is_ok_and(|computed| computed == expected)
+    argon2_into(&argon, password, &salt, expected.len(), area).is_ok_and(|computed| computed == expected)
 }
 
 /// The user id when `password` is `username`'s; `None` otherwise. Unknown users

@@ -36,7 +36,7 @@ use std::net::IpAddr;
 
 use ipnet::Ipv6Net;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use serde::Serialize;

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use signature::{Signer as _, Verifier as _};
@@ -139,7 +139,7 @@ impl SigningKey {
                 "use": "sig",
             })),
             Material::P256(key) => {
-                let point = key.verifying_key().to_encoded_point(false);
+                let point = key.verifying_key().to_sec1_point(false);
                 Some(json!({
                     "kty": "EC",
                     "crv": "P-256",

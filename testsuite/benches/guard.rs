@@ -131,7 +131,7 @@ impl Drop for RedisServer {
 
 fn guard_benches(c: &mut Criterion, sessions: &Sessions, header: &str, secret: &[u8]) {
     let token = header.strip_prefix("Bearer ").unwrap();
-    let key = DecodingKey::from_secret(secret);
+    let key = DecodingKey::from_secret(secret).expect("an HMAC key");
     let validation = Validation::new(Algorithm::HS256);
     let user = sessions.verify_authorization(header).expect("the bench token is valid");
     assert!(
@@ -233,7 +233,7 @@ fn redis_benches(c: &mut Criterion, header: &str, user: &AuthUser, secret: &[u8]
     assert_eq!(revoked, 0);
 
     let token = header.strip_prefix("Bearer ").unwrap();
-    let key = DecodingKey::from_secret(secret);
+    let key = DecodingKey::from_secret(secret).expect("an HMAC key");
     let validation = Validation::new(Algorithm::HS256);
     let mut group = c.benchmark_group("redis");
     group.bench_function("exists_round_trip", |b| {

@@ -7,7 +7,7 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::{assert_invalid_token, App};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use rocket::figment::Figment;
 use rocket::http::Status;
 use rocket_sqlite_sessions::testing::TestHarness;

@@ -78,7 +78,7 @@ async fn a_token_naming_a_known_kid_but_signed_with_another_key_is_refused() {
     assert_eq!(kid_of(&tokens.access), "a");
     // Re-sign the same header (kid "a") with key "b".
     let (input, _) = tokens.access.rsplit_once('.').unwrap();
-    use hmac::Mac;
+    use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&[2u8; 32]).unwrap();
     mac.update(input.as_bytes());
     let forged = format!(

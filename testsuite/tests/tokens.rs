@@ -15,7 +15,7 @@ fn forge(genuine: &str, claims: &Value, key: &[u8]) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.typ = real.typ;
     header.kid = real.kid;
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).unwrap()
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key).unwrap()).unwrap()
 }
 
 /// The claims of a genuine token, unverified.
@@ -122,7 +122,7 @@ async fn another_hmac_algorithm_with_the_right_key_is_refused() {
     let other = jsonwebtoken::encode(
         &header,
         &claims_of(&tokens.access),
-        &EncodingKey::from_secret(&app.secret()),
+        &EncodingKey::from_secret(&app.secret()).unwrap(),
     )
     .unwrap();
     assert_invalid_token(app.whoami(&other).await).await;

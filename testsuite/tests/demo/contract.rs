@@ -688,3 +688,34 @@ async fn an_admin_ends_every_session_of_every_user() {
     }
     login(&client, "bob", "correct horse battery").await;
 }
+
+/// A password hash the demo stored before argon2 0.6 (made by its argon2 0.5
+/// code at commit d42dd9f, for "password one").
+const ARGON2_05_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$htBm9hvlr5ZKg0nj8oZckw$CtjkA9U8+mvv6eiVa6c9Os0oNP1kjGGsOy/ppg8O8qY";
+
+#[rocket::async_test]
+async fn a_password_hashed_by_the_previous_argon2_still_signs_in() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    assert_eq!(
+        demo::register(&client, "alice", "password one").await.status(),
+        Status::Created
+    );
+    rusqlite::Connection::open(harness.database())
+        .unwrap()
+        .execute(
+            "INSERT INTO demo_users (username, password_hash, created_at) VALUES ('olduser', ?1, 0)",
+            [ARGON2_05_HASH],
+        )
+        .unwrap();
+    let login = |password: &'static str| {
+        post_json(
+            &client,
+            "/auth/login",
+            json!({ "username": "olduser", "password": password }),
+        )
+    };
+    assert_eq!(login("password one").await.status(), Status::Ok);
+    assert_eq!(login("password two").await.status(), Status::Unauthorized);
+}
