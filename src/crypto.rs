@@ -20,6 +20,30 @@ pub(crate) fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 
+/// An id's 16 bytes, for the in-memory revocation sets: the id decoded when
+/// it is one [`random_id`] made (22 base64url characters, so the bytes are
+/// random and the mapping one-to-one), else the first 16 bytes of its
+/// SHA-256, so that an id from elsewhere still has a fixed-size key. Two ids
+/// share a key only by a 2^-128 chance, and then one's revocation refuses the
+/// other: never an acceptance.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct IdKey(pub(crate) [u8; 16]);
+
+impl IdKey {
+    /// The key of `id`.
+    pub(crate) fn of(id: &str) -> IdKey {
+        let mut bytes = [0u8; 16];
+        if id.len() == 22 && URL_SAFE_NO_PAD.decode_slice(id, &mut bytes) == Ok(16) {
+            return IdKey(bytes);
+        }
+        let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions id\0")
+            .chain_update(id)
+            .finalize();
+        bytes.copy_from_slice(&digest[..16]);
+        IdKey(bytes)
+    }
+}
+
 /// A key for one purpose, derived from a signing secret, so that no other use
 /// ever holds the JWT key itself.
 pub(crate) fn derive_key(signing_secret: &[u8], purpose: &[u8]) -> [u8; 32] {
@@ -44,5 +68,21 @@ mod tests {
     #[test]
     fn ids_carry_128_bits() {
         assert_eq!(URL_SAFE_NO_PAD.decode(random_id()).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn an_id_key_is_the_id_decoded_or_its_digest() {
+        let id = random_id();
+        assert_eq!(IdKey::of(&id).0.to_vec(), URL_SAFE_NO_PAD.decode(&id).unwrap());
+        // Not one of ours: a digest, the same each time, distinct per id.
+        assert_eq!(IdKey::of("fixture-jti-00000001"), IdKey::of("fixture-jti-00000001"));
+        assert_ne!(IdKey::of("fixture-jti-00000001"), IdKey::of("fixture-jti-00000002"));
+        // 22 characters whose last one carries bits past the 16 bytes: not
+        // canonical, so not decoded (two spellings never share the decoding).
+        let canonical = URL_SAFE_NO_PAD.encode([0u8; 16]);
+        let mut other = canonical.clone();
+        other.replace_range(21.., "B");
+        assert_ne!(IdKey::of(&canonical), IdKey::of(&other));
+        assert_eq!(IdKey::of(&canonical).0, [0u8; 16]);
     }
 }

@@ -113,7 +113,7 @@ impl Sessions {
     async fn load_revocations(&self) -> Result<i64, Error> {
         let snapshot = self.inner.store.load_revocations().await?;
         let revocations = &self.inner.revocations;
-        revocations.load_snapshot(snapshot.revoked);
+        revocations.load_snapshot(&snapshot);
         let (jtis, sessions) = revocations.len();
         log::info!("rocket_sqlite_sessions: {jtis} blocklisted tokens and {sessions} revoked sessions loaded");
         Ok(snapshot.cursor)

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crypto::IdKey;
 use crate::rotation::{Decision, Presented, RefreshState, RotationPolicy};
 #[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
 pub(crate) use database::{redact_password, Database};
@@ -192,9 +193,13 @@ pub(crate) enum Revoked {
     Token { jti: String, expires_at: i64 },
 }
 
-/// Everything revoked, read in one snapshot with the feed's position.
+/// Everything revoked, read in one snapshot with the feed's position, as
+/// fixed-size keys (nothing allocated per row).
 pub(crate) struct RevocationSnapshot {
-    pub revoked: Vec<Revoked>,
+    /// Each blocklisted `jti` and its token's `exp`.
+    pub jtis: Vec<(IdKey, i64)>,
+    /// Each revoked session and when it was revoked.
+    pub sessions: Vec<(IdKey, i64)>,
     /// The sequence number of the last feed entry in the snapshot.
     pub cursor: i64,
 }

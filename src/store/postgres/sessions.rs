@@ -4,6 +4,7 @@ use deadpool_postgres::{Object, Transaction};
 
 use super::sql::{self, p};
 use super::{CHANNEL, USER_LOCK_KEY};
+use crate::crypto::IdKey;
 use crate::store::{
     Created, DataUpdate, FeedPage, NewSession, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
     EVERYONE,
@@ -388,28 +389,22 @@ pub(super) async fn revocations(tx: &Transaction<'_>) -> Result<RevocationSnapsh
     let cursor: i64 = sql::query_one(tx, "SELECT last FROM revocation_sequence", &[])
         .await?
         .get(0);
-    let mut revoked: Vec<Revoked> = sql::query(tx, "SELECT jti, expires_at FROM revoked_tokens", &[])
+    let keyed = |row: &tokio_postgres::Row| (IdKey::of(row.get::<_, &str>(0)), row.get::<_, i64>(1));
+    let jtis = sql::query(tx, "SELECT jti, expires_at FROM revoked_tokens", &[])
         .await?
         .iter()
-        .map(|row| Revoked::Token {
-            jti: row.get(0),
-            expires_at: row.get(1),
-        })
+        .map(keyed)
         .collect();
-    revoked.extend(
-        sql::query(
-            tx,
-            "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| Revoked::Session {
-            id: row.get(0),
-            revoked_at: row.get(1),
-        }),
-    );
-    Ok(RevocationSnapshot { revoked, cursor })
+    let sessions = sql::query(
+        tx,
+        "SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(keyed)
+    .collect();
+    Ok(RevocationSnapshot { jtis, sessions, cursor })
 }
 
 /// At most `limit` feed entries after `cursor`, in sequence order.

@@ -3,6 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Reader, Tx};
+use crate::crypto::IdKey;
 use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
     Created, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
@@ -423,27 +424,22 @@ impl Reader<'_> {
     pub(crate) fn revocations(&self) -> Result<RevocationSnapshot, StoreError> {
         let snapshot = self.0.unchecked_transaction()?;
         let cursor = snapshot.query_row("SELECT coalesce(max(seq), 0) FROM revocation_log", [], |row| row.get(0))?;
-        let mut revoked = snapshot
+        // Each id read in place (`get_ref`) into its key: no allocation a row.
+        let keyed = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(IdKey, i64)> {
+            Ok((IdKey::of(row.get_ref(0)?.as_str()?), row.get(1)?))
+        };
+        let jtis = snapshot
             .prepare("SELECT jti, expires_at FROM revoked_tokens")?
-            .query_map([], |row| {
-                Ok(Revoked::Token {
-                    jti: row.get(0)?,
-                    expires_at: row.get(1)?,
-                })
-            })?
+            .query_map([], keyed)?
             .collect::<Result<Vec<_>, _>>()?;
+        // From the partial index `sessions_revoked` alone (schema 9), not a
+        // scan of every session.
         let sessions = snapshot
             .prepare("SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL")?
-            .query_map([], |row| {
-                Ok(Revoked::Session {
-                    id: row.get(0)?,
-                    revoked_at: row.get(1)?,
-                })
-            })?
+            .query_map([], keyed)?
             .collect::<Result<Vec<_>, _>>()?;
-        revoked.extend(sessions);
         snapshot.finish()?;
-        Ok(RevocationSnapshot { revoked, cursor })
+        Ok(RevocationSnapshot { jtis, sessions, cursor })
     }
 
     /// At most `limit` feed entries after `cursor`, in sequence order.
