@@ -3,6 +3,7 @@
 //! ```text
 //! load_fixture sessions <database> <secret> <live> <revoked> <refresh tokens out>
 //! load_fixture rows <database> <secret> <rows>
+//! load_fixture limits <database> <secret> <live sessions> <blocklisted jtis>
 //! ```
 //!
 //! `sessions` logs in `live` sessions through the crate (as the demo's login
@@ -13,6 +14,10 @@
 //! `rows` writes `rows` rows straight into the file, as a long-lived app would
 //! have accumulated them: 90 % sessions (each with its refresh state; one in
 //! nine revoked a minute ago), 10 % blocklisted `jti`s.
+//!
+//! `limits` writes `live sessions` live sessions and `blocklisted jtis`
+//! blocklisted `jti`s straight into the file (for `scripts/limits.sh`), their
+//! ids shaped as the crate makes them (22 base64url characters, 16 bytes).
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -24,7 +29,8 @@ use sha2::{Digest, Sha256};
 fn usage() -> ! {
     eprintln!(
         "usage: load_fixture sessions <database> <secret> <live> <revoked> <tokens file>\n       \
-         load_fixture rows <database> <secret> <rows>"
+         load_fixture rows <database> <secret> <rows>\n       \
+         load_fixture limits <database> <secret> <live sessions> <blocklisted jtis>"
     );
     std::process::exit(2)
 }
@@ -129,6 +135,58 @@ fn fill_rows(database: &str, rows: usize) {
     );
 }
 
+/// An id as the crate makes them: 16 bytes (here from a counter), base64url.
+fn crate_shaped_id(kind: &str, n: usize) -> String {
+    use base64::Engine as _;
+    let digest = Sha256::digest(format!("load_fixture {kind} {n}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+fn fill_limits(database: &str, live: usize, jtis: usize) {
+    let started = Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut connection = rusqlite::Connection::open(database).expect("open the database");
+    let tx = connection.transaction().unwrap();
+    {
+        let mut session = tx
+            .prepare(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, absolute_expires_at,
+                                       ip, user_agent, claims, refresh_generation, refresh_hash, refresh_rotated_at)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, '192.0.2.1', 'load_fixture/1.0', '{\"username\":\"load\"}',
+                         1, ?6, ?3)",
+            )
+            .unwrap();
+        for n in 0..live {
+            session
+                .execute(rusqlite::params![
+                    crate_shaped_id("session", n),
+                    format!("user{}", n % 10_000),
+                    now - 3_600,
+                    now + 86_400,
+                    now + 30 * 86_400,
+                    Sha256::digest(format!("fixture-token-{n}")).to_vec(),
+                ])
+                .unwrap();
+        }
+        let mut jti = tx
+            .prepare("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")
+            .unwrap();
+        for n in 0..jtis {
+            jti.execute(rusqlite::params![crate_shaped_id("jti", n), now + 86_400])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    eprintln!(
+        "load_fixture: {live} live sessions and {jtis} blocklisted jtis in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 #[rocket::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -144,6 +202,10 @@ async fn main() {
         "rows" => {
             drop(sessions);
             fill_rows(database, number(args.get(3)))
+        }
+        "limits" => {
+            drop(sessions);
+            fill_limits(database, number(args.get(3)), number(args.get(4)))
         }
         _ => usage(),
     }
