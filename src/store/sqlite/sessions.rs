@@ -432,8 +432,8 @@ impl Reader<'_> {
             .prepare("SELECT jti, expires_at FROM revoked_tokens")?
             .query_map([], keyed)?
             .collect::<Result<Vec<_>, _>>()?;
-        // From the partial index `sessions_revoked` alone (schema 9), not a
-        // scan of every session.
+        // Through the partial index `sessions_revoked`: only revoked
+        // sessions are read, not every session.
         let sessions = snapshot
             .prepare("SELECT id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL")?
             .query_map([], keyed)?
