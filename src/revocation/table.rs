@@ -36,10 +36,8 @@ impl Default for KeyTable {
 impl KeyTable {
     /// Room for `entries` before it grows.
     pub(crate) fn with_capacity(entries: usize) -> KeyTable {
-        // At most three slots in four taken: probes stay short.
-        let slots = entries.saturating_mul(4).div_ceil(3).max(16);
         KeyTable {
-            slots: vec![VACANT; slots],
+            slots: vec![VACANT; slots_for(entries)],
             len: 0,
         }
     }
@@ -104,12 +102,7 @@ impl KeyTable {
     }
 
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.slots);
-        self.slots = vec![VACANT; old.len() * 2];
-        self.len = 0;
-        for slot in old.into_iter().filter(|slot| slot.until != EMPTY) {
-            self.insert(slot.key, slot.until);
-        }
+        self.rebuild(self.slots.len() * 2, |_| true);
     }
 
     /// Drops every entry whose time is at or before `now`; gives how many.
@@ -118,14 +111,28 @@ impl KeyTable {
         let kept = self.slots.iter().filter(|slot| slot.until > now).count();
         let forgotten = self.len - kept;
         if forgotten > 0 {
-            let mut table = KeyTable::with_capacity(kept);
-            for slot in self.slots.iter().filter(|slot| slot.until > now) {
-                table.insert(slot.key, slot.until);
-            }
-            *self = table;
+            self.rebuild(slots_for(kept), |until| until > now);
         }
         forgotten
     }
+
+    /// Moves the entries whose time `keep`s into a new array of `slots`
+    /// slots, which holds them under three in four.
+    fn rebuild(&mut self, slots: usize, keep: impl Fn(i64) -> bool) {
+        let old = std::mem::replace(&mut self.slots, vec![VACANT; slots]);
+        self.len = 0;
+        for slot in old.into_iter().filter(|slot| slot.until != EMPTY && keep(slot.until)) {
+            // Each key is there once: its place is the first vacant one.
+            let at = self.find(&slot.key);
+            self.slots[at] = slot;
+            self.len += 1;
+        }
+    }
+}
+
+/// Slots for `entries`, at most three in four taken: probes stay short.
+fn slots_for(entries: usize) -> usize {
+    entries.saturating_mul(4).div_ceil(3).max(16)
 }
 
 #[cfg(test)]
@@ -166,19 +173,24 @@ mod tests {
 
     #[test]
     fn a_full_row_of_slots_wraps_around() {
-        // Keys whose first bytes are all ones start at the last slot.
+        // Ten keys whose probes all start at the last slot: nine of them
+        // wrap around to the first slots.
         let mut table = KeyTable::with_capacity(12);
-        let mut at_end = [0xffu8; 16];
-        for n in 0..10u8 {
-            at_end[15] = n;
-            table.insert(IdKey(at_end), 1);
+        let last = table.slots.len() - 1;
+        let mut at_end = Vec::new();
+        while at_end.len() < 10 {
+            let key = IdKey(random_bytes());
+            if table.home(&key) == last {
+                at_end.push(key);
+            }
         }
-        for n in 0..10u8 {
-            at_end[15] = n;
-            assert!(table.contains(&IdKey(at_end)));
+        for key in &at_end {
+            table.insert(*key, 1);
         }
-        at_end[15] = 200;
-        assert!(!table.contains(&IdKey(at_end)));
+        assert_eq!(table.slots.len(), last + 1, "no growth: the probes wrapped");
+        assert!(at_end.iter().all(|key| table.contains(key)));
+        assert!(table.slots[..9].iter().all(|slot| slot.until != EMPTY));
+        assert!(!table.contains(&IdKey(random_bytes())));
     }
 
     #[test]
