@@ -16,8 +16,10 @@
 //! nine revoked a minute ago), 10 % blocklisted `jti`s.
 //!
 //! `limits` writes `live sessions` live sessions and `blocklisted jtis`
-//! blocklisted `jti`s straight into the file (for `scripts/limits.sh`), their
-//! ids shaped as the crate makes them (22 base64url characters, 16 bytes).
+//! blocklisted `jti`s straight into the file (for `scripts/limits.sh`).
+//!
+//! Both write ids shaped as the crate makes them (22 base64url characters,
+//! 16 bytes).
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -82,31 +84,53 @@ async fn fill_sessions(sessions: &Sessions, live: usize, revoked: usize, tokens:
     );
 }
 
-fn fill_rows(database: &str, rows: usize) {
+/// What [`write_rows`] writes.
+struct Rows {
+    /// Sessions, each with its refresh state.
+    sessions: usize,
+    /// One session in this many revoked a minute ago; `None`: all live.
+    revoked_every: Option<usize>,
+    /// Blocklisted `jti`s.
+    jtis: usize,
+    /// Seconds until the blocklisted tokens expire.
+    jti_ttl: i64,
+}
+
+/// An id as the crate makes them: 16 bytes (here from a counter), base64url.
+fn crate_shaped_id(kind: &str, n: usize) -> String {
+    use base64::Engine as _;
+    let digest = Sha256::digest(format!("load_fixture {kind} {n}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+/// Writes `rows` straight into the file, in one transaction, ids shaped as
+/// the crate makes them.
+fn write_rows(database: &str, rows: &Rows) {
     let started = Instant::now();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let jtis = rows / 10;
-    let sessions = rows - jtis;
     let mut connection = rusqlite::Connection::open(database).expect("open the database");
     let tx = connection.transaction().unwrap();
+    let mut revoked = 0;
     {
         let mut session = tx
             .prepare(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, absolute_expires_at,
-                                       revoked_at, ip, user_agent, refresh_generation, refresh_hash,
+                                       revoked_at, ip, user_agent, claims, refresh_generation, refresh_hash,
                                        previous_refresh_hash, refresh_rotated_at)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, '192.0.2.1', 'load_fixture/1.0', 1, ?7, ?8, ?3)",
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, '192.0.2.1', 'load_fixture/1.0', '{\"username\":\"load\"}',
+                         1, ?7, ?8, ?3)",
             )
             .unwrap();
-        for n in 0..sessions {
-            let revoked_at = (n % 9 == 0).then_some(now - 60);
+        for n in 0..rows.sessions {
+            let revoked_at = rows.revoked_every.filter(|every| n % every == 0).map(|_| now - 60);
+            revoked += usize::from(revoked_at.is_some());
             let hash = |generation: u8| Sha256::digest(format!("fixture-token-{n}-{generation}")).to_vec();
             session
                 .execute(rusqlite::params![
-                    format!("fixture-session-{n:08}"),
+                    crate_shaped_id("session", n),
                     format!("user{}", n % 10_000),
                     now - 3_600,
                     now + 86_400,
@@ -120,69 +144,18 @@ fn fill_rows(database: &str, rows: usize) {
         let mut jti = tx
             .prepare("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")
             .unwrap();
-        for n in 0..jtis {
-            jti.execute(rusqlite::params![format!("fixture-jti-{n:08}"), now + 600])
+        for n in 0..rows.jtis {
+            jti.execute(rusqlite::params![crate_shaped_id("jti", n), now + rows.jti_ttl])
                 .unwrap();
         }
     }
     tx.commit().unwrap();
     connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
     eprintln!(
-        "load_fixture: {rows} rows ({sessions} sessions with their refresh state, {} of them revoked; \
-         {jtis} blocklisted jtis) in {:.1} s",
-        sessions.div_ceil(9),
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// An id as the crate makes them: 16 bytes (here from a counter), base64url.
-fn crate_shaped_id(kind: &str, n: usize) -> String {
-    use base64::Engine as _;
-    let digest = Sha256::digest(format!("load_fixture {kind} {n}"));
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
-}
-
-fn fill_limits(database: &str, live: usize, jtis: usize) {
-    let started = Instant::now();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut connection = rusqlite::Connection::open(database).expect("open the database");
-    let tx = connection.transaction().unwrap();
-    {
-        let mut session = tx
-            .prepare(
-                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, absolute_expires_at,
-                                       ip, user_agent, claims, refresh_generation, refresh_hash, refresh_rotated_at)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, '192.0.2.1', 'load_fixture/1.0', '{\"username\":\"load\"}',
-                         1, ?6, ?3)",
-            )
-            .unwrap();
-        for n in 0..live {
-            session
-                .execute(rusqlite::params![
-                    crate_shaped_id("session", n),
-                    format!("user{}", n % 10_000),
-                    now - 3_600,
-                    now + 86_400,
-                    now + 30 * 86_400,
-                    Sha256::digest(format!("fixture-token-{n}")).to_vec(),
-                ])
-                .unwrap();
-        }
-        let mut jti = tx
-            .prepare("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")
-            .unwrap();
-        for n in 0..jtis {
-            jti.execute(rusqlite::params![crate_shaped_id("jti", n), now + 86_400])
-                .unwrap();
-        }
-    }
-    tx.commit().unwrap();
-    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
-    eprintln!(
-        "load_fixture: {live} live sessions and {jtis} blocklisted jtis in {:.1} s",
+        "load_fixture: {} sessions with their refresh state ({revoked} of them revoked) and {} blocklisted \
+         jtis in {:.1} s",
+        rows.sessions,
+        rows.jtis,
         started.elapsed().as_secs_f64()
     );
 }
@@ -201,11 +174,24 @@ async fn main() {
         }
         "rows" => {
             drop(sessions);
-            fill_rows(database, number(args.get(3)))
+            let rows = number(args.get(3));
+            let rows = Rows {
+                sessions: rows - rows / 10,
+                revoked_every: Some(9),
+                jtis: rows / 10,
+                jti_ttl: 600,
+            };
+            write_rows(database, &rows)
         }
         "limits" => {
             drop(sessions);
-            fill_limits(database, number(args.get(3)), number(args.get(4)))
+            let rows = Rows {
+                sessions: number(args.get(3)),
+                revoked_every: None,
+                jtis: number(args.get(4)),
+                jti_ttl: 86_400,
+            };
+            write_rows(database, &rows)
         }
         _ => usage(),
     }
