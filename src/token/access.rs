@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::keys::{Signer, SigningKey, Verifier};
+use super::verified::VerifiedTokens;
 
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
 /// any other JWT signed with the same key.
@@ -222,6 +223,8 @@ pub(crate) struct TokenCodec {
     /// only.
     verifying: Vec<(String, Verifier)>,
     rules: AccessRules,
+    /// Tokens that passed the whole check, with their claims.
+    verified: VerifiedTokens,
 }
 
 impl TokenCodec {
@@ -235,6 +238,7 @@ impl TokenCodec {
             signer: signing.signer(),
             verifying: keys.iter().map(|key| (key.kid.clone(), key.verifier())).collect(),
             rules,
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -260,12 +264,29 @@ impl TokenCodec {
     /// Checks the token's form, header, signature and times. Revocation is the
     /// caller's business.
     ///
+    /// A token that passed before is found among the verified tokens
+    /// (`super::verified`): only its times are checked again, against `now`,
+    /// as below. Any other is checked in full, and kept there if it passes.
+    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Rejection> {
+        if let Some(checked) = self.verified.find(token, |claims| {
+            self.check_times(claims, now)?;
+            Ok(claims.clone())
+        }) {
+            return checked;
+        }
+        let claims = self.verify_in_full(token, now)?;
+        self.verified.keep(token, &claims);
+        Ok(claims)
+    }
+
+    /// The whole check of a token not seen before.
+    ///
     /// One pass over the compact JWS (RFC 7515 §7.1): the header is decoded once,
     /// the signature checked with the `kid`'s own algorithm before any claim
     /// is read (a header naming another algorithm is refused first), the claims
     /// deserialised once. (`jsonwebtoken::decode` decodes the header twice and
     /// the claims twice, and cost the guard 1.4 times the signature check.)
-    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Rejection> {
+    fn verify_in_full(&self, token: &str, now: i64) -> Result<AccessClaims, Rejection> {
         if token.len() > MAX_ACCESS_TOKEN_LEN {
             return Err(Rejection::TooLong);
         }
@@ -310,16 +331,7 @@ impl TokenCodec {
         {
             return Err(Rejection::Claims);
         }
-        if now >= claims.exp.saturating_add(self.rules.leeway) {
-            return Err(Rejection::Expired);
-        }
-        let latest_start = now.saturating_add(self.rules.leeway);
-        if claims.iat > latest_start
-            || claims.nbf.is_some_and(|nbf| nbf > latest_start)
-            || claims.auth_time > claims.iat
-        {
-            return Err(Rejection::NotYetValid);
-        }
+        self.check_times(&claims, now)?;
         if claims.exp <= claims.iat
             || claims
                 .exp
@@ -335,6 +347,24 @@ impl TokenCodec {
             return Err(Rejection::Audience);
         }
         Ok(claims)
+    }
+
+    /// The checks of a token's claims that depend on the time: not expired
+    /// (`exp`, with the leeway), not yet valid (`iat`, `nbf`, with the
+    /// leeway; a login after the token was issued). The claims' times are
+    /// within 1970..=9999 (checked before): nothing here overflows.
+    fn check_times(&self, claims: &AccessClaims, now: i64) -> Result<(), Rejection> {
+        if now >= claims.exp.saturating_add(self.rules.leeway) {
+            return Err(Rejection::Expired);
+        }
+        let latest_start = now.saturating_add(self.rules.leeway);
+        if claims.iat > latest_start
+            || claims.nbf.is_some_and(|nbf| nbf > latest_start)
+            || claims.auth_time > claims.iat
+        {
+            return Err(Rejection::NotYetValid);
+        }
+        Ok(())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The two kinds of token: access tokens, signed JWTs checked from memory
-//! ([`access`]) with the configured keys ([`keys`]), and refresh tokens,
-//! opaque and tagged, whose hashes the store keeps ([`refresh`]).
+//! ([`access`]) with the configured keys ([`keys`]), those already checked
+//! kept with their claims ([`verified`]), and refresh tokens, opaque and
+//! tagged, whose hashes the store keeps ([`refresh`]).
 
 mod access;
 mod keys;
 mod refresh;
+mod verified;
 
 pub(crate) use access::{bearer_token, AccessClaims, AccessRules, Rejection, TokenCodec, RESERVED_CLAIMS};
 pub(crate) use keys::SigningKey;

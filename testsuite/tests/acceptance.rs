@@ -669,6 +669,47 @@ macro_rules! acceptance_suite {
                 assert_invalid_token(app.refresh(&tokens.refresh).await).await;
             }
 
+            /// Requests with a token the guard has admitted (and keeps) in
+            /// flight while its session is logged out: every one begun after
+            /// the logout answered is refused.
+            #[rocket::async_test]
+            $(#[$skip])*
+            async fn requests_in_flight_during_a_logout_are_refused_once_it_answered() {
+                let (_backend, app) = start().await;
+                for round in 0..ROUNDS {
+                    let tokens = app.login("alice").await;
+                    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok, "round {round}");
+                    let answered = std::sync::atomic::AtomicBool::new(false);
+                    let requests = (0..IN_FLIGHT).map(|_| async {
+                        // (begun after the logout answered, status)
+                        let mut seen = Vec::new();
+                        while seen.iter().filter(|(after, _)| *after).count() < 3 {
+                            let after = answered.load(std::sync::atomic::Ordering::SeqCst);
+                            seen.push((after, app.whoami_status(&tokens.access).await));
+                            rocket::tokio::task::yield_now().await;
+                        }
+                        seen
+                    });
+                    let logout = async {
+                        rocket::tokio::task::yield_now().await;
+                        let status = app.post_bearer("/auth/logout", &tokens.access).await;
+                        answered.store(true, std::sync::atomic::Ordering::SeqCst);
+                        status
+                    };
+                    let (seen, logout) = rocket::tokio::join!(join_all(requests), logout);
+                    assert_eq!(logout, Status::NoContent, "round {round}");
+                    let seen: Vec<(bool, Status)> = seen.into_iter().flatten().collect();
+                    assert!(
+                        seen.iter().any(|&(after, status)| !after && status == Status::Ok),
+                        "round {round}: requests ran while the logout was in flight: {seen:?}"
+                    );
+                    assert!(
+                        seen.iter().all(|&(after, status)| !after || status == Status::Unauthorized),
+                        "round {round}: admitted after the logout answered: {seen:?}"
+                    );
+                }
+            }
+
             // User-wide cut-offs: logins in flight when a user changes.
 
             /// Logins held at the gate (their credentials read) while `change`

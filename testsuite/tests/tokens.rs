@@ -177,6 +177,45 @@ async fn a_token_from_the_future_is_refused() {
     assert_invalid_token(app.whoami(&forge(&tokens.access, &claims, &app.secret())).await).await;
 }
 
+/// The guard keeps the tokens it has admitted (only their times are checked
+/// again): a token seen before is still refused for its times, its
+/// revocation, and any byte changed.
+#[rocket::async_test]
+async fn a_token_seen_before_is_checked_again_for_its_times_and_revocation() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let iat = claims_of(&tokens.access)["iat"].as_i64().unwrap();
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok, "seen once");
+    // One character of the signature or of the payload changed, or one more.
+    let mut parts: Vec<String> = tokens.access.split('.').map(str::to_string).collect();
+    for part in [2, 1] {
+        let mut changed = parts.clone();
+        let first = changed[part].remove(0);
+        changed[part].insert(0, if first == 'A' { 'B' } else { 'A' });
+        assert_invalid_token(app.whoami(&changed.join(".")).await).await;
+    }
+    parts[2].push('A');
+    assert_invalid_token(app.whoami(&parts.join(".")).await).await;
+    // A token not yet valid (from a server whose clock is ahead) is refused,
+    // then admitted once it is valid.
+    let mut claims = claims_of(&tokens.access);
+    claims["nbf"] = json!(iat + 60);
+    let later = forge(&tokens.access, &claims, &app.secret());
+    assert_invalid_token(app.whoami(&later).await).await;
+    app.harness.clock().advance(60);
+    assert_eq!(app.whoami_status(&later).await, Status::Ok);
+    // Revoked: both tokens of the session, seen before, are refused.
+    assert_eq!(app.post_bearer("/auth/logout", &tokens.access).await, Status::NoContent);
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+    assert_invalid_token(app.whoami(&later).await).await;
+    // Expired: a token seen a second before its `exp`, and at it.
+    let tokens = app.login("bob").await;
+    app.harness.clock().advance(899);
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    app.harness.clock().advance(1);
+    assert_invalid_token(app.whoami(&tokens.access).await).await;
+}
+
 #[rocket::async_test]
 async fn a_refresh_token_is_not_an_access_token_nor_the_reverse() {
     let app = App::start().await;

@@ -1,0 +1,198 @@
+//! Access tokens already verified: the guard's shortcut for a token it has
+//! checked before.
+//!
+//! A client sends the same access token with every request for its whole
+//! life, and everything the check decides about it but its times is the same
+//! each time: the signature, the header, the claims' form, the lifetime, the
+//! issuer and the audience depend on the token and the keys alone, and the
+//! keys are fixed for the life of the server. So the claims of a token that
+//! passed the whole check are kept here, under the token itself; presented
+//! again, the very same token (compared in constant time) gets them back
+//! without base64, HMAC or JSON, and its times are checked against the clock
+//! of this request as the full check would. Revocations are not this module's:
+//! they are checked on every request, whichever path gave the claims.
+//!
+//! Bounded: [`SLOTS`] entries at most, each for a token of at most
+//! [`MAX_CACHED_LEN`] bytes (longer ones are checked in full each time), in a
+//! direct-mapped table: a token takes the slot its hash names, replacing the
+//! one there. Only tokens that passed the check get in, so a client without a
+//! valid token cannot add anything, and one with many can only make others
+//! miss, which costs them the full check, never a wrong answer.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::AccessClaims;
+use crate::crypto::random_bytes;
+
+/// How many verified tokens are kept at most: 2 to the power of
+/// [`SLOT_BITS`].
+pub(crate) const SLOTS: usize = 1 << SLOT_BITS;
+const SLOT_BITS: u32 = 10;
+/// Longer tokens are not kept: the bound on the memory of an entry.
+pub(crate) const MAX_CACHED_LEN: usize = 1024;
+
+/// A token that passed the whole check, and its claims.
+struct Verified {
+    token: Box<[u8]>,
+    claims: AccessClaims,
+}
+
+/// The verified tokens (see the module docs).
+pub(crate) struct VerifiedTokens {
+    /// Mixed into the slot of a token, so that which tokens share a slot
+    /// differs from one server to the next.
+    seed: u64,
+    slots: Box<[Mutex<Option<Arc<Verified>>>]>,
+}
+
+impl VerifiedTokens {
+    pub(crate) fn new() -> Self {
+        VerifiedTokens {
+            seed: u64::from_ne_bytes(random_bytes()),
+            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The slot of `token`, from its last 8 bytes: part of its signature,
+    /// which for a token that can get in (a valid one) no client can choose.
+    fn slot(&self, token: &str) -> &Mutex<Option<Arc<Verified>>> {
+        let mut tail = [0; 8];
+        let last = &token.as_bytes()[token.len().saturating_sub(8)..];
+        tail[..last.len()].copy_from_slice(last);
+        let mixed = (u64::from_le_bytes(tail) ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The top bits of the product: those that every bit of the tail moves.
+        &self.slots[(mixed >> (u64::BITS - SLOT_BITS)) as usize]
+    }
+
+    /// Calls `found` with the claims of `token` when this very token passed
+    /// the check before.
+    pub(crate) fn find<T>(&self, token: &str, found: impl FnOnce(&AccessClaims) -> T) -> Option<T> {
+        if token.len() > MAX_CACHED_LEN {
+            return None;
+        }
+        // The lock is held only to take the entry: comparing and cloning
+        // happen outside it.
+        let entry = self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        same_bytes(&entry.token, token.as_bytes()).then(|| found(&entry.claims))
+    }
+
+    /// Keeps the claims of `token`, which just passed the whole check.
+    pub(crate) fn keep(&self, token: &str, claims: &AccessClaims) {
+        if token.len() > MAX_CACHED_LEN {
+            return;
+        }
+        let entry = Arc::new(Verified {
+            token: token.as_bytes().into(),
+            claims: claims.clone(),
+        });
+        let replaced = self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(entry);
+        // Freed outside the lock.
+        drop(replaced);
+    }
+
+    /// How many tokens are kept now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|slot| slot.lock().unwrap().is_some()).count()
+    }
+}
+
+/// Whether `a` and `b` are the same bytes, in a time that depends on their
+/// length only (which is no secret): how much of a kept token a presented
+/// one matches must not show.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let ((a_words, a_rest), (b_words, b_rest)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    let mut difference = 0;
+    for (x, y) in a_words.iter().zip(b_words) {
+        difference |= u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y);
+    }
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        difference |= u64::from(x ^ y);
+    }
+    // Kept opaque, so that the loop is not turned into one that stops early.
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str) -> AccessClaims {
+        serde_json::from_value(serde_json::json!({
+            "sub": sub, "sid": "s", "jti": "j", "iat": 1, "exp": 2, "auth_time": 1, "roles": ["a"],
+        }))
+        .unwrap()
+    }
+
+    fn sub_of(tokens: &VerifiedTokens, token: &str) -> Option<String> {
+        tokens.find(token, |claims| claims.sub.clone())
+    }
+
+    #[test]
+    fn only_the_very_same_token_finds_its_claims() {
+        let tokens = VerifiedTokens::new();
+        let token = format!("{}.{}.{}", "h".repeat(40), "p".repeat(200), "s".repeat(43));
+        assert_eq!(sub_of(&tokens, &token), None, "nothing kept yet");
+        tokens.keep(&token, &claims("u1"));
+        assert_eq!(sub_of(&tokens, &token).as_deref(), Some("u1"));
+        // The same signature (the same slot) with another byte before it, a
+        // prefix, and the token with a byte more: none is the token.
+        let mut other = token.clone().into_bytes();
+        other[10] = b'x';
+        let other = String::from_utf8(other).unwrap();
+        for near in [other.as_str(), &token[1..], &format!("h{token}")] {
+            assert_eq!(sub_of(&tokens, near), None, "{near}");
+        }
+    }
+
+    #[test]
+    fn bytes_are_the_same_only_when_every_one_is() {
+        let token: Vec<u8> = (0..=255).cycle().take(311).collect();
+        assert!(same_bytes(&token, &token.clone()));
+        for at in [0, 7, 8, 300, 303, 310] {
+            let mut other = token.clone();
+            other[at] ^= 0x10;
+            assert!(!same_bytes(&token, &other), "byte {at}");
+        }
+        assert!(!same_bytes(&token, &token[..310]));
+        assert!(same_bytes(b"", b"") && !same_bytes(b"a", b""));
+    }
+
+    #[test]
+    fn a_token_replaces_the_one_in_its_slot_and_the_table_stays_bounded() {
+        let tokens = VerifiedTokens::new();
+        for n in 0..10 * SLOTS {
+            tokens.keep(&format!("header.payload.signature{n:08}"), &claims(&n.to_string()));
+        }
+        let kept = tokens.len();
+        assert!(kept <= SLOTS && kept > SLOTS / 2, "{kept} kept");
+        // The last one is there, whatever it replaced.
+        let last = 10 * SLOTS - 1;
+        assert_eq!(
+            sub_of(&tokens, &format!("header.payload.signature{last:08}")),
+            Some(last.to_string())
+        );
+    }
+
+    #[test]
+    fn a_token_longer_than_the_cap_is_not_kept() {
+        let tokens = VerifiedTokens::new();
+        let long = "t".repeat(MAX_CACHED_LEN + 1);
+        tokens.keep(&long, &claims("u"));
+        assert_eq!((tokens.len(), sub_of(&tokens, &long)), (0, None));
+        let longest = "t".repeat(MAX_CACHED_LEN);
+        tokens.keep(&longest, &claims("u"));
+        assert_eq!(sub_of(&tokens, &longest).as_deref(), Some("u"));
+    }
+}
