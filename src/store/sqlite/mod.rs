@@ -123,6 +123,13 @@ impl SqliteStore {
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(|e| cannot(e.into()))?;
+        // Each write of a batch runs in a savepoint, whose undo copies of the
+        // pages it changes SQLite keeps in a sub-journal. On a file it starts
+        // as one 64 KiB buffer, allocated and freed again for every write;
+        // in memory it grows in 1 KiB pieces, as many as the pages changed.
+        writer
+            .pragma_update(None, "temp_store", "MEMORY")
+            .map_err(|e| cannot(e.into()))?;
         if writer.is_readonly("main").map_err(|e| cannot(e.into()))? {
             return Err(cannot(StoreError::new(ErrorKind::ReadOnly, "the file is read-only")));
         }
