@@ -9,6 +9,7 @@
 
 mod table;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::crypto::IdKey;
@@ -27,6 +28,9 @@ pub(crate) struct Revocations {
     /// long a revocation matters.
     access_ttl: i64,
     leeway: i64,
+    /// One more after every change that can refuse a token (see
+    /// [`generation`](Self::generation)).
+    generation: AtomicU64,
 }
 
 impl Revocations {
@@ -67,6 +71,22 @@ impl Revocations {
         let (jtis, sessions) = (KeyTable::from_entries(jtis), KeyTable::from_entries(sessions));
         *write(&self.jtis) = jtis;
         *write(&self.sessions) = sessions;
+        self.changed();
+    }
+
+    /// How many times what is held has changed in a way that can refuse a
+    /// token (a revocation put in, a snapshot loaded). A token found
+    /// unrevoked by a check that began in generation `g` (read before the
+    /// lookup) is still unrevoked while the generation is `g`: each change
+    /// is in the tables before its generation can be read, and forgetting
+    /// (which only drops what can no longer refuse a token) changes nothing.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Called once a change is in the tables (their write lock released).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Whether an access token with this `jti` and `sid` must be refused.
@@ -76,10 +96,12 @@ impl Revocations {
 
     pub(crate) fn revoke_jti(&self, jti: &str, until: i64) {
         write(&self.jtis).insert(IdKey::of(jti), until);
+        self.changed();
     }
 
     pub(crate) fn revoke_session(&self, session_id: &str, until: i64) {
         write(&self.sessions).insert(IdKey::of(session_id), until);
+        self.changed();
     }
 
     /// Drops every entry whose time has passed; returns how many.
@@ -124,6 +146,24 @@ mod tests {
         assert_eq!(revocations.len(), (0, 1));
         assert!(!revocations.is_revoked("j1", "s2"));
         assert!(revocations.is_revoked("j1", "s3"));
+    }
+
+    #[test]
+    fn every_change_that_can_refuse_a_token_is_a_new_generation() {
+        let revocations = Revocations::default();
+        let first = revocations.generation();
+        revocations.revoke_jti("j1", 100);
+        assert_eq!(revocations.generation(), first + 1);
+        revocations.revoke_session("s1", 100);
+        assert_eq!(revocations.generation(), first + 2);
+        revocations.load_snapshot(&RevocationSnapshot {
+            jtis: vec![],
+            sessions: vec![],
+            cursor: 0,
+        });
+        assert_eq!(revocations.generation(), first + 3);
+        revocations.forget_expired(1000);
+        assert_eq!(revocations.generation(), first + 3, "forgetting refuses nothing");
     }
 
     #[test]

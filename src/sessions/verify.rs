@@ -48,10 +48,23 @@ impl Sessions {
     /// Checks an access token completely, from memory only: form, header,
     /// signature, times, issuer and audience, then the blocklist and revoked
     /// sessions.
+    ///
+    /// A token the codec kept notes the revocation generation in which it was
+    /// last found unrevoked: while nothing has been revoked since, the lookups
+    /// are skipped (see [`Revocations::generation`](crate::revocation::Revocations::generation)).
     pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
-        let claims = self.inner.codec.verify(token, self.now())?;
-        if self.inner.revocations.is_revoked(&claims.jti, &claims.sid) {
-            return Err(Rejection::Revoked);
+        let (claims, kept) = self.inner.codec.verify(token, self.now())?;
+        let revocations = &self.inner.revocations;
+        // Read before the lookups: a revocation put in during them makes a
+        // later generation, so the note below never hides it.
+        let generation = revocations.generation();
+        if kept.as_ref().is_none_or(|kept| kept.note() != generation) {
+            if revocations.is_revoked(&claims.jti, &claims.sid) {
+                return Err(Rejection::Revoked);
+            }
+            if let Some(kept) = kept {
+                kept.set_note(generation);
+            }
         }
         Ok(user_of(claims))
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::keys::{Signer, SigningKey, Verifier};
-use super::verified::VerifiedTokens;
+use super::verified::{Kept, VerifiedTokens};
 
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
 /// any other JWT signed with the same key.
@@ -267,16 +267,16 @@ impl TokenCodec {
     /// A token that passed before is found among the verified tokens
     /// (`super::verified`): only its times are checked again, against `now`,
     /// as below. Any other is checked in full, and kept there if it passes.
-    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, Rejection> {
-        if let Some(checked) = self.verified.find(token, |claims| {
-            self.check_times(claims, now)?;
-            Ok(claims.clone())
-        }) {
-            return checked;
+    /// The kept token comes with the claims (`None` for one too long to
+    /// keep).
+    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<(AccessClaims, Option<Kept>), Rejection> {
+        if let Some(kept) = self.verified.find(token) {
+            self.check_times(kept.claims(), now)?;
+            return Ok((kept.claims().clone(), Some(kept)));
         }
         let claims = self.verify_in_full(token, now)?;
-        self.verified.keep(token, &claims);
-        Ok(claims)
+        let kept = self.verified.keep(token, &claims);
+        Ok((claims, kept))
     }
 
     /// The whole check of a token not seen before.

@@ -19,6 +19,7 @@
 //! valid token cannot add anything, and one with many can only make others
 //! miss, which costs them the full check, never a wrong answer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::AccessClaims;
@@ -35,6 +36,32 @@ pub(crate) const MAX_CACHED_LEN: usize = 1024;
 struct Verified {
     token: Box<[u8]>,
     claims: AccessClaims,
+    /// The caller's note on the token (see [`Kept::note`]).
+    note: AtomicU64,
+}
+
+/// A kept token: its claims, and a number the caller keeps with it while it
+/// is kept (the guard's: the revocation generation in which it last found
+/// the token unrevoked).
+#[derive(Clone)]
+pub(crate) struct Kept(Arc<Verified>);
+
+impl Kept {
+    /// What [`note`](Self::note) reads before anything was noted.
+    pub(crate) const NO_NOTE: u64 = u64::MAX;
+
+    pub(crate) fn claims(&self) -> &AccessClaims {
+        &self.0.claims
+    }
+
+    /// The last number noted ([`NO_NOTE`](Self::NO_NOTE) at first).
+    pub(crate) fn note(&self) -> u64 {
+        self.0.note.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_note(&self, note: u64) {
+        self.0.note.store(note, Ordering::SeqCst);
+    }
 }
 
 /// The verified tokens (see the module docs).
@@ -64,9 +91,8 @@ impl VerifiedTokens {
         &self.slots[(mixed >> (u64::BITS - SLOT_BITS)) as usize]
     }
 
-    /// Calls `found` with the claims of `token` when this very token passed
-    /// the check before.
-    pub(crate) fn find<T>(&self, token: &str, found: impl FnOnce(&AccessClaims) -> T) -> Option<T> {
+    /// The kept `token`, when this very token passed the check before.
+    pub(crate) fn find(&self, token: &str) -> Option<Kept> {
         if token.len() > MAX_CACHED_LEN {
             return None;
         }
@@ -77,25 +103,28 @@ impl VerifiedTokens {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()?;
-        same_bytes(&entry.token, token.as_bytes()).then(|| found(&entry.claims))
+        same_bytes(&entry.token, token.as_bytes()).then_some(Kept(entry))
     }
 
-    /// Keeps the claims of `token`, which just passed the whole check.
-    pub(crate) fn keep(&self, token: &str, claims: &AccessClaims) {
+    /// Keeps the claims of `token`, which just passed the whole check;
+    /// `None` for a token too long to keep.
+    pub(crate) fn keep(&self, token: &str, claims: &AccessClaims) -> Option<Kept> {
         if token.len() > MAX_CACHED_LEN {
-            return;
+            return None;
         }
         let entry = Arc::new(Verified {
             token: token.as_bytes().into(),
             claims: claims.clone(),
+            note: AtomicU64::new(Kept::NO_NOTE),
         });
         let replaced = self
             .slot(token)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .replace(entry);
+            .replace(entry.clone());
         // Freed outside the lock.
         drop(replaced);
+        Some(Kept(entry))
     }
 
     /// How many tokens are kept now.
@@ -136,7 +165,7 @@ mod tests {
     }
 
     fn sub_of(tokens: &VerifiedTokens, token: &str) -> Option<String> {
-        tokens.find(token, |claims| claims.sub.clone())
+        tokens.find(token).map(|kept| kept.claims().sub.clone())
     }
 
     #[test]
@@ -186,10 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn a_note_stays_with_its_token_until_it_is_replaced() {
+        let tokens = VerifiedTokens::new();
+        let kept = tokens.keep("header.payload.signature", &claims("u")).unwrap();
+        assert_eq!(kept.note(), Kept::NO_NOTE);
+        kept.set_note(7);
+        assert_eq!(tokens.find("header.payload.signature").unwrap().note(), 7);
+        // Kept again (a second first check at once): a new entry, no note.
+        tokens.keep("header.payload.signature", &claims("u"));
+        assert_eq!(tokens.find("header.payload.signature").unwrap().note(), Kept::NO_NOTE);
+    }
+
+    #[test]
     fn a_token_longer_than_the_cap_is_not_kept() {
         let tokens = VerifiedTokens::new();
         let long = "t".repeat(MAX_CACHED_LEN + 1);
-        tokens.keep(&long, &claims("u"));
+        assert!(tokens.keep(&long, &claims("u")).is_none());
         assert_eq!((tokens.len(), sub_of(&tokens, &long)), (0, None));
         let longest = "t".repeat(MAX_CACHED_LEN);
         tokens.keep(&longest, &claims("u"));

@@ -204,7 +204,13 @@ async fn a_token_seen_before_is_checked_again_for_its_times_and_revocation() {
     assert_invalid_token(app.whoami(&later).await).await;
     app.harness.clock().advance(60);
     assert_eq!(app.whoami_status(&later).await, Status::Ok);
-    // Revoked: both tokens of the session, seen before, are refused.
+    // Another session's logout changes nothing for this one; its own
+    // logout refuses both of its tokens, seen before.
+    let other = app.login("carol").await;
+    assert_eq!(app.post_bearer("/auth/logout", &other.access).await, Status::NoContent);
+    assert_invalid_token(app.whoami(&other.access).await).await;
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
     assert_eq!(app.post_bearer("/auth/logout", &tokens.access).await, Status::NoContent);
     assert_invalid_token(app.whoami(&tokens.access).await).await;
     assert_invalid_token(app.whoami(&later).await).await;
