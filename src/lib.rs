@@ -105,8 +105,10 @@
 //! same successor (two tabs refreshing at once); any earlier token presented
 //! after that revokes the whole session (RFC 9700 §4.14.2). Logout blocklists
 //! the access token's `jti` and revokes the session; both are held in memory, so
-//! the guard answers from memory and never waits on SQLite. Every token failure
-//! is the same 401.
+//! the guard answers from memory and never waits on SQLite. A token it has
+//! admitted before (the very same bytes) skips the signature and the JSON:
+//! only its times and revocation are checked again. Every token failure is the
+//! same 401.
 //!
 //! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
 //! the guard refreshes them silently (the new cookies reach the browser

@@ -5,7 +5,11 @@
 //! - `guard/*`: the guard's whole check (`Authorization` header parse, HS256
 //!   verification, header and claims checks, revocation lookups) with 100,000
 //!   blocklisted `jti`s and 10,000 revoked sessions in memory, against a bare
-//!   `jsonwebtoken::decode` of the same token.
+//!   `jsonwebtoken::decode` of the same token. The whole check is of tokens
+//!   the guard has not seen lately: it cycles through `TOKEN_POOL` of them,
+//!   more than the guard keeps. `guard/seen_before` is the check of one token
+//!   presented again and again, which the guard has kept (only its times and
+//!   revocation checked).
 //! - `guard/whole_check_eddsa`, `guard/whole_check_es256`: the whole check
 //!   with an Ed25519 and a P-256 signing key (empty revocations), beside
 //!   HS256's.
@@ -34,6 +38,27 @@ use serde::Deserialize;
 
 const BLOCKLISTED_JTIS: usize = 100_000;
 const REVOKED_SESSIONS: usize = 10_000;
+/// Distinct tokens the whole-check benches cycle through: four times as many
+/// as the guard keeps, so that nearly every check is a first sight.
+const TOKEN_POOL: usize = 4096;
+
+/// `Authorization` headers of `n` fresh logins of `sessions`.
+fn token_pool(runtime: &Runtime, sessions: &Sessions, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let pair = runtime
+                .block_on(sessions.login("bench-user", (), &ClientInfo::default()))
+                .unwrap();
+            format!("Bearer {}", pair.access_token)
+        })
+        .collect()
+}
+
+/// Checks the next header of `pool` with `sessions`.
+fn check_next(sessions: &Sessions, pool: &[String], next: &mut usize) -> AuthUser {
+    *next = (*next + 1) % pool.len();
+    sessions.verify_authorization(black_box(&pool[*next])).unwrap()
+}
 
 /// The registered claims of one of our access tokens: what a bare
 /// `jsonwebtoken::decode` deserialises.
@@ -129,7 +154,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn guard_benches(c: &mut Criterion, sessions: &Sessions, header: &str, secret: &[u8]) {
+fn guard_benches(c: &mut Criterion, sessions: &Sessions, pool: &[String], header: &str, secret: &[u8]) {
     let token = header.strip_prefix("Bearer ").unwrap();
     let key = DecodingKey::from_secret(secret).expect("an HMAC key");
     let validation = Validation::new(Algorithm::HS256);
@@ -148,6 +173,10 @@ fn guard_benches(c: &mut Criterion, sessions: &Sessions, header: &str, secret: &
         b.iter(|| jsonwebtoken::decode::<BareClaims>(black_box(token), &key, &validation).unwrap())
     });
     group.bench_function("whole_check", |b| {
+        let mut next = 0;
+        b.iter(|| check_next(sessions, pool, &mut next))
+    });
+    group.bench_function("seen_before", |b| {
         b.iter(|| sessions.verify_authorization(black_box(header)).unwrap())
     });
     group.bench_function("revocation_lookup", |b| {
@@ -186,12 +215,10 @@ fn asymmetric_benches(c: &mut Criterion, runtime: &Runtime) {
             .block_on(Client::untracked(rocket::custom(figment).attach(harness.fairing())))
             .expect("the bench's Rocket launches");
         let sessions = client.rocket().state::<Sessions>().expect("managed Sessions").clone();
-        let pair = runtime
-            .block_on(sessions.login("bench-user", (), &ClientInfo::default()))
-            .unwrap();
-        let header = format!("Bearer {}", pair.access_token);
+        let pool = token_pool(runtime, &sessions, TOKEN_POOL);
         group.bench_function(name, |b| {
-            b.iter(|| sessions.verify_authorization(black_box(&header)).unwrap())
+            let mut next = 0;
+            b.iter(|| check_next(&sessions, &pool, &mut next))
         });
         drop(client);
     }
@@ -345,7 +372,14 @@ struct Ratio {
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 10] = [
+const RATIOS: [Ratio; 11] = [
+    Ratio {
+        figure: "guard: a token seen before",
+        measured: "guard/seen_before",
+        baseline: "the whole check (first sight)",
+        against: "guard/whole_check",
+        target: "",
+    },
     Ratio {
         figure: "guard: whole check, Ed25519 key (EdDSA)",
         measured: "guard/whole_check_eddsa",
@@ -457,12 +491,13 @@ fn main() {
         .unwrap();
     let header = format!("Bearer {}", pair.access_token);
     let user = sessions.verify_authorization(&header).unwrap();
+    let pool = token_pool(&runtime, &sessions, TOKEN_POOL);
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    guard_benches(&mut c, &sessions, &header, &secret);
+    guard_benches(&mut c, &sessions, &pool, &header, &secret);
     asymmetric_benches(&mut c, &runtime);
     redis_benches(&mut c, &header, &user, &secret);
     store_benches(&mut c, &runtime, &sessions, harness.directory());
