@@ -10,7 +10,10 @@
 //! again, the very same token (compared in constant time) gets them back
 //! without base64, HMAC or JSON, and its times are checked against the clock
 //! of this request as the full check would. Revocations are not this module's:
-//! they are checked on every request, whichever path gave the claims.
+//! the caller checks them whichever path gave the claims, and may keep a
+//! number with the token ([`Kept::note`]): the guard notes the revocation
+//! generation in which it last found the token unrevoked, and looks again
+//! once anything has been revoked since.
 //!
 //! Bounded: [`SLOTS`] entries at most, each for a token of at most
 //! [`MAX_CACHED_LEN`] bytes (longer ones are checked in full each time), in a
