@@ -137,39 +137,42 @@ async fn refresh(
     jar: &CookieJar<'_>,
     body: RefreshBody,
 ) -> RefreshResponse {
-    match cookie {
-        CookieRefresh::No => {}
-        CookieRefresh::Refused => return RefreshResponse::Refused(Error::CsrfRefused),
-        CookieRefresh::Token(token) => {
-            return match sessions.refresh(&token, &client).await {
-                Ok(pair) => {
-                    sessions.set_cookies(jar, &pair);
-                    RefreshResponse::Rotated(Status::NoContent)
-                }
-                Err(Error::InvalidToken) => {
-                    sessions.clear_cookies(jar);
-                    RefreshResponse::Refused(Error::InvalidToken)
-                }
-                // Nothing rotated (the store or the claims source failed):
-                // the cookies stay for a retry.
-                Err(error) => RefreshResponse::Refused(error),
-            };
-        }
-    }
-    match body {
-        RefreshBody::Json(token) => match sessions.refresh(&token, &client).await {
-            Ok(pair) => RefreshResponse::Tokens(pair),
-            Err(error) => RefreshResponse::Refused(error),
-        },
-        RefreshBody::BadJson(status) => RefreshResponse::BadBody(BadBody(status)),
+    // One call of `refresh` (one copy of its future in this one).
+    let (token, via) = match (cookie, body) {
+        (CookieRefresh::Refused, _) => return RefreshResponse::Refused(Error::CsrfRefused),
+        (CookieRefresh::Token(token), _) => (token, RefreshVia::Cookie),
+        (CookieRefresh::No, RefreshBody::Json(token)) => (token, RefreshVia::Json),
+        (CookieRefresh::No, RefreshBody::BadJson(status)) => return RefreshResponse::BadBody(BadBody(status)),
         // RFC 6749 §6: a stock OAuth client's refresh, with §5.2's errors.
-        RefreshBody::Form(Err(error)) => RefreshResponse::OAuth(error),
-        RefreshBody::Form(Ok(token)) => match sessions.refresh(&token, &client).await {
-            Ok(pair) => RefreshResponse::Tokens(pair),
-            Err(Error::InvalidToken) => RefreshResponse::OAuth(OAuthError::invalid_grant()),
-            Err(error) => RefreshResponse::Refused(error),
-        },
+        (CookieRefresh::No, RefreshBody::Form(Err(error))) => return RefreshResponse::OAuth(error),
+        (CookieRefresh::No, RefreshBody::Form(Ok(token))) => (token, RefreshVia::Form),
+    };
+    match (via, sessions.refresh(&token, &client).await) {
+        (RefreshVia::Cookie, Ok(pair)) => {
+            sessions.set_cookies(jar, &pair);
+            RefreshResponse::Rotated(Status::NoContent)
+        }
+        (RefreshVia::Cookie, Err(Error::InvalidToken)) => {
+            sessions.clear_cookies(jar);
+            RefreshResponse::Refused(Error::InvalidToken)
+        }
+        (RefreshVia::Json | RefreshVia::Form, Ok(pair)) => RefreshResponse::Tokens(pair),
+        (RefreshVia::Form, Err(Error::InvalidToken)) => RefreshResponse::OAuth(OAuthError::invalid_grant()),
+        // Nothing rotated (the store or the claims source failed): cookies
+        // stay for a retry.
+        (_, Err(error)) => RefreshResponse::Refused(error),
     }
+}
+
+/// Where `POST /auth/refresh` found the refresh token, which decides how it
+/// is answered.
+enum RefreshVia {
+    /// The refresh cookie: new cookies and 204.
+    Cookie,
+    /// The crate's JSON body: the JSON pair.
+    Json,
+    /// An RFC 6749 form: the pair, §5.2's `invalid_grant` for a bad token.
+    Form,
 }
 
 /// Whether the request is authenticated by cookie (no `Authorization`

@@ -6,11 +6,14 @@
 //! thread checkpoints every 200 ms without blocking writes (`PASSIVE`); but
 //! under steady writes a passive checkpoint never catches up, and SQLite
 //! restarts the WAL from its start only when a write begins with every frame
-//! copied back. So once the `-wal` file passes [`WAL_LIMIT_BYTES`], the writing
+//! copied back. So once the WAL's frames pass [`WAL_LIMIT_BYTES`], the writing
 //! thread itself finishes the checkpoint between two batches, when no write of
 //! this process can add frames; the next batch then restarts the WAL and SQLite
 //! cuts the file back to the limit (`journal_size_limit`). The file stays
 //! within the limit plus one batch, unless a reader holds an old snapshot.
+//! The frames are counted by SQLite at each commit (its WAL hook, which
+//! counts every connection's frames, another process's too): no `stat` of
+//! the file for each batch.
 //!
 //!
 //! Before each batch (and every 200 ms) the path is
@@ -35,11 +38,14 @@
 //! and the write (microseconds) still ends the process with `SIGBUS`; nothing
 //! acknowledged is lost, and the restart fails launch naming the file.
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
 use super::{lock, Shared, BUSY_TIMEOUT, STATEMENT_CACHE};
@@ -56,11 +62,34 @@ pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 /// Repeated failures of the background checkpointer.
 static CHECKPOINT_FAILURES: LogLimit = LogLimit::new();
 
+thread_local! {
+    /// The frames in the WAL after this thread's last commit on a writing
+    /// connection, as SQLite's WAL hook told; taken by [`Shared::bound_wal`].
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// The WAL hook of the writing connection (see [`count_wal_frames`]).
+fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
+    Ok(())
+}
+
+/// Has SQLite count the WAL's frames at each commit of `connection`, for
+/// [`Shared::bound_wal`]; gives how many frames make [`WAL_LIMIT_BYTES`].
+/// After [`configure`], which would remove the hook (`wal_autocheckpoint`).
+pub(super) fn count_wal_frames(connection: &Connection) -> rusqlite::Result<u64> {
+    let page_bytes: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    connection.wal_hook(Some(note_wal_frames));
+    // Each frame is a page and its 24-byte header.
+    Ok(WAL_LIMIT_BYTES / (page_bytes.unsigned_abs() + 24))
+}
+
 impl Shared {
     /// Finishes the checkpoint when the WAL has passed its limit (see the
-    /// module docs).
+    /// module docs). Runs on the thread that ran the batch.
     pub(super) fn bound_wal(&self, connection: &Connection) {
-        if wal_bytes(&self.path) <= WAL_LIMIT_BYTES {
+        let frames = WAL_FRAMES.replace(0);
+        if u64::try_from(frames).unwrap_or(0) <= self.wal_frame_limit {
             return;
         }
         let _only_checkpoint = lock(&self.checkpointing);
@@ -291,11 +320,6 @@ pub(super) fn configure(connection: &mut Connection) -> Result<(), rusqlite::Err
          PRAGMA wal_autocheckpoint = 0;
          PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
     ))
-}
-
-/// The size of the `-wal` file beside `database`; 0 when there is none.
-fn wal_bytes(database: &Path) -> u64 {
-    std::fs::metadata(companion(database, "-wal")).map_or(0, |metadata| metadata.len())
 }
 
 /// One passive checkpoint: the frames in the WAL and those copied back.

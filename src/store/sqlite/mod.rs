@@ -33,7 +33,9 @@ use crate::store::{
     PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
     StoreFuture, ThrottledUntil,
 };
-use file::{check_companions, configure, create_private, open_connection, start_checkpointer, FileIdentity};
+use file::{
+    check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, FileIdentity,
+};
 use writer::Queue;
 pub(crate) use writer::Tx;
 
@@ -87,6 +89,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Held for each checkpoint: the background one and the writer's catch-up.
     checkpointing: Mutex<()>,
+    /// The WAL frames past which the writer finishes a checkpoint.
+    wal_frame_limit: u64,
     /// A connection kept to ask `PRAGMA data_version` (did any other
     /// connection, in this process or another, commit?) and the last answer.
     watch: Mutex<(Connection, i64)>,
@@ -123,7 +127,7 @@ impl SqliteStore {
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(|e| cannot(e.into()))?;
-        // Each write of a batch runs in a savepoint, whose undo copies of the
+        // Each write of a batch but the first runs in a savepoint, whose undo copies of the
         // pages it changes SQLite keeps in a sub-journal. On a file it starts
         // as one 64 KiB buffer, allocated and freed again for every write;
         // in memory it grows in 1 KiB pieces, as many as the pages changed.
@@ -136,6 +140,7 @@ impl SqliteStore {
         // Migrating always writes (the schema version is stored again), so a
         // file that cannot be written fails here, not at the first logout.
         migrate::migrate(&mut writer).map_err(cannot)?;
+        let wal_frame_limit = count_wal_frames(&writer).map_err(|e| cannot(e.into()))?;
 
         let manager = SqliteConnectionManager::file(path).with_init(configure);
         let pool = r2d2::Pool::builder()
@@ -153,6 +158,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             queue: Mutex::default(),
             checkpointing: Mutex::new(()),
+            wal_frame_limit,
         });
         start_checkpointer(&shared).map_err(cannot)?;
         Ok(SqliteStore { shared })

@@ -4,11 +4,14 @@
 //! failure counts, session data, prune batches) is a closure queued with
 //! [`SqliteStore::write`]. One blocking thread at a time takes all the writes
 //! waiting and runs them on the one writing connection, in one
-//! `BEGIN IMMEDIATE` transaction, each in a savepoint of its own (group
-//! commit), and answers each once the commit is known: no caller hears `Ok`
-//! for a write that is not durable, and an error or a panic in one write rolls
-//! back that write only. Reads run on a pool of connections beside it (WAL lets
-//! them run during a write), on Tokio's blocking pool.
+//! `BEGIN IMMEDIATE` transaction (group commit), and answers each once the
+//! commit is known: no caller hears `Ok` for a write that is not durable, and
+//! an error or a panic in one write rolls back that write only. The first
+//! write of a batch runs straight in the transaction: should it fail, the
+//! transaction holds nothing else, so it is rolled back whole and the rest
+//! run in a new one. Each later write runs in a savepoint of its own. Reads
+//! run on a pool of connections beside it (WAL lets them run during a
+//! write), on Tokio's blocking pool.
 
 use std::panic::AssertUnwindSafe;
 
@@ -33,9 +36,11 @@ pub(crate) struct Tx<'c>(pub(super) &'c Connection);
 
 /// A queued write, type-erased.
 trait PendingWrite: Send {
-    /// Runs the write in the batch's transaction; gives how to answer it once
-    /// the commit is known.
-    fn run(self: Box<Self>, connection: &Connection) -> Answer;
+    /// Runs the write in the batch's transaction, in a savepoint of its own
+    /// unless it is the transaction's first (`first`); gives how to answer it
+    /// once the commit is known, and whether it succeeded. A first write that
+    /// failed left its changes in the transaction: the caller rolls it back.
+    fn run(self: Box<Self>, connection: &Connection, first: bool) -> (Answer, bool);
     /// Answers without running: the batch could not run.
     fn fail(self: Box<Self>, error: StoreError);
 }
@@ -53,16 +58,22 @@ where
     T: Send + 'static,
     F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, connection: &Connection) -> Answer {
+    fn run(self: Box<Self>, connection: &Connection, first: bool) -> (Answer, bool) {
         let Pending { work, reply } = *self;
-        let outcome = in_savepoint(connection, |connection| work(&Tx(connection)));
-        Box::new(move |committed| {
+        let outcome = if first {
+            caught(|| work(&Tx(connection)))
+        } else {
+            in_savepoint(connection, |connection| work(&Tx(connection)))
+        };
+        let succeeded = outcome.is_ok();
+        let answer: Answer = Box::new(move |committed| {
             let _ = reply.send(match (outcome, committed) {
                 (Ok(value), Ok(())) => Ok(value),
                 (Ok(_), Err(error)) => Err(error.clone()),
                 (Err(error), _) => Err(error),
             });
-        })
+        });
+        (answer, succeeded)
     }
 
     fn fail(self: Box<Self>, error: StoreError) {
@@ -71,9 +82,9 @@ where
 }
 
 impl SqliteStore {
-    /// Runs `work` in a savepoint of the next batch's transaction and gives its
-    /// result once that transaction is committed (see the module docs). An
-    /// error of `work` rolls back its own changes only.
+    /// Runs `work` in the next batch's transaction and gives its result once
+    /// that transaction is committed (see the module docs). An error or a
+    /// panic of `work` rolls back its own changes only.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -142,18 +153,42 @@ impl Shared {
             fail_all(writes, &error);
             return Ok(());
         }
-        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(transaction) => transaction,
-            Err(error) => {
-                let error = StoreError::from(error);
-                fail_all(writes, &error);
-                return Err(error);
-            }
-        };
-        let mut answers = Vec::with_capacity(writes.len());
         let mut writes = writes.into_iter();
-        for write in writes.by_ref() {
-            answers.push(write.run(&transaction));
+        let mut answers = Vec::with_capacity(writes.len());
+        loop {
+            let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(transaction) => transaction,
+                Err(error) => {
+                    let error = StoreError::from(error);
+                    fail_all(writes.collect(), &error);
+                    return Err(error);
+                }
+            };
+            let Some(first) = writes.next() else {
+                return Ok(());
+            };
+            let (answer, succeeded) = first.run(&transaction, true);
+            if !succeeded {
+                // Its changes are all the transaction holds (a rollback SQLite
+                // already did is not done again); its answer is its own error.
+                let undone = transaction.finish().map_err(StoreError::from);
+                answer(Ok(()));
+                if let Err(error) = undone {
+                    fail_all(writes.collect(), &error);
+                    return Err(error);
+                }
+                if writes.len() == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            answers.push(answer);
+            for write in writes.by_ref() {
+                if transaction.is_autocommit() {
+                    break;
+                }
+                answers.push(write.run(&transaction, false).0);
+            }
             // Some failures (a full disk, an I/O error) make SQLite roll back
             // the whole transaction: what ran so far is gone, and what follows
             // would run outside any transaction.
@@ -168,13 +203,23 @@ impl Shared {
                 fail_all(writes.collect(), &error);
                 return Err(error);
             }
+            let committed = transaction.commit().map_err(StoreError::from);
+            for answer in answers {
+                answer(committed.as_ref().map(|_| ()));
+            }
+            return committed;
         }
-        let committed = transaction.commit().map_err(StoreError::from);
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()));
-        }
-        committed
     }
+}
+
+/// Runs `work`, a panic of it made an error.
+fn caught<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(StoreError::new(
+            ErrorKind::Other,
+            "a write panicked; its changes were rolled back",
+        ))
+    })
 }
 
 /// Runs `work` in a savepoint of the open transaction: on error (or panic),
@@ -185,13 +230,7 @@ fn in_savepoint<T>(
 ) -> Result<T, StoreError> {
     // Cached: parsing these for every write of a batch showed in profiles.
     connection.prepare_cached("SAVEPOINT batched_write")?.execute([])?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(connection))).unwrap_or_else(|_| {
-        Err(StoreError::new(
-            ErrorKind::Other,
-            "a write panicked; its changes were rolled back",
-        ))
-    });
-    match outcome {
+    match caught(|| work(connection)) {
         Ok(value) => {
             connection.prepare_cached("RELEASE batched_write")?.execute([])?;
             Ok(value)
@@ -212,6 +251,85 @@ mod tests {
     fn blocklist(tx: &Tx<'_>, jti: &str) -> Result<(), StoreError> {
         tx.0.execute("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, 1)", [jti])?;
         Ok(())
+    }
+
+    /// One write for [`run_batch`]: blocklists `jti`, then succeeds (0),
+    /// fails (1) or panics (2).
+    fn planned(
+        jti: String,
+        plan: u8,
+    ) -> (
+        Box<dyn PendingWrite>,
+        rocket::tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (reply, answer) = rocket::tokio::sync::oneshot::channel();
+        let work = move |tx: &Tx<'_>| {
+            blocklist(tx, &jti)?;
+            match plan {
+                1 => Err(StoreError::new(ErrorKind::Other, "a failing write")),
+                2 => panic!("a write that panics"),
+                _ => Ok(()),
+            }
+        };
+        (Box::new(Pending { work, reply }), answer)
+    }
+
+    #[rocket::async_test]
+    async fn whichever_write_of_a_batch_fails_only_its_own_changes_are_lost() {
+        let directory = std::env::temp_dir().join(format!("rss-first-{}", crate::crypto::random_id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
+        // The first write runs outside a savepoint: these put the failing
+        // write first, alone, twice in a row and after it.
+        let plans: [&[u8]; 7] = [
+            &[1, 0, 0],
+            &[2, 0],
+            &[1],
+            &[1, 1, 0],
+            &[1, 2, 1],
+            &[0, 1, 0],
+            &[0, 2, 1, 0],
+        ];
+        for (case, plan) in plans.iter().enumerate() {
+            let (writes, answers): (Vec<_>, Vec<_>) = plan
+                .iter()
+                .enumerate()
+                .map(|(n, &step)| planned(format!("c{case}-{n}"), step))
+                .unzip();
+            let shared = store.shared.clone();
+            rocket::tokio::task::spawn_blocking(move || {
+                let mut connection = lock(&shared.writer);
+                shared.run_batch(&mut connection, writes)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            for (n, answer) in answers.into_iter().enumerate() {
+                let outcome = answer.await.unwrap();
+                assert_eq!(outcome.is_ok(), plan[n] == 0, "case {case}, write {n}: {outcome:?}");
+            }
+            let prefix = format!("c{case}-%");
+            let kept: Vec<String> = store
+                .read(move |reader| {
+                    Ok(reader
+                        .0
+                        .prepare("SELECT jti FROM revoked_tokens WHERE jti LIKE ?1 ORDER BY jti")?
+                        .query_map([prefix], |row| row.get(0))?
+                        .collect::<Result<_, _>>()?)
+                })
+                .await
+                .unwrap();
+            let expected: Vec<String> = (0..plan.len())
+                .filter(|&n| plan[n] == 0)
+                .map(|n| format!("c{case}-{n}"))
+                .collect();
+            assert_eq!(kept, expected, "case {case}");
+        }
+        // The writer is left with no transaction open.
+        assert_eq!(store.write(|_| Ok(7)).await.unwrap(), 7);
+        assert!(lock(&store.shared.writer).is_autocommit());
+        drop(store);
+        let _ = std::fs::remove_dir_all(directory);
     }
 
     #[rocket::async_test]
