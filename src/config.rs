@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
+pub use crate::store::Durability;
 use crate::store::{Database, SessionLimit};
 use crate::token::{AccessRules, SigningKey};
 
@@ -84,6 +85,19 @@ sessions_config! {
         /// instances' revocations still arrive within a second (the feed is
         /// read at least every second). Default: none (listen on `database`).
         listen_database: Option<String> = None,
+        /// What a write answered as done survives, on a SQLite `database`:
+        /// `"power_loss"` (the default) syncs the WAL to stable storage at
+        /// every commit (`PRAGMA synchronous = FULL`, one `fsync` a batch of
+        /// the group-committing writer), so a power cut or an OS crash undoes
+        /// nothing that was answered. `"process_crash"` syncs only at
+        /// checkpoints (`synchronous = NORMAL`, about every 200 ms): faster
+        /// writes, still nothing lost when the app is killed, but a power cut
+        /// or OS crash may undo the writes of the last fraction of a second
+        /// (a logout answered 204, a rotation), and the refresh tokens they
+        /// ended work again. On PostgreSQL the server's `synchronous_commit`
+        /// decides (launch fails when it is `off`); this key is for SQLite
+        /// only.
+        durability: Durability = Durability::PowerLoss,
         /// Whether the PostgreSQL `database` is reached through a connection
         /// pooler in transaction mode (PgBouncer, Supavisor): statements are
         /// then sent unnamed, parsed by the server each time, instead of

@@ -127,11 +127,16 @@
 //! one row per username or network with recent failures, at most
 //! `max_failure_scopes`; junk refresh tokens write nothing. Every write goes
 //! through one writer that commits the writes waiting together, and answers
-//! each only once it is durable; a revocation reaches memory only after its
+//! each only once it is durable: on stable storage, synced, so that neither a
+//! killed process nor a power cut undoes it (`durability = "process_crash"`
+//! gives up the power cut for faster writes); a revocation reaches memory only after its
 //! commit, so memory and disk never disagree, and a write that fails (a full or
 //! read-only disk) changed nothing and answers 503. The WAL stays under 16 MiB
-//! plus one batch of writes. A file that cannot be written fails launch; a file
-//! deleted or replaced while running is noticed before the next write. Files are
+//! plus one batch of writes. A file that cannot be written fails launch; a file,
+//! `-wal` or `-shm` deleted or replaced while running is noticed before the
+//! next write is answered (a deleted `-wal`'s frames are copied into the file
+//! first); a `-wal` left beside a file restored from a copy is moved aside at
+//! launch, never replayed into it; a clean stop leaves one file. Files are
 //! created with mode 0600. Time comes from a [`Clock`] that never steps back,
 //! and pruning trusts no forward step of the wall clock.
 //!
@@ -201,7 +206,8 @@ pub mod testing;
 pub use client::ClientInfo;
 pub use clock::Clock;
 pub use config::{
-    AtMaxSessions, ConfigError, ForwardedHeader, KeyConfig, SameSitePolicy, SessionsConfig, MIN_SECRET_BYTES,
+    AtMaxSessions, ConfigError, Durability, ForwardedHeader, KeyConfig, SameSitePolicy, SessionsConfig,
+    MIN_SECRET_BYTES,
 };
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{

@@ -12,6 +12,7 @@
 //! | `browser` | `/usr/bin/chromium` and `/usr/bin/chromedriver` exist, or `REQUIRE_BROWSER` is set |
 //! | `nginx` | `/usr/sbin/nginx` exists |
 //! | `python_clients` | `python3` imports authlib, jwt, requests and cryptography |
+//! | `lazyfs` | `/dev/fuse` exists and Debian's `/usr/bin/python3` imports `fusepy` (package python3-fusepy), as root |
 //!
 //! With `CI` set, each is on whatever is found (the PostgreSQL ones still
 //! need `--features postgres`): CI runs every test, and one whose server or
@@ -56,6 +57,16 @@ fn python_clients() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+/// The power-cut filesystem (tests/powercut/lazyfs.py, run by Debian's
+/// python3 with its fusepy) can mount here.
+fn lazyfs() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+    root && installed(&["/dev/fuse", "/usr/lib/python3/dist-packages/fusepy.py"])
+}
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     for variable in VARIABLES {
@@ -82,6 +93,7 @@ fn main() {
         ),
         ("nginx", installed(&["/usr/sbin/nginx"]) || ci),
         ("python_clients", ci || python_clients()),
+        ("lazyfs", ci || lazyfs()),
     ];
     for (cfg, enabled) in on {
         println!("cargo::rustc-check-cfg=cfg({cfg})");

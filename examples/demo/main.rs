@@ -62,13 +62,14 @@ use api::{admin_users, ban_user, change_password, change_role, health, login, lo
 use pages::{error_answer, home, login_page, login_submit, logout_page, register_page, register_submit};
 use rocket::{catchers, routes, Build, Rocket};
 use rocket_sqlite_sessions::{SessionEvent, Sessions};
-use users::{users_fairing, PasswordHashing};
+use users::{users_closer, users_fairing, PasswordHashing};
 
 /// The demo's routes, catchers and users table on `rocket`, which must have the
 /// sessions fairing attached.
 pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
     rocket
         .attach(users_fairing())
+        .attach(users_closer())
         .manage(PasswordHashing::new())
         .mount(
             "/",

@@ -2,7 +2,7 @@
 //! roles, password hashing with Argon2id, and the claims their tokens carry.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -68,10 +68,10 @@ fn mixes_scripts(name: &str) -> bool {
     scripts.any(|other| Some(other) != first)
 }
 
-/// The users table's connections.
+/// The users table's connections; closed at shutdown ([`Pool::close`]).
 #[derive(Clone)]
 pub(crate) struct Pool {
-    inner: r2d2::Pool<SqliteConnectionManager>,
+    inner: Arc<RwLock<Option<r2d2::Pool<SqliteConnectionManager>>>>,
     /// The database's `-shm` file.
     shm: std::path::PathBuf,
 }
@@ -87,7 +87,16 @@ impl Pool {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(errno) => return Err(format!("`{}` cannot be written: {errno}", self.shm.display())),
         }
-        self.inner.get().map_err(|e| e.to_string())
+        let pool = self.inner.read().unwrap_or_else(PoisonError::into_inner).clone();
+        pool.ok_or_else(|| "the users table was closed: the demo is stopping".to_string())?
+            .get()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Closes the connections (those in use when they come back), so that
+    /// a stopped demo leaves its database as one file.
+    pub(crate) fn close(&self) {
+        drop(self.inner.write().unwrap_or_else(PoisonError::into_inner).take());
     }
 }
 
@@ -496,10 +505,25 @@ pub(crate) fn username_of(user: &AuthUser) -> Option<String> {
     user.claim("username")
 }
 
+/// Closes the users table's connections at shutdown.
+pub(crate) fn users_closer() -> AdHoc {
+    AdHoc::on_shutdown("demo users closed", |rocket| {
+        Box::pin(async move {
+            if let Some(users) = rocket.state::<Users>() {
+                users.pool.close();
+            }
+        })
+    })
+}
+
 /// Opens the demo's users table: in the sessions file, or in the SQLite file
 /// `demo_users` names (needed when the sessions are in PostgreSQL).
 pub(crate) fn users_fairing() -> AdHoc {
     AdHoc::try_on_ignite("demo users", |rocket| async {
+        if rocket.state::<Sessions>().is_none() {
+            // The sessions fairing failed and said why: open nothing.
+            return Err(rocket);
+        }
         let database = match rocket.figment().extract_inner::<std::path::PathBuf>("demo_users") {
             Ok(path) => path,
             Err(_) => match SessionsConfig::from_figment(rocket.figment()) {
@@ -519,14 +543,17 @@ pub(crate) fn users_fairing() -> AdHoc {
         };
         let manager = SqliteConnectionManager::file(&database).with_init(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
-            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         });
         let mut shm = database.clone().into_os_string();
         shm.push("-shm");
         let opened = r2d2::Pool::builder()
             .max_size(4)
             .build(manager)
-            .map(|inner| Pool { inner, shm: shm.into() })
+            .map(|inner| Pool {
+                inner: Arc::new(RwLock::new(Some(inner))),
+                shm: shm.into(),
+            })
             .map_err(|e| e.to_string())
             .and_then(|pool| {
                 pool.get()

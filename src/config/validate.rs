@@ -162,7 +162,9 @@ impl SessionsConfig {
             .listening_on(self.listen_database.as_deref())
             .map_err(|m| ConfigError::invalid("listen_database", m))?
             .pooled(self.pooled)
-            .map_err(|m| ConfigError::invalid("pooled", m))?;
+            .map_err(|m| ConfigError::invalid("pooled", m))?
+            .durable(self.durability)
+            .map_err(|m| ConfigError::invalid("durability", m))?;
 
         Ok(Settings {
             database,

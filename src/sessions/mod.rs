@@ -197,7 +197,7 @@ impl Sessions {
     /// owns its tables (listed in the crate docs) and `PRAGMA user_version`.
     pub fn database_path(&self) -> Option<&std::path::Path> {
         match &self.inner.settings.database {
-            Database::Sqlite(path) => Some(path),
+            Database::Sqlite(path, _) => Some(path),
             #[cfg(feature = "postgres")]
             Database::Postgres { .. } => None,
         }

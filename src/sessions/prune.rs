@@ -176,6 +176,14 @@ impl Sessions {
         self.inner.feed_stop.notify_waiters();
         let _ = self.inner.prune_lock.lock().await;
     }
+
+    /// Closes the store for this process, at shutdown after
+    /// [`stop_pruning`](Self::stop_pruning): queued writes run, then every
+    /// connection closes (a SQLite file is left without `-wal` and `-shm`
+    /// when no other process uses it).
+    pub(crate) async fn close_store(&self) {
+        self.inner.store.close().await;
+    }
 }
 
 /// Pauses a pass after a batch for as long as the batch took (waiting for the

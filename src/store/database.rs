@@ -3,11 +3,28 @@
 
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
+/// What a SQLite write answered as done survives (the `durability` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Durability {
+    /// Nothing answered is lost to a power cut or an OS crash: the WAL is
+    /// synced at every commit (`PRAGMA synchronous = FULL`).
+    #[default]
+    PowerLoss,
+    /// Nothing answered is lost when the process dies; a power cut or an OS
+    /// crash may undo the last writes before the next checkpoint (about
+    /// 200 ms): `PRAGMA synchronous = NORMAL`.
+    ProcessCrash,
+}
+
 /// Where the sessions are kept: the backend `database` names.
 #[derive(Clone)]
 pub(crate) enum Database {
-    /// A SQLite file.
-    Sqlite(PathBuf),
+    /// A SQLite file, and what its writes survive (`durability`).
+    Sqlite(PathBuf, Durability),
     /// A PostgreSQL URL, and the direct one the feed listens on when
     /// `database` goes through a pooler.
     #[cfg(feature = "postgres")]
@@ -27,7 +44,7 @@ impl Database {
             return Err("must be a file path or a postgres:// URL".into());
         }
         if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-            return Ok(Database::Sqlite(database.to_path_buf()));
+            return Ok(Database::Sqlite(database.to_path_buf(), Durability::default()));
         }
         #[cfg(feature = "postgres")]
         {
@@ -56,7 +73,7 @@ impl Database {
             return Ok(self);
         };
         match self {
-            Database::Sqlite(_) => {
+            Database::Sqlite(..) => {
                 let _ = listen;
                 Err("is for a PostgreSQL `database` only; remove it".into())
             }
@@ -80,9 +97,26 @@ impl Database {
     /// name); the error says what is wrong with it.
     pub(crate) fn pooled(self, pooled: bool) -> Result<Database, String> {
         match self {
-            Database::Sqlite(_) if pooled => Err("is for a PostgreSQL `database` only; remove it".into()),
+            Database::Sqlite(..) if pooled => Err("is for a PostgreSQL `database` only; remove it".into()),
             #[cfg(feature = "postgres")]
             Database::Postgres { url, listen, .. } => Ok(Database::Postgres { url, listen, pooled }),
+            other => Ok(other),
+        }
+    }
+}
+
+impl Database {
+    /// This database with `durability`; the error says what is wrong.
+    pub(crate) fn durable(self, durability: Durability) -> Result<Database, String> {
+        match self {
+            Database::Sqlite(path, _) => Ok(Database::Sqlite(path, durability)),
+            #[cfg(feature = "postgres")]
+            Database::Postgres { .. } if durability != Durability::PowerLoss => Err(
+                "is for a SQLite `database` only: on PostgreSQL the server's `synchronous_commit` decides what \
+                 a commit survives, and the crate never weakens it; remove the key"
+                    .into(),
+            ),
+            #[cfg(feature = "postgres")]
             other => Ok(other),
         }
     }
@@ -92,7 +126,7 @@ impl std::fmt::Display for Database {
     /// The file's path, or the URL without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Sqlite(path, _) => write!(f, "{}", path.display()),
             #[cfg(feature = "postgres")]
             Database::Postgres { url, .. } => f.write_str(&redact_password(url)),
         }

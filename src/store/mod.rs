@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::crypto::IdKey;
 use crate::rotation::{Decision, Presented, RefreshState, RotationPolicy};
+pub use database::Durability;
 #[cfg_attr(not(feature = "postgres"), allow(unused_imports))]
 pub(crate) use database::{redact_password, Database};
 
@@ -410,14 +411,19 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// Returns when the feed may have new entries (another process committed,
     /// a notification came, a connection came back) or after `at_most`.
     fn wait_for_revocations(&self, at_most: Duration) -> StoreFuture<'_, ()>;
+
+    /// Closes the backend for this process at shutdown: the writes already
+    /// queued run, then every connection closes (SQLite: the WAL copied into
+    /// the file and removed); reads and writes after it fail.
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// Opens (creating and migrating as needed) the backend `database` names.
 pub(crate) async fn open(database: &Database) -> Result<Arc<dyn SessionStore>, StoreError> {
     match database {
-        Database::Sqlite(path) => {
-            let path = path.clone();
-            let store = rocket::tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+        Database::Sqlite(path, durability) => {
+            let (path, durability) = (path.clone(), *durability);
+            let store = rocket::tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path, durability))
                 .await
                 .map_err(|e| StoreError::other(format!("opening the SQLite store failed: {e}")))??;
             Ok(Arc::new(store))

@@ -123,10 +123,12 @@ impl Fairing for SessionsFairing {
                     Error::Store(cause) => cause.to_string(),
                     other => format!("cannot open `{database}`: {other}"),
                 };
-                let error = ConfigError::Invalid {
-                    key: "database",
-                    message,
+                let key = if message.starts_with("`listen_database`") {
+                    "listen_database"
+                } else {
+                    "database"
                 };
+                let error = ConfigError::Invalid { key, message };
                 log::error!("rocket_sqlite_sessions: {error}");
                 return Err(rocket);
             }
@@ -152,6 +154,7 @@ impl Fairing for SessionsFairing {
         }
         if let Some(sessions) = rocket.state::<Sessions>() {
             sessions.stop_pruning().await;
+            sessions.close_store().await;
         }
     }
 

@@ -43,6 +43,28 @@ pub(super) async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnec
     }
 }
 
+/// Connects once to the `listen_database` and listens, at launch: the error
+/// names the key.
+pub(super) async fn try_listen(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<(), StoreError> {
+    let shown = |error: &dyn std::fmt::Display| {
+        StoreError::other(format!(
+            "`listen_database` cannot be used: {error}; check its URL (user, password, host) and that it \
+             names the same database as `database`, directly (not through the pooler)"
+        ))
+    };
+    let connecting = rocket::tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(tls));
+    let (client, connection) = match connecting.await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(error)) => return Err(shown(&error)),
+        Err(_) => return Err(shown(&"no answer within 10 s")),
+    };
+    let driver = rocket::tokio::spawn(connection);
+    let listened = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    drop(client);
+    let _ = driver.await;
+    listened.map_err(|error| shown(&error))
+}
+
 /// One listening connection, until it fails (`Err`) or the store is gone
 /// (`Ok`).
 async fn listen_once(

@@ -204,12 +204,18 @@ impl PostgresStore {
         };
         {
             let mut client = pool.get().await.map_err(|e| cannot(e.into()))?;
+            refuse_asynchronous_commit(&client, &shown).await?;
             migrate::migrate(&mut client)
                 .await
                 .map_err(|error| match error.kind() {
                     ErrorKind::Schema => error,
                     _ => cannot(error),
                 })?;
+        }
+        if listen.is_some() {
+            // A listener that could never connect would leave other
+            // processes' revocations a second late: fail now instead.
+            listener::try_listen(&listen_config, listen_connector.clone()).await?;
         }
         let wake = Arc::new(Notify::new());
         let listener = rocket::tokio::spawn(listener::listen(listen_config, listen_connector, Arc::downgrade(&wake)));
@@ -237,6 +243,23 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+}
+
+/// Launch fails when the server would answer a commit before it is on
+/// disk (`synchronous_commit = off`): the crate answers a logout only once it
+/// is durable, and never weakens the setting itself.
+async fn refuse_asynchronous_commit(client: &tokio_postgres::Client, shown: &str) -> Result<(), StoreError> {
+    let row = client.query_one("SHOW synchronous_commit", &[]).await?;
+    let setting: String = row.get(0);
+    if setting == "off" {
+        return Err(StoreError::other(format!(
+            "the PostgreSQL database `{shown}` has `synchronous_commit = off` for this connection: a \
+             commit (a logout, a rotation) would be answered before it is durable, and a crash of the \
+             server could undo it. Set it to `on` (postgresql.conf, or ALTER ROLE/DATABASE … SET \
+             synchronous_commit = on)"
+        )));
+    }
+    Ok(())
 }
 
 impl SessionStore for PostgresStore {
@@ -412,6 +435,12 @@ impl SessionStore for PostgresStore {
             let client = self.client().await?;
             sessions::revocations_after(&client, cursor, limit).await
         })
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        // Every commit was durable when answered; the connections close with
+        // the process.
+        Box::pin(async {})
     }
 
     fn wait_for_revocations(&self, at_most: Duration) -> StoreFuture<'_, ()> {

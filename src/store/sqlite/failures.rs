@@ -206,7 +206,7 @@ mod tests {
     async fn making_room_never_evicts_the_scopes_of_the_attempt_counting() {
         let directory = std::env::temp_dir().join(format!("rss-failures-{}", crate::crypto::random_id()));
         std::fs::create_dir_all(&directory).unwrap();
-        let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
+        let store = SqliteStore::open(&directory.join("sessions.db"), crate::store::Durability::PowerLoss).unwrap();
         let scope = |byte: u8| FailureScope {
             key: [byte; 32],
             limit: 100,

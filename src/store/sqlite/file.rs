@@ -42,7 +42,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use rusqlite::hooks::Wal;
@@ -50,7 +50,7 @@ use rusqlite::Connection;
 
 use super::{lock, Shared, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::log_limit::LogLimit;
-use crate::store::{ErrorKind, StoreError};
+use crate::store::{Durability, ErrorKind, StoreError};
 
 /// How often the background checkpointer copies the WAL into the database and
 /// checks that the file is still there.
@@ -103,9 +103,19 @@ impl Shared {
         }
     }
 
-    /// `Ok` while the path names the file opened at launch and its `-shm`
-    /// file can be written (see the module docs).
-    pub(super) fn ensure_file(&self) -> Result<(), StoreError> {
+    /// `Ok` while the path names the file opened at launch, its `-wal` and
+    /// `-shm` files are the ones opened with it, and `-shm` can be written
+    /// (see the module docs). `connection` is one of this process's: should
+    /// `-wal` have been deleted or replaced, it copies what the WAL it still
+    /// holds open has into the database file first (a full checkpoint), so
+    /// that nothing answered is lost with the deleted file.
+    pub(super) fn ensure_file(&self, connection: &Connection) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::new(
+                ErrorKind::Other,
+                "the sessions database was closed: the app is shutting down",
+            ));
+        }
         let message = if self.lost.load(Ordering::SeqCst) {
             None
         } else if FileIdentity::of(&self.path) != self.identity {
@@ -114,6 +124,20 @@ impl Shared {
                  write now fails (503) so that none is lost silently. Put the file back and restart the app",
                 self.path.display()
             ))
+        } else if self.companions.shm.is_some()
+            && FileIdentity::of(&companion(&self.path, "-shm")) != self.companions.shm
+        {
+            Some(format!(
+                "`{}-shm` (SQLite's shared-memory index of the WAL, which every process using the database \
+                 shares) was deleted or replaced while the app was running; every read and write now fails \
+                 (503), since processes that no longer share it would corrupt the database. Stop every \
+                 process using the database, then start them again",
+                self.path.display()
+            ))
+        } else if self.companions.wal.is_some()
+            && FileIdentity::of(&companion(&self.path, "-wal")) != self.companions.wal
+        {
+            Some(self.rescue_wal(connection))
         } else {
             let shm = companion(&self.path, "-shm");
             match writable_in_place(&shm) {
@@ -138,6 +162,58 @@ impl Shared {
         }
         Err(StoreError::new(ErrorKind::Other, message))
     }
+
+    /// The `-wal` file was deleted or replaced: copies what the WAL this
+    /// process still holds open has into the database file (which SQLite
+    /// syncs), once; gives the error line.
+    fn rescue_wal(&self, connection: &Connection) -> String {
+        let wal = companion(&self.path, "-wal");
+        if self.lost.load(Ordering::SeqCst) {
+            return format!("`{}` was deleted or replaced; restart the app", wal.display());
+        }
+        let _only_checkpoint = lock(&self.checkpointing);
+        let copied = connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        let outcome = match copied {
+            Ok((0, frames, copied)) if frames == copied => {
+                format!(
+                    "the {copied} frames it held were copied into the database file first, so nothing answered is lost"
+                )
+            }
+            Ok((_, frames, copied)) => format!(
+                "only {copied} of the {frames} frames it held could be copied into the database file (a \
+                 reader held them); writes answered before may be lost"
+            ),
+            Err(error) => format!(
+                "copying the frames it held into the database file failed ({error}); writes answered \
+                 before may be lost"
+            ),
+        };
+        format!(
+            "`{}` (SQLite's write-ahead log) was deleted or replaced while the app was running; {outcome}. \
+             Every read and write now fails (503), since what goes on in a deleted file is lost at the \
+             next stop. Restart the app (every process using the database)",
+            wal.display()
+        )
+    }
+}
+
+/// The identities of the `-wal` and `-shm` files as this process opened
+/// them (`None`: not there at launch, not checked).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Companions {
+    pub(super) wal: Option<FileIdentity>,
+    pub(super) shm: Option<FileIdentity>,
+}
+
+impl Companions {
+    pub(super) fn of(database: &Path) -> Companions {
+        Companions {
+            wal: FileIdentity::of(&companion(database, "-wal")),
+            shm: FileIdentity::of(&companion(database, "-shm")),
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -153,7 +229,7 @@ impl Drop for Shared {
              not closed (a close would write it)",
             self.path.display()
         );
-        std::mem::forget(self.pool.clone());
+        std::mem::forget(self.pool.get_mut().unwrap_or_else(PoisonError::into_inner).take());
         for connection in [
             self.writer.get_mut().unwrap_or_else(|e| e.into_inner()),
             &mut self.watch.get_mut().unwrap_or_else(|e| e.into_inner()).0,
@@ -300,22 +376,28 @@ pub(super) fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 /// A connection to `path`, configured.
-pub(super) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+pub(super) fn open_connection(path: &Path, durability: Durability) -> Result<Connection, rusqlite::Error> {
     let mut connection = Connection::open(path)?;
-    configure(&mut connection)?;
+    configure(&mut connection, durability)?;
     Ok(connection)
 }
 
-/// Per-connection settings: WAL so readers never wait on the writer, NORMAL sync
-/// (durable across application crashes; WAL keeps the file consistent across power
-/// loss), no automatic checkpoints (see the module docs), and a WAL file cut
-/// back to [`WAL_LIMIT_BYTES`] when it restarts.
-pub(super) fn configure(connection: &mut Connection) -> Result<(), rusqlite::Error> {
+/// Per-connection settings: WAL so readers never wait on the writer; the
+/// WAL synced at every commit (`FULL`: durable across power loss) or only at
+/// checkpoints (`NORMAL`: durable across the process's crashes, and the
+/// file consistent across power loss), as `durability` says; no automatic
+/// checkpoints (see the module docs), and a WAL file cut back to
+/// [`WAL_LIMIT_BYTES`] when it restarts.
+pub(super) fn configure(connection: &mut Connection, durability: Durability) -> Result<(), rusqlite::Error> {
+    let synchronous = match durability {
+        Durability::PowerLoss => "FULL",
+        Durability::ProcessCrash => "NORMAL",
+    };
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = ON;
          PRAGMA wal_autocheckpoint = 0;
          PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
@@ -330,29 +412,31 @@ fn checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
 }
 
 /// Starts the thread that checkpoints the WAL and checks the file in the
-/// background. It ends once the store is dropped, with a last checkpoint.
+/// background. It ends once the store is closed or dropped, closing its
+/// connection.
 pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError> {
-    let connection = open_connection(&shared.path)?;
+    let connection = open_connection(&shared.path, shared.durability)?;
     let shm = companion(&shared.path, "-shm");
     let store: Weak<Shared> = Arc::downgrade(shared);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             while let Some(shared) = store.upgrade() {
-                if shared.ensure_file().is_ok() {
+                if shared.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                if shared.ensure_file(&connection).is_ok() {
                     let _only_checkpoint = lock(&shared.checkpointing);
                     if let Err(error) = checkpoint(&connection) {
                         CHECKPOINT_FAILURES.log(log::Level::Warn, format_args!("WAL checkpoint failed: {error}"));
                     }
                 }
                 drop(shared);
-                std::thread::sleep(CHECKPOINT_EVERY);
+                std::thread::park_timeout(CHECKPOINT_EVERY);
             }
-            // The last checkpoint, and the close, write the -shm file: not
-            // when that would be SIGBUS (see `Shared`'s `Drop`).
-            if writable_in_place(&shm).is_ok() {
-                let _ = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-            } else {
+            // The close writes the -shm file: not when that would be SIGBUS
+            // (see `Shared`'s `Drop`).
+            if writable_in_place(&shm).is_err() {
                 std::mem::forget(connection);
             }
         })
@@ -362,5 +446,45 @@ pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError>
                 format!("cannot start the WAL checkpointer thread: {e}"),
             )
         })?;
+    *lock(&shared.checkpointer) = Some(thread);
     Ok(())
+}
+
+impl Shared {
+    /// Closes the database for this process (Rocket's shutdown): waits for
+    /// the batch in progress, runs the writes already queued, copies the
+    /// whole WAL into the database file and empties it (`TRUNCATE`), then
+    /// closes every connection, so the last process to stop leaves the
+    /// database as one file (SQLite deletes `-wal` and `-shm` when its last
+    /// connection closes). Every read and write after it fails (503).
+    pub(super) fn close(&self) {
+        let mut writer = lock(&self.writer);
+        self.drain(&mut writer);
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Closing writes the -shm file: with it unwritable that is SIGBUS, so
+        // the connections are left for the process's end (see `Drop`).
+        if writable_in_place(&companion(&self.path, "-shm")).is_err() {
+            return;
+        }
+        if !self.lost.load(Ordering::SeqCst) {
+            let _only_checkpoint = lock(&self.checkpointing);
+            if let Err(error) = writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                log::warn!("rocket_sqlite_sessions: the last WAL checkpoint failed: {error}");
+            }
+        }
+        if let Some(thread) = lock(&self.checkpointer).take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        // Idle connections close now; one in use by a read closes when the
+        // read gives it back.
+        drop(self.pool.write().unwrap_or_else(PoisonError::into_inner).take());
+        for connection in [&mut *writer, &mut lock(&self.watch).0] {
+            if let Ok(memory) = Connection::open_in_memory() {
+                drop(std::mem::replace(connection, memory));
+            }
+        }
+    }
 }

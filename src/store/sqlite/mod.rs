@@ -5,13 +5,17 @@
 //!   [`SqliteStore::write`], run with the writes waiting beside it in one
 //!   transaction (group commit) and answered once it is durable. Reads run on
 //!   a pool of connections beside it (WAL lets them run during a write).
-//! - [`file`]: the file itself, created 0600, its WAL bounded, watched for
-//!   deletion or replacement.
+//! - [`file`]: the file itself, created 0600, its WAL bounded, it and its
+//!   `-wal` and `-shm` watched for deletion or replacement, closed at
+//!   shutdown.
+//! - [`identity`]: at launch, a `-wal` written for another file (the
+//!   database was restored from a copy) is moved aside, never replayed.
 //! - [`sessions`], [`failures`], [`prune`], [`migrate`]: the statements, as
 //!   the PostgreSQL backend has them.
 
 mod failures;
 mod file;
+mod identity;
 mod migrate;
 mod prune;
 mod sessions;
@@ -21,7 +25,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -29,13 +33,15 @@ use rusqlite::{Connection, ErrorCode};
 
 use crate::rotation::{Decision, RefreshState};
 use crate::store::{
-    Attempt, Created, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind,
-    PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
-    StoreFuture, ThrottledUntil,
+    Attempt, Created, DataUpdate, Durability, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs,
+    PruneKind, PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore,
+    StoreError, StoreFuture, ThrottledUntil,
 };
 use file::{
-    check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, FileIdentity,
+    check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, Companions,
+    FileIdentity,
 };
+use identity::{set_aside_foreign_companions, tag_file, LaunchLock};
 use writer::Queue;
 pub(crate) use writer::Tx;
 
@@ -80,9 +86,18 @@ struct Shared {
     path: PathBuf,
     /// What the path named at launch.
     identity: Option<FileIdentity>,
-    /// Set once the path no longer names that file.
+    /// The `-wal` and `-shm` files opened with it.
+    companions: Companions,
+    /// Set once the path no longer names that file, or a companion changed.
     lost: AtomicBool,
-    pool: r2d2::Pool<SqliteConnectionManager>,
+    /// Set at shutdown, once every connection is closed (see `close`).
+    closed: AtomicBool,
+    /// What a commit survives.
+    durability: Durability,
+    /// The reading connections; `None` once closed.
+    pool: RwLock<Option<r2d2::Pool<SqliteConnectionManager>>>,
+    /// The background checkpointer, joined at `close`.
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The one writing connection: only the thread running batches takes it.
     writer: Mutex<Connection>,
     /// Writes waiting for the next batch, and whether a thread runs batches.
@@ -104,7 +119,7 @@ impl SqliteStore {
     /// Opens (creating if needed, mode 0600) and migrates the file at `path`,
     /// and checks that it can be written. Errors name the path and say what to
     /// check.
-    pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         let cannot = |error: StoreError| {
             let (verb, fix) = match error.kind() {
                 ErrorKind::Schema => return error,
@@ -120,10 +135,13 @@ impl SqliteStore {
                 format!("cannot {verb} `{}`: {error}; {fix}", path.display()),
             )
         };
+        // Until the file is tagged, another process starting beside waits.
+        let _launch = LaunchLock::take(path);
         create_private(path).map_err(cannot)?;
-        // Its own message names the file.
+        // Their own messages name the file.
+        set_aside_foreign_companions(path)?;
         check_companions(path)?;
-        let mut writer = open_connection(path).map_err(|e| cannot(e.into()))?;
+        let mut writer = open_connection(path, durability).map_err(|e| cannot(e.into()))?;
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(|e| cannot(e.into()))?;
@@ -140,21 +158,30 @@ impl SqliteStore {
         // Migrating always writes (the schema version is stored again), so a
         // file that cannot be written fails here, not at the first logout.
         migrate::migrate(&mut writer).map_err(cannot)?;
+        tag_file(&writer, path)?;
         let wal_frame_limit = count_wal_frames(&writer).map_err(|e| cannot(e.into()))?;
 
-        let manager = SqliteConnectionManager::file(path).with_init(configure);
+        let manager = SqliteConnectionManager::file(path).with_init(move |c| configure(c, durability));
+        // Connections stay open: a new one made after `-wal` was deleted
+        // would start another WAL beside the one the others still use.
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| cannot(e.into()))?;
-        let watch = open_connection(path).map_err(|e| cannot(e.into()))?;
+        let watch = open_connection(path, durability).map_err(|e| cannot(e.into()))?;
         let shared = Arc::new(Shared {
             watch: Mutex::new((watch, 0)),
             path: path.to_path_buf(),
             identity: FileIdentity::of(path),
+            companions: Companions::of(path),
             lost: AtomicBool::new(false),
-            pool,
+            closed: AtomicBool::new(false),
+            durability,
+            pool: RwLock::new(Some(pool)),
+            checkpointer: Mutex::new(None),
             writer: Mutex::new(writer),
             queue: Mutex::default(),
             checkpointing: Mutex::new(()),
@@ -172,8 +199,8 @@ impl SqliteStore {
     {
         let shared = self.shared.clone();
         rocket::tokio::task::spawn_blocking(move || {
-            shared.ensure_file()?;
-            let connection = shared.pool.get()?;
+            let connection = shared.reader()?;
+            shared.ensure_file(&connection)?;
             work(&Reader(&connection))
         })
         .await
@@ -268,6 +295,10 @@ impl SessionStore for SqliteStore {
         Box::pin(self.read(move |reader| reader.revocations_after(cursor, limit)))
     }
 
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.close_file())
+    }
+
     fn wait_for_revocations(&self, at_most: Duration) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let deadline = std::time::Instant::now() + at_most;
@@ -286,12 +317,33 @@ impl SessionStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Closes the file for this process at shutdown (see `Shared::close`),
+    /// on a blocking thread.
+    async fn close_file(&self) {
+        let shared = self.shared.clone();
+        let _ = rocket::tokio::task::spawn_blocking(move || shared.close()).await;
+    }
+}
+
 impl Shared {
+    /// A pooled reading connection.
+    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        let pool = self.pool.read().unwrap_or_else(PoisonError::into_inner).clone();
+        match pool {
+            Some(pool) => Ok(pool.get()?),
+            None => Err(StoreError::new(
+                ErrorKind::Other,
+                "the sessions database was closed: the app is shutting down",
+            )),
+        }
+    }
+
     /// Whether a connection other than the watching one committed since the
     /// last call: SQLite's `data_version`, a read of shared memory.
     fn data_changed(&self) -> Result<bool, StoreError> {
-        self.ensure_file()?;
         let mut watch = lock(&self.watch);
+        self.ensure_file(&watch.0)?;
         let version: i64 = watch
             .0
             .prepare_cached("PRAGMA data_version")?

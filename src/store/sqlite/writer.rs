@@ -140,6 +140,20 @@ impl Shared {
         }
     }
 
+    /// Runs the writes waiting, on `connection` (the writer, locked by the
+    /// caller), until none is left: at shutdown.
+    pub(super) fn drain(&self, connection: &mut Connection) {
+        loop {
+            let writes = std::mem::take(&mut lock(&self.queue).writes);
+            if writes.is_empty() {
+                return;
+            }
+            if let Err(error) = self.run_batch(connection, writes) {
+                BATCH_FAILURES.log(log::Level::Error, format_args!("a batch of writes failed: {error}"));
+            }
+        }
+    }
+
     /// Runs `writes` in one transaction and answers each; the error is the
     /// batch's own failure, for the log.
     fn run_batch(&self, connection: &mut Connection, writes: Vec<Box<dyn PendingWrite>>) -> Result<(), StoreError> {
@@ -148,7 +162,7 @@ impl Shared {
                 write.fail(error.clone());
             }
         };
-        if let Err(error) = self.ensure_file() {
+        if let Err(error) = self.ensure_file(connection) {
             // Logged once, when the loss was found.
             fail_all(writes, &error);
             return Ok(());
@@ -203,7 +217,12 @@ impl Shared {
                 fail_all(writes.collect(), &error);
                 return Err(error);
             }
-            let committed = transaction.commit().map_err(StoreError::from);
+            // A `-wal` deleted during the batch is noticed before anyone
+            // hears `Ok` (its frames are then copied into the file).
+            let committed = transaction
+                .commit()
+                .map_err(StoreError::from)
+                .and_then(|()| self.ensure_file(connection));
             for answer in answers {
                 answer(committed.as_ref().map(|_| ()));
             }
@@ -247,6 +266,7 @@ fn in_savepoint<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Durability;
 
     fn blocklist(tx: &Tx<'_>, jti: &str) -> Result<(), StoreError> {
         tx.0.execute("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, 1)", [jti])?;
@@ -278,7 +298,7 @@ mod tests {
     async fn whichever_write_of_a_batch_fails_only_its_own_changes_are_lost() {
         let directory = std::env::temp_dir().join(format!("rss-first-{}", crate::crypto::random_id()));
         std::fs::create_dir_all(&directory).unwrap();
-        let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
+        let store = SqliteStore::open(&directory.join("sessions.db"), Durability::PowerLoss).unwrap();
         // The first write runs outside a savepoint: these put the failing
         // write first, alone, twice in a row and after it.
         let plans: [&[u8]; 7] = [
@@ -336,7 +356,7 @@ mod tests {
     async fn a_failing_batched_write_rolls_back_only_its_own_changes() {
         let directory = std::env::temp_dir().join(format!("rss-batch-{}", crate::crypto::random_id()));
         std::fs::create_dir_all(&directory).unwrap();
-        let store = SqliteStore::open(&directory.join("sessions.db")).unwrap();
+        let store = SqliteStore::open(&directory.join("sessions.db"), Durability::PowerLoss).unwrap();
         let writes = (0..32).map(|n| {
             let store = store.clone();
             rocket::tokio::spawn(async move {
