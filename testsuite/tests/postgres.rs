@@ -163,3 +163,96 @@ async fn a_refresh_is_two_statements() {
     );
     assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
 }
+
+/// Nothing in the crate weakens `synchronous_commit`: a trigger on the
+/// sessions table records the setting in force in each of the crate's
+/// transactions that write a session (login, rotation, logout), and every
+/// one is `on`; a database reached with `synchronous_commit = off` fails
+/// launch, naming the setting.
+#[rocket::async_test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
+async fn every_commit_of_the_crate_is_synchronous_and_an_asynchronous_one_fails_launch() {
+    let backend = Backend::postgres().await;
+    let Backend::Postgres { schema, url } = &backend else {
+        unreachable!()
+    };
+    let app = App::start_with(TestHarness::new(), |figment| backend.configure(figment)).await;
+    let admin = Backend::admin().await.expect("the test server");
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.seen_synchronous_commit (setting TEXT NOT NULL);
+             CREATE FUNCTION {schema}.note_synchronous_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO {schema}.seen_synchronous_commit VALUES (current_setting('synchronous_commit'));
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER note_synchronous_commit AFTER INSERT OR UPDATE ON {schema}.sessions
+                 FOR EACH ROW EXECUTE FUNCTION {schema}.note_synchronous_commit();"
+        ))
+        .await
+        .unwrap();
+    let tokens = app.login("alice").await;
+    let rotated = app.rotate(&tokens.refresh).await;
+    assert_eq!(
+        app.post_bearer("/auth/logout", &rotated.access).await,
+        Status::NoContent
+    );
+    let seen: Vec<String> = admin
+        .query(&format!("SELECT setting FROM {schema}.seen_synchronous_commit"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(seen.len() >= 3, "login, rotation and logout wrote sessions: {seen:?}");
+    assert!(seen.iter().all(|setting| setting == "on"), "{seen:?}");
+
+    common::logs::capture_logs();
+    let weakened = format!("{url}%20-csynchronous_commit%3Doff");
+    let figment = TestHarness::new().figment().merge(("sessions.database", weakened));
+    let launched = rocket::custom(figment)
+        .attach(rocket_sqlite_sessions::Sessions::fairing())
+        .ignite()
+        .await;
+    assert!(matches!(
+        launched.map_err(|error| matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_))),
+        Err(true)
+    ));
+    assert!(common::logs::logged("has `synchronous_commit = off`"));
+}
+
+/// A `listen_database` that cannot connect (an unknown user, as a wrong
+/// password would be) fails launch naming the key, instead of launching with
+/// revocations from other processes a second late.
+#[rocket::async_test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
+async fn a_listen_database_that_cannot_connect_fails_launch_naming_the_key() {
+    let backend = Backend::postgres().await;
+    let Backend::Postgres { url, .. } = &backend else {
+        unreachable!()
+    };
+    common::logs::capture_logs();
+    let wrong = url.replacen("postgres@", "no_such_user_5b2e:hunter4-secret@", 1);
+    assert_ne!(&wrong, url);
+    let figment = backend
+        .configure(TestHarness::new().figment())
+        .merge(("sessions.listen_database", wrong));
+    let launched = rocket::custom(figment)
+        .attach(rocket_sqlite_sessions::Sessions::fairing())
+        .ignite()
+        .await;
+    assert!(matches!(
+        launched.map_err(|error| matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_))),
+        Err(true)
+    ));
+    assert!(common::logs::logged(
+        "invalid `sessions.listen_database`: `listen_database` cannot be used"
+    ));
+    assert!(!common::logs::lines().iter().any(|line| line.contains("hunter4")));
+}
