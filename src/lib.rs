@@ -140,9 +140,11 @@
 //! created with mode 0600. Time comes from a [`Clock`] that never steps back,
 //! and pruning trusts no forward step of the wall clock.
 //!
-//! The crate owns the file's `PRAGMA user_version` and the tables `sessions`,
+//! The crate owns the file's `PRAGMA user_version` and `PRAGMA
+//! application_id` (a tag of the file itself) and the tables `sessions`,
 //! `revoked_tokens`, `revocation_log`, `auth_failures`, `auth_failure_scopes`,
-//! `auth_known_networks` and `auth_known_network_count`; an app may keep its
+//! `auth_known_networks`, `auth_known_network_count` and
+//! `auth_pending_attempts`; an app may keep its
 //! own tables in the same file, which [`Sessions::database_path`] names.
 //!
 //! # More than one process, and PostgreSQL

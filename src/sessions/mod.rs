@@ -105,7 +105,27 @@ impl Sessions {
             }),
         };
         let cursor = sessions.load_revocations().await?;
+        sessions.take_back_unfinished_checks().await?;
         Ok((sessions, FeedCursor(cursor)))
+    }
+
+    /// Credential checks still marked in progress at launch belong to a
+    /// process that died during them (killed while hashing a password): they
+    /// no longer count as failures (see [`CredentialCheck`](crate::CredentialCheck)).
+    async fn take_back_unfinished_checks(&self) -> Result<(), Error> {
+        let window = self.inner.settings.throttling.login_failure_window;
+        let taken_back = self
+            .inner
+            .store
+            .take_back_pending(self.inner.clock.now(), window)
+            .await?;
+        if taken_back > 0 {
+            log::info!(
+                "rocket_sqlite_sessions: {taken_back} credential checks left unfinished by a stopped process \
+                 no longer count as failed logins"
+            );
+        }
+        Ok(())
     }
 
     /// Rebuilds the in-memory revocation state from the store; gives the

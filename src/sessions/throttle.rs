@@ -22,7 +22,12 @@
 //! the limit: concurrent guesses are counted one after the other, so no more
 //! than the limit reach the password check. A check that passes takes its
 //! count back, and a counter back at zero is deleted: a successful login
-//! leaves no counter behind.
+//! leaves no counter behind. A check in progress is also a row (deleted when
+//! it ends): a launch takes back the counts of the rows it finds, so a process
+//! killed during right-password logins locks no network out. With several
+//! processes on one database, a launch also takes back another's checks in
+//! flight at that moment (those attempts no longer count: at most one per
+//! request in flight, once per launch).
 //!
 //! Refresh tokens are not throttled: a forged one fails its tag without a
 //! store lookup, and guessing a genuine one is hopeless (256 random bits).
@@ -61,7 +66,9 @@ fn network_of(ip: IpAddr) -> String {
 /// once the username and client are not throttled. The attempt is already
 /// counted as a failure; report a success with [`passed`](Self::passed), which
 /// takes it back. [`failed`](Self::failed), or dropping the check, leaves it
-/// counted.
+/// counted. A check whose process dies before either (killed while hashing
+/// the password) is taken back at the next launch: only failures that were
+/// reported, or checks that were dropped, survive a restart.
 ///
 /// ```no_run
 /// # use rocket_sqlite_sessions::{ClientInfo, Error, Sessions, TokenPair};
@@ -93,6 +100,26 @@ pub struct CredentialCheck {
     network: Option<[u8; 32]>,
     /// When the check began, as user-wide cut-offs count.
     mark: LoginMark,
+    /// Its row marking the check in progress.
+    pending: i64,
+    /// Set once `passed` or `failed` took the check.
+    reported: bool,
+}
+
+impl Drop for CredentialCheck {
+    /// A check dropped unreported stays counted as a failure: its row in
+    /// progress goes (in a task of its own), so no launch takes it back.
+    fn drop(&mut self) {
+        if self.reported {
+            return;
+        }
+        if let Ok(runtime) = rocket::tokio::runtime::Handle::try_current() {
+            let (store, pending) = (self.sessions.inner.store.clone(), self.pending);
+            runtime.spawn(async move {
+                let _ = store.attempt_failed(pending).await;
+            });
+        }
+    }
 }
 
 impl Sessions {
@@ -159,13 +186,18 @@ impl Sessions {
             })
             .await?;
         match counted {
-            Ok(seq) => Ok(CredentialCheck {
+            Ok(counted) => Ok(CredentialCheck {
                 sessions: self.clone(),
                 user_here,
                 user_anywhere,
                 known_network,
                 network,
-                mark: LoginMark { seq, at: now },
+                mark: LoginMark {
+                    seq: counted.seq,
+                    at: now,
+                },
+                pending: counted.pending,
+                reported: false,
             }),
             Err(ThrottledUntil(until)) => {
                 let retry_after = until.saturating_sub(now).max(1) as u64;
@@ -234,24 +266,20 @@ impl CredentialCheck {
     }
 
     /// [`passed`](Self::passed); whether the network was new for the user.
-    async fn passed_network(self) -> Result<bool, Error> {
+    async fn passed_network(mut self) -> Result<bool, Error> {
+        self.reported = true;
         let settings = &self.sessions.inner.settings.throttling;
         let (window, capacity) = (settings.login_failure_window, settings.max_failure_scopes);
         let now = self.sessions.inner.clock.now();
-        let CredentialCheck {
-            user_here,
-            user_anywhere,
-            known_network,
-            network,
-            ..
-        } = self;
-        let mut uncount = vec![user_anywhere];
-        uncount.extend(network);
+        let (user_here, known_network) = (self.user_here, self.known_network);
+        let mut uncount = vec![self.user_anywhere];
+        uncount.extend(self.network);
         let new_network = self
             .sessions
             .inner
             .store
             .credentials_passed(PassedCredentials {
+                pending: self.pending,
                 forget: user_here,
                 uncount,
                 known_network,
@@ -264,11 +292,15 @@ impl CredentialCheck {
     }
 
     /// The credentials were wrong: the attempt stays counted for the username
-    /// and the client's network (it was counted when the check started).
+    /// and the client's network (it was counted when the check started), now
+    /// also across a restart.
     ///
     /// # Errors
-    /// None today; the signature leaves room for a store write.
-    pub async fn failed(self) -> Result<(), Error> {
+    /// [`Error::Store`] when the store fails (the attempt stays counted
+    /// until the next launch).
+    pub async fn failed(mut self) -> Result<(), Error> {
+        self.reported = true;
+        self.sessions.inner.store.attempt_failed(self.pending).await?;
         Ok(())
     }
 }

@@ -239,6 +239,14 @@ pub(crate) struct Attempt {
     pub capacity: u64,
 }
 
+/// A counted attempt: the cut-off counter as its check began, and the row
+/// that marks its check in progress (see `SessionStore::count_attempt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counted {
+    pub seq: i64,
+    pub pending: i64,
+}
+
 /// Refused until this unix time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThrottledUntil(pub i64);
@@ -246,6 +254,9 @@ pub(crate) struct ThrottledUntil(pub i64);
 /// Right credentials: what to forget, uncount and remember, in one
 /// transaction.
 pub(crate) struct PassedCredentials {
+    /// The check's row in progress: its count is taken back only while the
+    /// row is there (a launch may have taken it back already).
+    pub pending: i64,
     pub forget: [u8; 32],
     pub uncount: Vec<[u8; 32]>,
     pub known_network: [u8; 32],
@@ -375,7 +386,17 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// is reached, counts the attempt in each, making room under the cap
     /// without evicting the attempt's own counters. Gives the cut-off
     /// counter as the attempt began ([`SessionStore::cutoff_mark`]).
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>>;
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<Counted, ThrottledUntil>>;
+
+    /// The check of a counted attempt ended with wrong credentials: its row in
+    /// progress goes, its count stays.
+    fn attempt_failed(&self, pending: i64) -> StoreFuture<'_, ()>;
+
+    /// At launch: takes back the counts of the checks still marked in
+    /// progress (their process died before they ended; those older than
+    /// `window` only go, their window has ended) and deletes their rows;
+    /// gives how many were taken back.
+    fn take_back_pending(&self, now: i64, window: i64) -> StoreFuture<'_, usize>;
 
     /// The cut-off counter now: a login whose credentials are read after this
     /// is refused only by a cut-off made later.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{free_port, http, json_field, wait_until_listening};
+use common::process::{free_port, http, json_field, wait_until_listening, DemoProcess};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::Sessions;
 
@@ -429,4 +429,74 @@ fn a_deleted_shm_stops_every_process_sharing_the_file() {
     assert_eq!(server.refresh(&kept.1).0, 200);
     server.stop();
     assert_eq!(integrity(&database), "ok");
+}
+
+/// One request that may get no answer (the server is killed meanwhile): the
+/// status, if any.
+fn try_http(port: u16, path: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.get(9..12)?.parse().ok()
+}
+
+#[test]
+fn processes_killed_during_right_password_logins_lock_no_one_out() {
+    let harness = TestHarness::new();
+    let database = harness.database().display().to_string();
+    // A network is throttled after 20 failures: 5 kills during 16 logins each
+    // would pass that several times over if unfinished checks counted.
+    let sessions = format!(
+        "{{database=\"{database}\",secret=\"{}\",ip_max_failures=20,login_max_failures=20}}",
+        harness.secret()
+    );
+    let start = || DemoProcess::start_configured(&sessions, "off", &[], Stdio::null());
+    let credentials = |user: &str| format!("{{\"username\":\"{user}\",\"password\":\"correct horse battery staple\"}}");
+    let demo = start();
+    assert_eq!(try_http(demo.port, "/auth/register", &credentials("alice")), Some(201));
+    demo.kill();
+
+    let mut cut_short = 0;
+    for _ in 0..5 {
+        let demo = start();
+        let port = demo.port;
+        let (answered, first_answer) = std::sync::mpsc::channel();
+        let logins: Vec<_> = (0..16)
+            .map(|_| {
+                let (body, answered) = (credentials("alice"), answered.clone());
+                std::thread::spawn(move || {
+                    let status = try_http(port, "/auth/login", &body);
+                    let _ = answered.send(());
+                    status
+                })
+            })
+            .collect();
+        // At the first answer the others are counted and waiting for their
+        // password hash (the demo runs one per core).
+        first_answer.recv().unwrap();
+        demo.kill();
+        let statuses: Vec<Option<u16>> = logins.into_iter().map(|login| login.join().unwrap()).collect();
+        assert!(!statuses.contains(&Some(429)), "{statuses:?}");
+        cut_short += statuses.iter().filter(|status| status.is_none()).count();
+    }
+    assert!(cut_short >= 10, "only {cut_short} logins were cut short by the kills");
+
+    let demo = start();
+    assert_eq!(
+        try_http(demo.port, "/auth/register", &credentials("newcomer")),
+        Some(201)
+    );
+    assert_eq!(
+        try_http(demo.port, "/auth/login", &credentials("newcomer")),
+        Some(200),
+        "a new user with the right password, after {cut_short} logins cut short"
+    );
+    assert_eq!(try_http(demo.port, "/auth/login", &credentials("alice")), Some(200));
 }

@@ -405,3 +405,50 @@ async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
     assert_invalid_token(app.whoami(&ended_access).await).await;
     assert_invalid_token(app.refresh(&json_field(&ended, "refresh_token")).await).await;
 }
+
+#[test]
+fn the_demo_fails_at_once_on_a_bad_database_path_or_secret_and_writes_nothing() {
+    let harness = TestHarness::new();
+    let directory = harness.database().parent().unwrap().join("demo-launch");
+    std::fs::create_dir_all(&directory).unwrap();
+    let secret = harness.secret();
+    let cases = [
+        (
+            format!(
+                "{{database=\"{}/no-such-dir/sessions.db\",secret=\"{secret}\"}}",
+                directory.display()
+            ),
+            "invalid `sessions.database`: cannot open",
+        ),
+        (
+            format!(
+                "{{database=\"{}/sessions.db\",secret=\"too-short\"}}",
+                directory.display()
+            ),
+            "invalid `sessions.secret`",
+        ),
+    ];
+    for (sessions, why) in cases {
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new(common::process::demo_binary())
+            .env("ROCKET_PORT", common::process::free_port().to_string())
+            .env("ROCKET_SESSIONS", &sessions)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "it took {:?}",
+            started.elapsed()
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(said.contains(why), "{said}");
+        assert!(!said.contains("unable to open database file"), "{said}");
+        let written: Vec<_> = std::fs::read_dir(&directory).unwrap().collect();
+        assert!(written.is_empty(), "{written:?}");
+    }
+}

@@ -15,14 +15,14 @@ use deadpool_postgres::Transaction;
 
 use super::sql::{self, p};
 
-use crate::store::{Attempt, PassedCredentials, StoreError, ThrottledUntil};
+use crate::store::{Attempt, Counted, PassedCredentials, StoreError, ThrottledUntil};
 
 /// Checks every scope against its limit and, unless one is reached, counts
 /// the attempt in each (see `SessionStore::count_attempt`).
 pub(super) async fn count_attempt(
     tx: &Transaction<'_>,
     attempt: &Attempt,
-) -> Result<Result<i64, ThrottledUntil>, StoreError> {
+) -> Result<Result<Counted, ThrottledUntil>, StoreError> {
     let existing = lock_count(tx, "auth_failures").await?;
     let read = "SELECT window_start, failures FROM auth_failures WHERE scope = $1";
     let known = "SELECT 1 FROM auth_known_networks WHERE scope = $1 AND last_success > $2";
@@ -64,8 +64,70 @@ pub(super) async fn count_attempt(
             sql::execute(tx, restart, &[p(&key), p(&attempt.now)]).await?;
         }
     }
+    // Its check in progress (see sql/postgres/0005_pending_attempts.sql);
+    // rows older than the window go with no take-back, their window ended.
+    sql::execute(
+        tx,
+        "DELETE FROM auth_pending_attempts WHERE started_at <= $1",
+        &[p(&attempt.now.saturating_sub(attempt.window))],
+    )
+    .await?;
+    let scopes: Vec<u8> = keys.concat();
+    let pending: i64 = sql::query_opt(
+        tx,
+        "INSERT INTO auth_pending_attempts (started_at, scopes) VALUES ($1, $2) RETURNING id",
+        &[p(&attempt.now), p(&scopes.as_slice())],
+    )
+    .await?
+    .map(|row| row.get(0))
+    .ok_or_else(|| StoreError::other("INSERT … RETURNING gave no row"))?;
     // The cut-off counter as this check begins: the last one committed.
-    Ok(Ok(super::sessions::cutoff_mark(tx).await?))
+    let seq = super::sessions::cutoff_mark(tx).await?;
+    Ok(Ok(Counted { seq, pending }))
+}
+
+/// Ends the check in progress `pending`; whether it was still marked.
+pub(super) async fn end_pending(tx: &Transaction<'_>, pending: i64) -> Result<bool, StoreError> {
+    Ok(sql::execute(tx, "DELETE FROM auth_pending_attempts WHERE id = $1", &[p(&pending)]).await? > 0)
+}
+
+/// At launch: takes back the count of every check still in progress (within
+/// its window) and deletes them all.
+pub(super) async fn take_back_pending(tx: &Transaction<'_>, now: i64, window: i64) -> Result<usize, StoreError> {
+    // The count row first: see the lock order above.
+    lock_count(tx, "auth_failures").await?;
+    let rows = sql::query(
+        tx,
+        "DELETE FROM auth_pending_attempts RETURNING started_at, scopes",
+        &[],
+    )
+    .await?;
+    let window_opened_after = now.saturating_sub(window);
+    let mut taken_back = 0;
+    for row in rows {
+        let (started_at, scopes): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        if started_at <= window_opened_after {
+            continue;
+        }
+        for scope in scopes.chunks_exact(32) {
+            uncount(tx, scope, window_opened_after).await?;
+        }
+        taken_back += 1;
+    }
+    Ok(taken_back)
+}
+
+/// Takes one attempt back from `scope`'s counter in its window; a counter
+/// that this attempt alone kept goes.
+async fn uncount(tx: &Transaction<'_>, scope: &[u8], window_opened_after: i64) -> Result<(), StoreError> {
+    let drop_last = "DELETE FROM auth_failures WHERE scope = $1 AND failures <= 1 AND window_start > $2";
+    let uncount = "UPDATE auth_failures SET failures = failures - 1
+                   WHERE scope = $1 AND failures > 1 AND window_start > $2";
+    let params = [p(&scope), p(&window_opened_after)];
+    if sql::execute(tx, drop_last, &params).await? == 0 {
+        sql::execute(tx, uncount, &params).await?;
+    }
+    Ok(())
 }
 
 /// Right credentials: forgets the username's failures here, uncounts the
@@ -79,16 +141,12 @@ pub(super) async fn credentials_passed(tx: &Transaction<'_>, passed: &PassedCred
         &[p(&passed.forget.as_slice())],
     )
     .await?;
-    // A counter this attempt alone kept goes; the others lose it.
-    let drop_last = "DELETE FROM auth_failures WHERE scope = $1 AND failures <= 1 AND window_start > $2";
-    let uncount = "UPDATE auth_failures SET failures = failures - 1
-                   WHERE scope = $1 AND failures > 1 AND window_start > $2";
-    let window_opened_after = passed.now.saturating_sub(passed.window);
-    for scope in &passed.uncount {
-        let scope = scope.as_slice();
-        let params = [p(&scope), p(&window_opened_after)];
-        if sql::execute(tx, drop_last, &params).await? == 0 {
-            sql::execute(tx, uncount, &params).await?;
+    // A counter this attempt alone kept goes; the others lose it. Unless a
+    // launch took the count back already.
+    if end_pending(tx, passed.pending).await? {
+        let window_opened_after = passed.now.saturating_sub(passed.window);
+        for scope in &passed.uncount {
+            uncount(tx, scope, window_opened_after).await?;
         }
     }
     let network = passed.known_network.as_slice();

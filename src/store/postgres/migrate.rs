@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/postgres/0002_login_options.sql"),
     include_str!("../../../sql/postgres/0003_user_cutoffs.sql"),
     include_str!("../../../sql/postgres/0004_session_labels.sql"),
+    include_str!("../../../sql/postgres/0005_pending_attempts.sql"),
 ];
 
 /// The schema version this build writes.

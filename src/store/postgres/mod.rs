@@ -46,7 +46,7 @@ use rocket::tokio::sync::Notify;
 use crate::rotation::{Decision, RefreshState};
 use crate::store::redact_password;
 use crate::store::{
-    Attempt, Created, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind,
+    Attempt, Counted, Created, DataUpdate, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs, PruneKind,
     PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore, StoreError,
     StoreFuture, ThrottledUntil,
 };
@@ -361,7 +361,7 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<Counted, ThrottledUntil>> {
         self.scoped(async move {
             let attempt = &attempt;
             once_more_after_a_conflict(|| async move {
@@ -370,6 +370,29 @@ impl SessionStore for PostgresStore {
                 let counted = failures::count_attempt(&tx, attempt).await?;
                 tx.commit().await?;
                 Ok(counted)
+            })
+            .await
+        })
+    }
+
+    fn attempt_failed(&self, pending: i64) -> StoreFuture<'_, ()> {
+        self.scoped(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            failures::end_pending(&tx, pending).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn take_back_pending(&self, now: i64, window: i64) -> StoreFuture<'_, usize> {
+        self.scoped(async move {
+            once_more_after_a_conflict(|| async move {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                let taken_back = failures::take_back_pending(&tx, now, window).await?;
+                tx.commit().await?;
+                Ok(taken_back)
             })
             .await
         })

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::Tx;
-use crate::store::{Attempt, PassedCredentials, StoreError, ThrottledUntil};
+use crate::store::{Attempt, Counted, PassedCredentials, StoreError, ThrottledUntil};
 
 /// A table whose rows are capped, and how to find its oldest.
 struct Capped {
@@ -41,7 +41,7 @@ impl Tx<'_> {
     /// seconds. A waiver holds for a network remembered after `known_since`. At
     /// most `capacity` scopes are kept: new ones take the place of those whose
     /// window started first.
-    pub(crate) fn count_attempt(&self, attempt: &Attempt) -> Result<Result<i64, ThrottledUntil>, StoreError> {
+    pub(crate) fn count_attempt(&self, attempt: &Attempt) -> Result<Result<Counted, ThrottledUntil>, StoreError> {
         let Attempt {
             scopes,
             now,
@@ -87,8 +87,55 @@ impl Tx<'_> {
                 statement.execute(params![scope.key, now])?;
             }
         }
+        let pending = self.mark_pending(&keys, now, window)?;
         // The cut-off counter as this check begins, read in its write.
-        Ok(Ok(super::sessions::cutoff_mark(self.0)?))
+        let seq = super::sessions::cutoff_mark(self.0)?;
+        Ok(Ok(Counted { seq, pending }))
+    }
+
+    /// Marks the check of an attempt counted in `scopes` as in progress
+    /// (see `sql/sqlite/0009_pending_attempts.sql`); rows older than the
+    /// window go, with no take-back: their window has ended.
+    fn mark_pending(&self, scopes: &[[u8; 32]], now: i64, window: i64) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("DELETE FROM auth_pending_attempts WHERE started_at <= ?1")?
+            .execute([now.saturating_sub(window)])?;
+        self.0
+            .prepare_cached("INSERT INTO auth_pending_attempts (started_at, scopes) VALUES (?1, ?2)")?
+            .execute(params![now, scopes.concat()])?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    /// Ends the check in progress `pending`; whether it was still marked.
+    pub(crate) fn end_pending(&self, pending: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("DELETE FROM auth_pending_attempts WHERE id = ?1")?
+            .execute([pending])?
+            > 0)
+    }
+
+    /// At launch: takes back the count of every check still in progress
+    /// (within its window) and deletes them all.
+    pub(crate) fn take_back_pending(&self, now: i64, window: i64) -> Result<usize, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .0
+            .prepare("SELECT started_at, scopes FROM auth_pending_attempts")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut taken_back = 0;
+        for (started_at, scopes) in &rows {
+            if *started_at <= now.saturating_sub(window) {
+                continue;
+            }
+            for scope in scopes.chunks_exact(32) {
+                let scope: [u8; 32] = scope.try_into().expect("chunks of 32");
+                self.uncount_attempt(&scope, now, window)?;
+            }
+            taken_back += 1;
+        }
+        self.0.execute("DELETE FROM auth_pending_attempts", [])?;
+        Ok(taken_back)
     }
 
     /// Whether `network` was remembered after `since`.
@@ -132,8 +179,11 @@ impl Tx<'_> {
     /// Gives whether the network was new for the user.
     pub(crate) fn credentials_passed(&self, passed: &PassedCredentials) -> Result<bool, StoreError> {
         self.forget_failures(&passed.forget)?;
-        for scope in &passed.uncount {
-            self.uncount_attempt(scope, passed.now, passed.window)?;
+        // Unless a launch took the count back already.
+        if self.end_pending(passed.pending)? {
+            for scope in &passed.uncount {
+                self.uncount_attempt(scope, passed.now, passed.window)?;
+            }
         }
         self.remember_network(&passed.known_network, passed.now, passed.capacity)
     }

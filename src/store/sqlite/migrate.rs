@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/sqlite/0006_login_options.sql"),
     include_str!("../../../sql/sqlite/0007_user_cutoffs.sql"),
     include_str!("../../../sql/sqlite/0008_session_labels.sql"),
+    include_str!("../../../sql/sqlite/0009_pending_attempts.sql"),
 ];
 
 /// The schema version this build writes.

@@ -33,9 +33,9 @@ use rusqlite::{Connection, ErrorCode};
 
 use crate::rotation::{Decision, RefreshState};
 use crate::store::{
-    Attempt, Created, DataUpdate, Durability, ErrorKind, FeedPage, NewSession, PassedCredentials, PruneCutoffs,
-    PruneKind, PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord, SessionStore,
-    StoreError, StoreFuture, ThrottledUntil,
+    Attempt, Counted, Created, DataUpdate, Durability, ErrorKind, FeedPage, NewSession, PassedCredentials,
+    PruneCutoffs, PruneKind, PruneTurn, PrunedBatch, RefreshRequest, Revocation, RevocationSnapshot, SessionRecord,
+    SessionStore, StoreError, StoreFuture, ThrottledUntil,
 };
 use file::{
     check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, Companions,
@@ -255,8 +255,16 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.set_session_label(&user_id, &session_id, label.as_deref(), now)))
     }
 
-    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<i64, ThrottledUntil>> {
+    fn count_attempt(&self, attempt: Attempt) -> StoreFuture<'_, Result<Counted, ThrottledUntil>> {
         Box::pin(self.write(move |tx| tx.count_attempt(&attempt)))
+    }
+
+    fn attempt_failed(&self, pending: i64) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| tx.end_pending(pending).map(|_| ())))
+    }
+
+    fn take_back_pending(&self, now: i64, window: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.write(move |tx| tx.take_back_pending(now, window)))
     }
 
     fn cutoff_mark(&self) -> StoreFuture<'_, i64> {

@@ -37,14 +37,7 @@ impl DemoProcess {
 
     /// The demo with `sessions` as its `ROCKET_SESSIONS` (a TOML table).
     pub fn start_configured(sessions: &str, log_level: &str, variables: &[(&str, &str)], stdout: Stdio) -> DemoProcess {
-        let demo = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples/demo");
-        assert!(demo.exists(), "{} is built by cargo test", demo.display());
+        let demo = demo_binary();
         let port = free_port();
         let child = Command::new(demo)
             .envs(variables.iter().copied())
@@ -75,6 +68,19 @@ impl Drop for DemoProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The demo's executable, built by `cargo test` beside the test binary.
+pub fn demo_binary() -> std::path::PathBuf {
+    let demo = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/demo");
+    assert!(demo.exists(), "{} is built by cargo test", demo.display());
+    demo
 }
 
 /// A port nothing listens on now.
