@@ -447,17 +447,14 @@ fn try_http(port: u16, path: &str, body: &str) -> Option<u16> {
     answer.get(9..12)?.parse().ok()
 }
 
-#[test]
-fn processes_killed_during_right_password_logins_lock_no_one_out() {
-    let harness = TestHarness::new();
-    let database = harness.database().display().to_string();
+/// Five demo processes killed while 16 right-password logins each are
+/// checking, on `database` (its users in `users`), then a new user signs in.
+fn killed_during_logins(secret: &str, database: &str, users: &str) {
     // A network is throttled after 20 failures: 5 kills during 16 logins each
     // would pass that several times over if unfinished checks counted.
-    let sessions = format!(
-        "{{database=\"{database}\",secret=\"{}\",ip_max_failures=20,login_max_failures=20}}",
-        harness.secret()
-    );
-    let start = || DemoProcess::start_configured(&sessions, "off", &[], Stdio::null());
+    let sessions = format!("{{database=\"{database}\",secret=\"{secret}\",ip_max_failures=20,login_max_failures=20}}");
+    let variables = [("ROCKET_DEMO_USERS", users)];
+    let start = || DemoProcess::start_configured(&sessions, "off", &variables, Stdio::null());
     let credentials = |user: &str| format!("{{\"username\":\"{user}\",\"password\":\"correct horse battery staple\"}}");
     let demo = start();
     assert_eq!(try_http(demo.port, "/auth/register", &credentials("alice")), Some(201));
@@ -499,4 +496,26 @@ fn processes_killed_during_right_password_logins_lock_no_one_out() {
         "a new user with the right password, after {cut_short} logins cut short"
     );
     assert_eq!(try_http(demo.port, "/auth/login", &credentials("alice")), Some(200));
+}
+
+#[test]
+fn processes_killed_during_right_password_logins_lock_no_one_out() {
+    let harness = TestHarness::new();
+    let database = harness.database().display().to_string();
+    killed_during_logins(harness.secret(), &database, &database);
+}
+
+#[test]
+#[cfg_attr(
+    not(postgres_server),
+    ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
+)]
+fn processes_killed_during_right_password_logins_on_postgres_lock_no_one_out() {
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let common::backend::Backend::Postgres { url, .. } = runtime.block_on(common::backend::Backend::postgres()) else {
+        unreachable!()
+    };
+    let harness = TestHarness::new();
+    let users = harness.database().display().to_string();
+    killed_during_logins(harness.secret(), &url, &users);
 }

@@ -183,21 +183,35 @@ pub(super) fn tag_file(writer: &Connection, path: &Path) -> Result<(), StoreErro
         return Ok(());
     };
     let tag = tags.current();
-    if header_tag(path) == Some(tag) {
+    let before = header_tag(path);
+    if before == Some(tag) {
         return Ok(());
     }
     // SQLite keeps it as a signed 32-bit integer.
     writer.pragma_update(None, "application_id", i32::from_be_bytes(tag.to_be_bytes()))?;
     writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    if header_tag(path) != Some(tag) {
-        return Err(StoreError::new(
-            ErrorKind::Other,
-            format!(
-                "cannot write the identity tag into the header of `{}` (another process is reading an old \
-                 snapshot of it?); start this process again",
-                path.display()
-            ),
-        ));
+    if header_tag(path) == Some(tag) {
+        return Ok(());
     }
-    Ok(())
+    if matches!(before, None | Some(0)) {
+        // An untagged file stays trusted: the tag is written at a later
+        // launch (a process of an older version reading beside this one
+        // keeps the checkpoint from reaching the file).
+        log::warn!(
+            "rocket_sqlite_sessions: the identity tag of `{}` could not be copied into its header yet \
+             (another process is reading an old snapshot); it will be at a later launch",
+            path.display()
+        );
+        return Ok(());
+    }
+    // A restored file must carry its own tag before anything is answered:
+    // the next launch would move its WAL aside.
+    Err(StoreError::new(
+        ErrorKind::Other,
+        format!(
+            "cannot write the identity tag into the header of `{}` (another process is reading an old \
+             snapshot of it?); start this process again",
+            path.display()
+        ),
+    ))
 }
