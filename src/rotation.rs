@@ -66,6 +66,10 @@ pub(crate) enum Refusal {
     /// A generation the session has not reached, or a hash that does not match
     /// its generation's.
     NotInLineage,
+    /// Claims a claims source gave before a cut-off of the user (a role
+    /// change, a ban, logout everywhere) that committed before this
+    /// refresh: they must not be signed or written.
+    StaleClaims,
 }
 
 impl std::fmt::Display for Refusal {
@@ -74,6 +78,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Revoked => "the session is revoked",
             Refusal::Expired => "the session has expired",
             Refusal::NotInLineage => "the token is not in its session's lineage",
+            Refusal::StaleClaims => "the claims were looked up before a cut-off of the user",
         })
     }
 }

@@ -12,9 +12,13 @@ use crate::client::ClientInfo;
 use crate::error::Error;
 use crate::hooks::ClaimsDecision;
 use crate::hooks::SessionEvent;
-use crate::rotation::{Decision, Presented, RotationPolicy};
+use crate::rotation::{Decision, Presented, Refusal, RotationPolicy};
 use crate::store::RefreshRequest;
 use crate::token::{RefreshToken, Rejection};
+
+/// How many times a refresh asks the claims source when a cut-off of the
+/// user keeps committing between its answer and the rotation.
+const CLAIMS_ATTEMPTS: usize = 3;
 
 impl Sessions {
     /// Exchanges a refresh token for a new pair, rotating it: the presented token
@@ -69,29 +73,48 @@ impl Sessions {
             refresh_ttl: lifetimes.refresh_ttl,
         };
         // The claims source decides before anything rotates: a failed lookup
-        // or bad claims leave the refresh token good for a retry.
-        let replaced = match self.ask_claims_source(&session_id, client).await? {
-            Some(Asked::Replace(map)) => Some(map),
-            Some(Asked::Ended) => return Err(Error::InvalidToken),
-            None => None,
-        };
-        let now = self.now();
-        let outcome = self
-            .inner
-            .store
-            .refresh(RefreshRequest {
-                session_id: session_id.clone(),
-                presented,
-                now,
-                policy,
-                client: client_record(client),
-                claims_json: replaced
-                    .as_ref()
-                    .map(|map| serde_json::to_string(map).expect("a JSON map serialises")),
-            })
-            .await?;
-        let Some((state, decision)) = outcome else {
-            return refused(&"no such session");
+        // or bad claims leave the refresh token good for a retry. Claims it
+        // gave before a cut-off of the user (a role change, a ban) that
+        // committed before the rotation are never signed: the rotation's
+        // transaction refuses them, and the source is asked again.
+        let mut asked = 0;
+        let (now, replaced, state, decision) = loop {
+            asked += 1;
+            let (replaced, claims_mark) = match self.ask_claims_source(&session_id, client).await? {
+                Some(Asked::Replace(map, mark)) => (Some(map), Some(mark)),
+                Some(Asked::Ended) => return Err(Error::InvalidToken),
+                None => (None, None),
+            };
+            let now = self.now();
+            let outcome = self
+                .inner
+                .store
+                .refresh(RefreshRequest {
+                    session_id: session_id.clone(),
+                    presented: presented.clone(),
+                    now,
+                    policy,
+                    client: client_record(client),
+                    claims_json: replaced
+                        .as_ref()
+                        .map(|map| serde_json::to_string(map).expect("a JSON map serialises")),
+                    claims_mark,
+                })
+                .await?;
+            let Some((state, decision)) = outcome else {
+                return refused(&"no such session");
+            };
+            match decision {
+                Decision::Refuse(Refusal::StaleClaims) if asked < CLAIMS_ATTEMPTS => {}
+                Decision::Refuse(Refusal::StaleClaims) => {
+                    return Err(Error::ClaimsSourceFailed(format!(
+                        "the claims of user {} changed during each of {CLAIMS_ATTEMPTS} refreshes of session \
+                         {session_id}; nothing rotated, the client may retry",
+                        state.user_id
+                    )))
+                }
+                decision => break (now, replaced, state, decision),
+            }
         };
         let (key, session_expires_at) = match decision {
             Decision::Refuse(reason) => {
@@ -155,7 +178,9 @@ impl Sessions {
         let Some(source) = self.claims_source() else {
             return Ok(None);
         };
-        let Some(user_id) = self.inner.store.session_user(session_id.to_string()).await? else {
+        // The cut-off counter before the source reads the app's data: a
+        // cut-off numbered after it may have changed what the source read.
+        let Some((user_id, mark)) = self.inner.store.session_user(session_id.to_string()).await? else {
             log::debug!("rocket_sqlite_sessions: refresh refused: no such session");
             return Err(Error::InvalidToken);
         };
@@ -164,9 +189,12 @@ impl Sessions {
         })?;
         match decision {
             ClaimsDecision::Keep => Ok(None),
-            ClaimsDecision::Replace(claims) => Ok(Some(Asked::Replace(app_claims(claims).map_err(|error| {
-                Error::InvalidArgument(format!("the claims source gave claims for user {user_id} that {error}"))
-            })?))),
+            ClaimsDecision::Replace(claims) => Ok(Some(Asked::Replace(
+                app_claims(claims).map_err(|error| {
+                    Error::InvalidArgument(format!("the claims source gave claims for user {user_id} that {error}"))
+                })?,
+                mark,
+            ))),
             ClaimsDecision::End(reason) => {
                 self.end_session(session_id, &user_id, reason, client.ip).await?;
                 log::debug!(
@@ -182,8 +210,9 @@ impl Sessions {
 
 /// What the claims source said, checked.
 enum Asked {
-    /// New claims, valid app claims.
-    Replace(Map<String, Value>),
+    /// New claims, valid app claims, and the cut-off counter read before
+    /// the source was asked.
+    Replace(Map<String, Value>, i64),
     /// The session is over: it was revoked.
     Ended,
 }

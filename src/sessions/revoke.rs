@@ -71,7 +71,7 @@ impl Sessions {
         let Some(session_id) = self.refresh_token_session(refresh_token) else {
             return Ok(false);
         };
-        let Some(user_id) = self.inner.store.session_user(session_id.clone()).await? else {
+        let Some((user_id, _)) = self.inner.store.session_user(session_id.clone()).await? else {
             return Ok(false);
         };
         self.end_session(&session_id, &user_id, reason, ip).await

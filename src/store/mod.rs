@@ -142,6 +142,11 @@ pub(crate) struct RefreshRequest {
     /// The session's claims from now on, when the claims source replaced
     /// them: written with the rotation.
     pub claims_json: Option<String>,
+    /// The cut-off counter read before the claims source was asked: with
+    /// `claims_json`, a cut-off of the user numbered after it refuses the
+    /// refresh (`Refusal::StaleClaims`), decided in the rotation's
+    /// transaction.
+    pub claims_mark: Option<i64>,
 }
 
 /// Where a client connected from, as recorded on its session.
@@ -342,9 +347,9 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// there is no such session.
     fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>>;
 
-    /// The user of session `session_id`, live or not; `None` when there is no
-    /// such session.
-    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+    /// The user of session `session_id`, live or not, and the cut-off
+    /// counter in the same read; `None` when there is no such session.
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<(String, i64)>>;
 
     /// Makes a revocation and writes its feed entries, in one transaction;
     /// gives the sessions that were live until now.

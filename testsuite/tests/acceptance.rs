@@ -366,6 +366,86 @@ macro_rules! acceptance_suite {
                 assert_eq!(app.whoami_status(&rotated.access).await, Status::Ok);
             }
 
+            /// A demotion (the claims source's answer changes, then
+            /// `update_claims`, as an app's role change does) with refreshes
+            /// in flight whose source answered before it: no rotation
+            /// committed after the demotion signs or keeps the old role.
+            /// The source waits a little after reading, so that the race
+            /// comes up in most rounds. Seen from the claims each session
+            /// keeps: with the source then saying "keep", a refresh gives the
+            /// stored role.
+            #[rocket::async_test]
+            $(#[$skip])*
+            async fn a_demotion_reaches_the_refreshes_in_flight() {
+                use std::sync::atomic::{AtomicBool, Ordering};
+                const SESSIONS: usize = 6;
+                const DEMOTIONS: usize = 60;
+                let directory: Arc<Mutex<Result<ClaimsDecision, String>>> =
+                    Arc::new(Mutex::new(Ok(ClaimsDecision::Replace(json!({ "role": "admin" })))));
+                let backend = Backend::$backend().await;
+                let source = {
+                    let directory = directory.clone();
+                    move |_user: String| {
+                        let decided = directory.lock().unwrap().clone();
+                        async move {
+                            rocket::tokio::time::sleep(Duration::from_micros(300)).await;
+                            decided
+                        }
+                    }
+                };
+                let app = App::start_hooked(
+                    Arc::new(TestHarness::new()),
+                    |figment| backend.configure(figment),
+                    move |fairing| fairing.claims_source(source),
+                )
+                .await;
+                let mut sessions: Vec<Tokens> = Vec::new();
+                for _ in 0..SESSIONS {
+                    sessions.push(app.login("alice").await);
+                }
+                let mut kept_old_role = 0;
+                for _ in 0..DEMOTIONS {
+                    let admin = json!({ "role": "admin" });
+                    *directory.lock().unwrap() = Ok(ClaimsDecision::Replace(admin.clone()));
+                    app.manager().update_claims("alice", admin).await.unwrap();
+                    let stop = AtomicBool::new(false);
+                    let refreshing = sessions.iter().map(|tokens| {
+                        let stop = &stop;
+                        let app = &app;
+                        let mut refresh = tokens.refresh.clone();
+                        async move {
+                            while !stop.load(Ordering::SeqCst) {
+                                let response = app.refresh(&refresh).await;
+                                match response.status() {
+                                    Status::Ok => refresh = tokens_of(response).await.refresh,
+                                    Status::ServiceUnavailable => {}
+                                    other => panic!("a refresh answered {other}"),
+                                }
+                            }
+                            refresh
+                        }
+                    });
+                    let demote = async {
+                        rocket::tokio::time::sleep(Duration::from_millis(2)).await;
+                        let member = json!({ "role": "member" });
+                        *directory.lock().unwrap() = Ok(ClaimsDecision::Replace(member.clone()));
+                        app.manager().update_claims("alice", member).await.unwrap();
+                        stop.store(true, Ordering::SeqCst);
+                    };
+                    let (refreshes, ()) = rocket::tokio::join!(join_all(refreshing), demote);
+                    *directory.lock().unwrap() = Ok(ClaimsDecision::Keep);
+                    for (tokens, refresh) in sessions.iter_mut().zip(refreshes) {
+                        let next = app.rotate(&refresh).await;
+                        kept_old_role += usize::from(role_of(&app, &next).await == "admin");
+                        *tokens = next;
+                    }
+                }
+                assert_eq!(
+                    kept_old_role, 0,
+                    "sessions kept the old role after {DEMOTIONS} demotions with {SESSIONS} refresh loops"
+                );
+            }
+
             #[rocket::async_test]
             $(#[$skip])*
             async fn claims_the_source_replaces_are_kept_on_the_session() {

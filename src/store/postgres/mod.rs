@@ -290,7 +290,7 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<(String, i64)>> {
         self.scoped(async move {
             let client = self.client().await?;
             sessions::session_user(&client, &session_id).await

@@ -7,8 +7,14 @@ use tokio_postgres::Row;
 
 use super::sessions::revoke_session;
 use super::sql::{self, p};
-use crate::rotation::{self, Decision, RefreshState};
+use crate::rotation::{self, Decision, RefreshState, Refusal};
 use crate::store::{RefreshRequest, StoreError};
+
+/// The cut-off mark a refresh is checked against: only when the claims
+/// source replaced the claims (see `RefreshRequest::claims_mark`).
+fn claims_mark(request: &RefreshRequest) -> Option<i64> {
+    request.claims_json.as_ref().and(request.claims_mark)
+}
 
 /// A 32-byte hash column.
 fn hash(row: &Row, column: usize) -> Option<[u8; 32]> {
@@ -17,27 +23,33 @@ fn hash(row: &Row, column: usize) -> Option<[u8; 32]> {
 }
 
 /// The refresh state of session `session_id`, its row locked until commit
-/// when `lock`.
+/// when `lock`, and whether a cut-off of its user numbered after `mark`
+/// exists (always `false` without a mark).
 async fn refresh_state(
     client: &impl sql::Statements,
     session_id: &str,
+    mark: Option<i64>,
     lock: bool,
-) -> Result<Option<RefreshState>, StoreError> {
+) -> Result<Option<(RefreshState, bool)>, StoreError> {
     let select = if lock {
         "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                 refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                refresh_ttl, persistent
+                refresh_ttl, persistent,
+                $2::bigint IS NOT NULL AND EXISTS
+                    (SELECT 1 FROM user_cutoffs c WHERE c.user_id = sessions.user_id AND c.seq > $2)
          FROM sessions WHERE id = $1 FOR UPDATE"
     } else {
         "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                 refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                refresh_ttl, persistent
+                refresh_ttl, persistent,
+                $2::bigint IS NOT NULL AND EXISTS
+                    (SELECT 1 FROM user_cutoffs c WHERE c.user_id = sessions.user_id AND c.seq > $2)
          FROM sessions WHERE id = $1"
     };
-    let Some(row) = sql::query_opt(client, select, &[p(&session_id)]).await? else {
+    let Some(row) = sql::query_opt(client, select, &[p(&session_id), p(&mark)]).await? else {
         return Ok(None);
     };
-    Ok(Some(RefreshState {
+    let state = RefreshState {
         user_id: row.get(0),
         created_at: row.get(1),
         expires_at: row.get(2),
@@ -50,7 +62,8 @@ async fn refresh_state(
         claims_json: row.get(9),
         refresh_ttl: row.get(10),
         persistent: row.get(11),
-    }))
+    };
+    Ok(Some((state, row.get(12))))
 }
 
 /// Rotates the session to `request`'s successor, unless its row changed since
@@ -69,7 +82,9 @@ async fn rotate(
              refresh_rotated_at = $5, last_seen_at = $5, expires_at = $6,
              ip = coalesce($7, ip), user_agent = coalesce($8, user_agent),
              claims = coalesce($9, claims)
-         WHERE id = $1 AND refresh_generation = $10 AND revoked_at IS NULL AND claims = $11",
+         WHERE id = $1 AND refresh_generation = $10 AND revoked_at IS NULL AND claims = $11
+           AND NOT ($12::bigint IS NOT NULL AND EXISTS
+                    (SELECT 1 FROM user_cutoffs c WHERE c.user_id = sessions.user_id AND c.seq > $12))",
         &[
             p(&request.session_id),
             p(&(state.generation + 1)),
@@ -82,6 +97,7 @@ async fn rotate(
             p(&request.claims_json),
             p(&state.generation),
             p(&state.claims_json),
+            p(&claims_mark(request)),
         ],
     )
     .await?;
@@ -100,9 +116,13 @@ pub(super) async fn refresh(
     request: &RefreshRequest,
 ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
     for _ in 0..2 {
-        let Some(state) = refresh_state(&**client, &request.session_id, false).await? else {
+        let Some((state, stale)) = refresh_state(&**client, &request.session_id, claims_mark(request), false).await?
+        else {
             return Ok(None);
         };
+        if stale {
+            return Ok(Some((state, Decision::Refuse(Refusal::StaleClaims))));
+        }
         let decision = rotation::decide(&request.presented, &state, request.now, &request.policy);
         match decision {
             Decision::Refuse(_) | Decision::Replay { .. } => return Ok(Some((state, decision))),
@@ -126,18 +146,24 @@ async fn refresh_locked(
     request: &RefreshRequest,
 ) -> Result<Option<(RefreshState, Decision)>, StoreError> {
     let (session_id, now) = (request.session_id.as_str(), request.now);
-    let Some(state) = refresh_state(tx, session_id, true).await? else {
+    let Some((state, stale)) = refresh_state(tx, session_id, claims_mark(request), true).await? else {
         return Ok(None);
     };
-    let decision = rotation::decide(&request.presented, &state, now, &request.policy);
+    if stale {
+        return Ok(Some((state, Decision::Refuse(Refusal::StaleClaims))));
+    }
+    let mut decision = rotation::decide(&request.presented, &state, now, &request.policy);
     match decision {
         Decision::Refuse(_) | Decision::Replay { .. } => {}
         Decision::Revoke => {
             revoke_session(tx, session_id, now, "refresh token reuse", None).await?;
         }
         Decision::Rotate { expires_at } => {
-            // The row is locked: it is as read.
-            rotate(tx, request, &state, expires_at).await?;
+            // The row is locked, so it is as read: only a cut-off of the user
+            // committed since the read keeps the rotation from being written.
+            if !rotate(tx, request, &state, expires_at).await? {
+                decision = Decision::Refuse(Refusal::StaleClaims);
+            }
         }
     }
     Ok(Some((state, decision)))

@@ -98,14 +98,14 @@ async fn cut_off(tx: &Transaction<'_>, user_id: &str, now: i64) -> Result<(), St
 }
 
 /// The user of session `session_id`, live or not.
-pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Option<String>, StoreError> {
+pub(super) async fn session_user(client: &Object, session_id: &str) -> Result<Option<(String, i64)>, StoreError> {
     Ok(sql::query_opt(
         &**client,
-        "SELECT user_id FROM sessions WHERE id = $1",
+        "SELECT user_id, (SELECT n FROM cutoff_counter WHERE id = 1) FROM sessions WHERE id = $1",
         &[p(&session_id)],
     )
     .await?
-    .map(|row| row.get(0)))
+    .map(|row| (row.get(0), row.get(1))))
 }
 
 /// The cut-off counter: the last number committed (a pooled connection's

@@ -221,7 +221,7 @@ impl SessionStore for SqliteStore {
         Box::pin(self.write(move |tx| tx.revoke(&revocation, now)))
     }
 
-    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+    fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<(String, i64)>> {
         Box::pin(self.read(move |reader| reader.session_user(&session_id)))
     }
 

@@ -117,6 +117,7 @@ impl Tx<'_> {
             policy,
             client,
             claims_json,
+            claims_mark,
         } = request;
         let (session_id, now) = (session_id.as_str(), *now);
         let state = self
@@ -147,6 +148,15 @@ impl Tx<'_> {
         let Some(state) = state else {
             return Ok(None);
         };
+        if let (Some(_), Some(mark)) = (claims_json, claims_mark) {
+            let cut_after: bool = self
+                .0
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM user_cutoffs WHERE user_id = ?1 AND seq > ?2)")?
+                .query_row(params![state.user_id, mark], |row| row.get(0))?;
+            if cut_after {
+                return Ok(Some((state, Decision::Refuse(rotation::Refusal::StaleClaims))));
+            }
+        }
         let mut decision = rotation::decide(presented, &state, now, policy);
         match decision {
             Decision::Refuse(_) | Decision::Replay { .. } => {}
@@ -367,11 +377,11 @@ impl Tx<'_> {
 
 impl Reader<'_> {
     /// The user of session `id`, live or not.
-    pub(crate) fn session_user(&self, id: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn session_user(&self, id: &str) -> Result<Option<(String, i64)>, StoreError> {
         Ok(self
             .0
-            .prepare_cached("SELECT user_id FROM sessions WHERE id = ?1")?
-            .query_row([id], |row| row.get(0))
+            .prepare_cached("SELECT user_id, (SELECT n FROM cutoff_counter WHERE id = 1) FROM sessions WHERE id = ?1")?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?)
     }
 
