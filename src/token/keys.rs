@@ -185,14 +185,15 @@ pub(crate) enum Signer {
 
 impl Signer {
     /// The JWS signature of `message` (RFC 7515 §5.1; ES256 as `r || s`, RFC
-    /// 7518 §3.4).
+    /// 7518 §3.4, with the low `s` of the two valid ones: see
+    /// [`Verifier::verify`]).
     pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         match self {
             Signer::Hmac(mac) => mac.clone().chain_update(message).finalize().into_bytes().to_vec(),
             Signer::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
             Signer::P256(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(message);
-                signature.to_bytes().to_vec()
+                signature.normalize_s().to_bytes().to_vec()
             }
         }
     }
@@ -216,14 +217,18 @@ impl Verifier {
     }
 
     /// Whether `signature` (the decoded JWS signature) is this key's over
-    /// `message`; HMACs compared in constant time.
+    /// `message`; HMACs compared in constant time. Each token has one valid
+    /// signature: Ed25519 is checked strictly (`verify_strict`: no small-order
+    /// keys, a canonical `S`), and of ECDSA's two valid signatures `(r, s)`
+    /// and `(r, n − s)` only the low-`s` one, which this crate signs, is
+    /// accepted.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Verifier::Hmac(mac) => mac.clone().chain_update(message).verify_slice(signature).is_ok(),
             Verifier::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|signature| key.verify_strict(message, &signature).is_ok()),
             Verifier::P256(key) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|signature| key.verify(message, &signature).is_ok()),
+                .is_ok_and(|signature| signature.normalize_s() == signature && key.verify(message, &signature).is_ok()),
         }
     }
 }

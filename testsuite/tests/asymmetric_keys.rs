@@ -256,3 +256,87 @@ async fn a_bad_key_fails_launch_naming_it_and_never_quoting_it() {
         );
     }
 }
+
+/// `a − b` of two 32-byte big-endian numbers (`a ≥ b`).
+fn minus_be(a: &[u8; 32], b: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut digit = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        borrow = i16::from(digit < 0);
+        if digit < 0 {
+            digit += 256;
+        }
+        out[i] = digit as u8;
+    }
+    assert_eq!(borrow, 0);
+    out
+}
+
+/// `a + b` of two 32-byte little-endian numbers (no overflow past 256 bits).
+fn plus_le(a: &[u8], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+/// `token` with its signature replaced by `signature`.
+fn resigned(token: &str, signature: &[u8]) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// ECDSA signatures come in twins, `(r, s)` and `(r, n − s)`, both valid for
+/// the math; only the low-`s` one, which the crate signs, is accepted, so a
+/// token has one string. Ed25519's `S + L` twin is refused too.
+#[rocket::async_test]
+async fn a_signature_twin_of_a_genuine_token_is_refused() {
+    // The order n of P-256, and L of Ed25519 (little-endian).
+    const N: [u8; 32] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBC, 0xE6,
+        0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+    ];
+    const L: [u8; 32] = [
+        0xED, 0xD3, 0xF5, 0x5C, 0x1A, 0x63, 0x12, 0x58, 0xD6, 0x9C, 0xF7, 0xA2, 0xDE, 0xF9, 0xDE, 0x14, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+    ];
+    let half_n = {
+        // n / 2, big-endian: a right shift by one bit.
+        let mut half = [0u8; 32];
+        let mut carry = 0u8;
+        for i in 0..32 {
+            half[i] = (N[i] >> 1) | (carry << 7);
+            carry = N[i] & 1;
+        }
+        half
+    };
+
+    let app = start(json!([{ "kid": "ec-1", "private_key": P256 }])).await;
+    for n in 0..40 {
+        let tokens = app.login(&format!("user{n}")).await;
+        let signature = URL_SAFE_NO_PAD
+            .decode(tokens.access.rsplit_once('.').unwrap().1)
+            .unwrap();
+        let (r, s) = signature.split_at(32);
+        assert!(s <= &half_n[..], "token {n} is signed with a high s");
+        let twin = [r, &minus_be(&N, s)[..]].concat();
+        assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+        assert_invalid_token(app.whoami(&resigned(&tokens.access, &twin)).await).await;
+    }
+
+    let app = start(json!([{ "kid": "ed-1", "private_key": ED25519 }])).await;
+    let tokens = app.login("alice").await;
+    let signature = URL_SAFE_NO_PAD
+        .decode(tokens.access.rsplit_once('.').unwrap().1)
+        .unwrap();
+    let (r, s) = signature.split_at(32);
+    let twin = [r, &plus_le(s, &L)[..]].concat();
+    assert_eq!(app.whoami_status(&tokens.access).await, Status::Ok);
+    assert_invalid_token(app.whoami(&resigned(&tokens.access, &twin)).await).await;
+}
