@@ -21,10 +21,16 @@ pub(crate) struct Credentials {
     password: String,
 }
 
-/// Maps a body that is not `{"username","password"}` to 422 (413 when too large).
+/// Maps a body that is not `{"username","password"}` to 422 (400 when it is
+/// not UTF-8, 413 when too large).
 pub(crate) fn credentials(body: Result<Json<Credentials>, json::Error<'_>>) -> Result<Credentials, ApiError> {
     match body {
         Ok(Json(credentials)) => Ok(credentials),
+        Err(json::Error::Io(error)) if error.kind() == std::io::ErrorKind::InvalidData => Err(api_error(
+            Status::BadRequest,
+            "invalid_request",
+            "The body must be JSON, in UTF-8: {\"username\": \"…\", \"password\": \"…\"}.",
+        )),
         Err(json::Error::Io(_)) => Err(api_error(
             Status::PayloadTooLarge,
             "payload_too_large",
@@ -74,8 +80,9 @@ pub(crate) fn session_error(error: rocket_sqlite_sessions::Error) -> ApiError {
     }
 }
 
-/// A login-like failure: the crate's own answer (429 with `Retry-After`, or
-/// 409 when the user changed while signing in), or one of the demo's.
+/// A login-like failure: the crate's own answer (429 with `Retry-After`, 409
+/// when the user changed while signing in, 409 `too_many_sessions` past
+/// `max_sessions` with `at_max_sessions = "refuse"`), or one of the demo's.
 #[derive(rocket::Responder)]
 pub(crate) enum LoginError {
     Crate(rocket_sqlite_sessions::Error),
@@ -91,7 +98,8 @@ impl From<ApiError> for LoginError {
 pub(crate) fn login_error(error: rocket_sqlite_sessions::Error) -> LoginError {
     match error {
         answered @ (rocket_sqlite_sessions::Error::Throttled { .. }
-        | rocket_sqlite_sessions::Error::LoginSuperseded) => LoginError::Crate(answered),
+        | rocket_sqlite_sessions::Error::LoginSuperseded
+        | rocket_sqlite_sessions::Error::TooManySessions) => LoginError::Crate(answered),
         other => LoginError::Other(session_error(other)),
     }
 }

@@ -221,6 +221,13 @@ pub(crate) async fn login_submit(
                 "Your account changed while you signed in; please sign in again.",
             ))
         }
+        Err(rocket_sqlite_sessions::Error::TooManySessions) => {
+            return Err(refuse(
+                Status::Conflict,
+                "You are signed in on too many devices. Sign out on one of them (Your devices, on a \
+                 device where you are signed in), then sign in here again.",
+            ))
+        }
         Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
     };
     // The browser's previous session, if any, ends: its cookies are replaced.

@@ -108,15 +108,16 @@ impl<'r> FromData<'r> for RefreshBody {
             .is_some_and(|content_type| content_type.is_form());
         if !form {
             // What `Json` does, without its boxed future and its copy of the
-            // body in the request's cache: past the `json` limit (or not
-            // UTF-8) 413, not the JSON asked for 400.
+            // body in the request's cache: past the `json` limit 413; not
+            // UTF-8, or not the JSON asked for, 400.
             let limit = request.limits().get("json").unwrap_or(Limits::JSON);
             return Outcome::Success(match data.open(limit).into_string().await {
                 Ok(body) if body.is_complete() => match serde_json::from_str::<RefreshRequest>(&body) {
                     Ok(body) => RefreshBody::Json(body.refresh_token),
                     Err(_) => RefreshBody::BadJson(Status::BadRequest),
                 },
-                _ => RefreshBody::BadJson(Status::PayloadTooLarge),
+                Ok(_) => RefreshBody::BadJson(Status::PayloadTooLarge),
+                Err(_) => RefreshBody::BadJson(Status::BadRequest),
             });
         }
         let grant = match form_parameters(request, data).await {

@@ -327,24 +327,33 @@ async fn an_expired_refresh_token_is_refused() {
 #[rocket::async_test]
 async fn bad_refresh_bodies_get_a_4xx_never_a_5xx() {
     let app = App::start().await;
-    let cases: Vec<(String, Status)> = vec![
-        ("not json".into(), Status::BadRequest),
-        ("{}".into(), Status::BadRequest),
-        (json!({ "refresh_token": 5 }).to_string(), Status::BadRequest),
-        (json!({ "refresh_token": "" }).to_string(), Status::Unauthorized),
-        (
-            json!({ "refresh_token": "x".repeat(100_000) }).to_string(),
-            Status::Unauthorized,
-        ),
-        (
-            json!({ "refresh_token": "é".repeat(43) }).to_string(),
-            Status::Unauthorized,
-        ),
-        (
-            format!("{{\"refresh_token\": \"{}\"}}", "a".repeat(2 << 20)),
-            Status::PayloadTooLarge,
-        ),
+    let cases: Vec<(Vec<u8>, Status)> = vec![
+        // One byte that is not UTF-8: malformed, not too large.
+        (vec![0xFF], Status::BadRequest),
+        (b"{\"refresh_token\": \"\xC3\"}".to_vec(), Status::BadRequest),
     ];
+    let cases = cases.into_iter().chain(
+        Vec::<(String, Status)>::from([
+            ("not json".into(), Status::BadRequest),
+            ("{}".into(), Status::BadRequest),
+            (json!({ "refresh_token": 5 }).to_string(), Status::BadRequest),
+            (json!({ "refresh_token": "" }).to_string(), Status::Unauthorized),
+            (
+                json!({ "refresh_token": "x".repeat(100_000) }).to_string(),
+                Status::Unauthorized,
+            ),
+            (
+                json!({ "refresh_token": "é".repeat(43) }).to_string(),
+                Status::Unauthorized,
+            ),
+            (
+                format!("{{\"refresh_token\": \"{}\"}}", "a".repeat(2 << 20)),
+                Status::PayloadTooLarge,
+            ),
+        ])
+        .into_iter()
+        .map(|(body, status)| (body.into_bytes(), status)),
+    );
     for (body, expected) in cases {
         let response = app
             .client

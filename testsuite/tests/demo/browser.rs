@@ -1066,3 +1066,37 @@ async fn a_browser_gets_an_error_page_and_an_api_client_json() {
     assert_eq!(api.status(), Status::NotFound);
     assert_eq!(api.into_json::<Value>().await.unwrap()["error"], "not_found");
 }
+
+/// With `max_sessions = 1` and `at_max_sessions = "refuse"`, a second login
+/// answers 409 `too_many_sessions` on the API and a page that says what to
+/// do in the browser: never a 500.
+#[rocket::async_test]
+async fn a_login_past_max_sessions_refused_is_a_409_not_a_500() {
+    let harness = demo::harness();
+    let figment = harness
+        .figment()
+        .merge(("sessions.max_sessions", 1))
+        .merge(("sessions.at_max_sessions", "refuse"));
+    let rocket = demo::app(rocket::custom(figment).attach(harness.fairing()));
+    let demo = Demo::on(harness, rocket).await;
+    demo::login(&demo.client, "alice", "password one").await;
+    let second = demo::post_json(
+        &demo.client,
+        "/auth/login",
+        json!({ "username": "alice", "password": "password one" }),
+    )
+    .await;
+    assert_eq!(second.status(), Status::Conflict);
+    let body: Value = second.into_json().await.unwrap();
+    assert_eq!(body["error"], "too_many_sessions");
+
+    let browser = Browser::new("Browser/1");
+    let page = browser.sign_in(&demo).await;
+    assert_eq!(page.status(), Status::Conflict);
+    let page = page.into_string().await.unwrap();
+    assert!(page.contains("too many devices"), "{page}");
+    assert!(
+        !crate::common::logs::logged("demo: the user has the most sessions allowed"),
+        "no error line"
+    );
+}

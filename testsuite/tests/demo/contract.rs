@@ -719,3 +719,19 @@ async fn a_password_hashed_by_the_previous_argon2_still_signs_in() {
     assert_eq!(login("password one").await.status(), Status::Ok);
     assert_eq!(login("password two").await.status(), Status::Unauthorized);
 }
+
+/// A body that is not UTF-8 is malformed (400), not too large (413), however
+/// short.
+#[rocket::async_test]
+async fn a_body_that_is_not_utf8_is_a_400() {
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    for path in ["/auth/login", "/auth/register"] {
+        for body in [vec![0xFF], b"{\"username\":\"al\xFFice\",\"password\":\"x\"}".to_vec()] {
+            let response = client.post(path).header(ContentType::JSON).body(body).dispatch().await;
+            assert_eq!(response.status(), Status::BadRequest, "{path}");
+            let error: Value = response.into_json().await.unwrap();
+            assert_eq!(error["error"], "invalid_request");
+        }
+    }
+}
