@@ -12,7 +12,7 @@ use super::errors::{api_error, sessions_unavailable, unavailable, ApiError};
 use super::users::{
     ban, blocking, canonical_username, create_user, find_user, list_users, new_password_hash, password_matches,
     set_role, user_claims, username_of, verify_credentials, Admin, Claims, PasswordHashing, Users, MAX_PASSWORD_BYTES,
-    MIN_PASSWORD_CHARS, ROLES,
+    MIN_PASSWORD_CHARS, REGISTRATION_SCOPE, ROLES,
 };
 
 #[derive(Deserialize)]
@@ -48,11 +48,20 @@ pub(crate) fn credentials(body: Result<Json<Credentials>, json::Error<'_>>) -> R
 pub(crate) async fn register(
     users: &State<Users>,
     hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
     body: Result<Json<Credentials>, json::Error<'_>>,
-) -> Result<(Status, Json<Value>), ApiError> {
+) -> Result<(Status, Json<Value>), LoginError> {
     let Credentials { username, password } = credentials(body)?;
     let username = canonical_username(&username)?;
-    let (user_id, _) = create_user(users, hashing, username, password).await?;
+    // Throttled per network, before any lookup or hashing (429).
+    let check = sessions
+        .credential_check(REGISTRATION_SCOPE, &client)
+        .await
+        .map_err(login_error)?;
+    let created = create_user(users, hashing, username, password).await;
+    let _ = check.failed().await;
+    let (user_id, _) = created?;
     Ok((Status::Created, Json(json!({ "user_id": user_id }))))
 }
 

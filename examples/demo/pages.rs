@@ -12,6 +12,7 @@ use super::api::{json_error, session_error};
 use super::errors::ApiError;
 use super::users::{
     canonical_username, create_user, user_claims, username_of, verify_credentials, PasswordHashing, Users,
+    REGISTRATION_SCOPE,
 };
 
 // ---- Browser pages: cookies, CSRF, session data. No JavaScript needed. -------
@@ -144,9 +145,29 @@ pub(crate) async fn register_submit(
         (status, register_form(&csrf, Some(&message)))
     };
     let username = canonical_username(&username).map_err(refuse)?;
-    let (user_id, role) = create_user(users, hashing, username.clone(), password)
-        .await
-        .map_err(refuse)?;
+    let check = match sessions.credential_check(REGISTRATION_SCOPE, &client).await {
+        Ok(check) => check,
+        Err(rocket_sqlite_sessions::Error::Throttled { retry_after }) => {
+            return Err((
+                Status::TooManyRequests,
+                register_form(
+                    &csrf,
+                    Some(&format!(
+                        "Too many accounts were made from here; try again in {retry_after} seconds."
+                    )),
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err((
+                Status::ServiceUnavailable,
+                register_form(&csrf, Some("Please try again shortly.")),
+            ))
+        }
+    };
+    let created = create_user(users, hashing, username.clone(), password).await;
+    let _ = check.failed().await;
+    let (user_id, role) = created.map_err(refuse)?;
     let pair = sessions
         .login(user_id, user_claims(&username, &role), &client)
         .await

@@ -54,6 +54,26 @@ pub(crate) fn canonical_username(raw: &str) -> Result<String, ApiError> {
     Ok(enforced.into_owned())
 }
 
+/// The form two usernames that look alike share, from the UTS #39
+/// confusable skeletons of `unicode-security`: the skeleton of the name in
+/// capitals (so that `ƅ` is `b`, as `Ƅ` is), lowered, and its skeleton again,
+/// a combining dot above after `i`, `j` or `l` dropped (`i̇` is drawn as `i`).
+/// `аӏісе` in Cyrillic, `ɑlice`, `alıce`, `aǀice`, `al1ce` and `alice` all
+/// share one; so do `boƅ`, `bօb`, `b0b` and `bob`, and `rn` and `m`. Accented
+/// letters stay apart (`rené` is not `rene`). A name is taken when its
+/// skeleton is.
+pub(crate) fn skeleton(canonical: &str) -> String {
+    let capitals: String = unicode_security::skeleton(&canonical.to_uppercase()).collect();
+    let mut out = String::with_capacity(canonical.len());
+    for c in unicode_security::skeleton(&capitals.to_lowercase()) {
+        if c == '\u{0307}' && (out.ends_with('i') || out.ends_with('j') || out.ends_with('l')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Whether `name` has letters of more than one of the scripts whose letters
 /// look alike: Latin, Greek, Cyrillic.
 fn mixes_scripts(name: &str) -> bool {
@@ -105,6 +125,24 @@ pub(crate) struct Users {
     pub(crate) pool: Pool,
 }
 
+/// The most registration hashes `rocket` (the demo) has computed at once.
+// Read by testsuite/tests/demo.rs, not by the app itself.
+#[allow(dead_code)]
+pub fn peak_concurrent_registration_hashes(rocket: &Rocket<Orbit>) -> usize {
+    rocket
+        .state::<PasswordHashing>()
+        .map_or(0, |hashing| hashing.registrations_peak.load(Ordering::SeqCst))
+}
+
+/// The registration hashes `rocket` (the demo) has computed in all.
+// Read by testsuite/tests/demo.rs, not by the app itself.
+#[allow(dead_code)]
+pub fn registration_hashes(rocket: &Rocket<Orbit>) -> usize {
+    rocket
+        .state::<PasswordHashing>()
+        .map_or(0, |hashing| hashing.registrations_hashed.load(Ordering::SeqCst))
+}
+
 /// The most password hashes `rocket` (the demo) has computed at once.
 // Read by testsuite/tests/demo.rs, not by the app itself.
 #[allow(dead_code)]
@@ -120,6 +158,14 @@ pub fn peak_concurrent_hashes(rocket: &Rocket<Orbit>) -> usize {
 /// kept the memory: 7 GB.)
 pub(crate) struct PasswordHashing {
     permits: rocket::tokio::sync::Semaphore,
+    /// Registrations hash one at a time: however many arrive, they hold at
+    /// most one core, and sign-ins keep the others.
+    registering: rocket::tokio::sync::Semaphore,
+    /// Registration hashes being computed now, and the most ever at once.
+    registrations_running: AtomicUsize,
+    registrations_peak: AtomicUsize,
+    /// Registration hashes computed in all.
+    registrations_hashed: AtomicUsize,
     work_areas: Mutex<Vec<Vec<Block>>>,
     /// Hashes being computed now, and the most ever at once.
     running: AtomicUsize,
@@ -131,10 +177,29 @@ impl PasswordHashing {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         PasswordHashing {
             permits: rocket::tokio::sync::Semaphore::new(cores),
+            registering: rocket::tokio::sync::Semaphore::new(1),
+            registrations_running: AtomicUsize::new(0),
+            registrations_peak: AtomicUsize::new(0),
+            registrations_hashed: AtomicUsize::new(0),
             work_areas: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
+    }
+
+    /// [`run`](Self::run) for a registration: once no other registration
+    /// is hashing.
+    pub(crate) async fn run_registration<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self.registering.acquire().await.map_err(|_| internal_error())?;
+        let running = self.registrations_running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.registrations_peak.fetch_max(running, Ordering::SeqCst);
+        let result = self.run(work).await;
+        self.registrations_running.fetch_sub(1, Ordering::SeqCst);
+        self.registrations_hashed.fetch_add(1, Ordering::SeqCst);
+        result
     }
 
     /// Runs `work` with a work area, once a core is free.
@@ -230,32 +295,65 @@ pub(crate) async fn create_user(
             "The password must be at least 8 characters (and at most 1024 bytes).",
         ));
     }
+    // A name taken (in any of its look-alike forms) costs no hashing.
+    let skeleton = skeleton(&username);
+    let pool = users.pool.clone();
+    let taken = {
+        let skeleton = skeleton.clone();
+        blocking(move || {
+            let connection = pool.get().map_err(unavailable)?;
+            skeleton_taken(&connection, &skeleton).map_err(unavailable)
+        })
+        .await?
+    };
+    if taken {
+        return Err(username_taken());
+    }
     let hash = hashing
-        .run(move |area| new_password_hash(&password, area))
+        .run_registration(move |area| new_password_hash(&password, area))
         .await?
         .map_err(unavailable)?;
     let pool = users.pool.clone();
-    let user_id = blocking(move || {
-        let connection = pool.get().map_err(unavailable)?;
-        let inserted = connection.query_row(
-            "INSERT INTO demo_users (username, password_hash, created_at, role)
-             VALUES (?1, ?2, unixepoch(),
+    blocking(move || {
+        let mut connection = pool.get().map_err(unavailable)?;
+        // Checked again in the write: a look-alike registered meanwhile.
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        if skeleton_taken(&transaction, &skeleton).map_err(unavailable)? {
+            return Err(username_taken());
+        }
+        let inserted = transaction.query_row(
+            "INSERT INTO demo_users (username, skeleton, password_hash, created_at, role)
+             VALUES (?1, ?2, ?3, unixepoch(),
                      CASE WHEN EXISTS (SELECT 1 FROM demo_users) THEN 'member' ELSE 'admin' END)
              ON CONFLICT (username) DO NOTHING
              RETURNING id, role",
-            rusqlite::params![username, hash],
+            rusqlite::params![username, skeleton, hash],
             |row| Ok((row.get(0)?, row.get(1)?)),
         );
-        match inserted {
-            Err(rusqlite::Error::QueryReturnedNoRows) => {
-                Err(api_error(Status::Conflict, "username_taken", "That username is taken."))
-            }
-            Ok(user) => Ok(user),
-            Err(e) => Err(unavailable(e)),
-        }
+        let user = match inserted {
+            Err(rusqlite::Error::QueryReturnedNoRows) => return Err(username_taken()),
+            Ok(user) => user,
+            Err(e) => return Err(unavailable(e)),
+        };
+        transaction.commit().map_err(unavailable)?;
+        Ok(user)
     })
-    .await?;
-    Ok(user_id)
+    .await
+}
+
+fn username_taken() -> ApiError {
+    api_error(Status::Conflict, "username_taken", "That username is taken.")
+}
+
+/// Whether a user's name has `skeleton` (see [`skeleton`]).
+fn skeleton_taken(connection: &rusqlite::Connection, skeleton: &str) -> rusqlite::Result<bool> {
+    connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM demo_users WHERE skeleton = ?1)",
+        [skeleton],
+        |row| row.get(0),
+    )
 }
 
 /// A hash to verify against when the username is unknown, so both failures take
@@ -505,6 +603,29 @@ pub(crate) fn username_of(user: &AuthUser) -> Option<String> {
     user.claim("username")
 }
 
+/// Gives the users registered before skeletons were kept theirs.
+fn fill_skeletons(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let names: Vec<(i64, String)> = connection
+        .prepare("SELECT id, username FROM demo_users WHERE skeleton IS NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, username) in names {
+        connection.execute(
+            "UPDATE demo_users SET skeleton = ?2 WHERE id = ?1",
+            rusqlite::params![id, skeleton(&username)],
+        )?;
+    }
+    Ok(())
+}
+
+/// The throttling scope of registrations, in the crate's failed-login
+/// throttle (no username can be it: the demo's names have no control
+/// characters). Every registration counts as a failure there: from one
+/// network at most `login_max_failures` a window, from everywhere
+/// `login_max_failures_global`, and each one counts toward the network's
+/// `ip_max_failures` too.
+pub(crate) const REGISTRATION_SCOPE: &str = "\u{0}registration";
+
 /// Closes the users table's connections at shutdown.
 pub(crate) fn users_closer() -> AdHoc {
     AdHoc::on_shutdown("demo users closed", |rocket| {
@@ -582,6 +703,18 @@ pub(crate) fn users_fairing() -> AdHoc {
                         .execute_batch("ALTER TABLE demo_users ADD COLUMN banned INTEGER NOT NULL DEFAULT 0")
                         .map_err(|e| e.to_string())?;
                 }
+                // Then the look-alike skeletons, filled in for the names
+                // registered before.
+                let has_skeleton = connection.prepare("SELECT skeleton FROM demo_users LIMIT 0").is_ok();
+                if !has_skeleton {
+                    connection
+                        .execute_batch(
+                            "ALTER TABLE demo_users ADD COLUMN skeleton TEXT;
+                             CREATE INDEX IF NOT EXISTS demo_users_by_skeleton ON demo_users (skeleton);",
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                fill_skeletons(&connection).map_err(|e| e.to_string())?;
                 Ok(pool)
             });
         match opened {

@@ -735,3 +735,127 @@ async fn a_body_that_is_not_utf8_is_a_400() {
         }
     }
 }
+
+/// Registers `username` from `address`: the status.
+async fn register_from(client: &Client, address: &str, username: &str) -> Status {
+    client
+        .post("/auth/register")
+        .remote(address.parse().unwrap())
+        .header(ContentType::JSON)
+        .body(json!({ "username": username, "password": "correct horse battery" }).to_string())
+        .dispatch()
+        .await
+        .status()
+}
+
+/// Every look-alike of a taken name is taken too (UTS #39 skeletons), and
+/// found so before any password hashing; a different name is not.
+#[rocket::async_test]
+async fn look_alikes_of_a_taken_name_are_taken_and_cost_no_hashing() {
+    let harness = demo::harness();
+    let figment = harness.figment().merge(("sessions.login_max_failures", 1000));
+    let client = Client::tracked(demo::app(rocket::custom(figment).attach(harness.fairing())))
+        .await
+        .unwrap();
+    for name in ["alice", "bob"] {
+        assert_eq!(register_from(&client, "10.0.0.1:1", name).await, Status::Created);
+    }
+    let hashed = demo::users::registration_hashes(client.rocket());
+    let look_alikes = [
+        "аӏісе",        // all Cyrillic
+        "ɑlice",        // Latin alpha
+        "alıce",        // dotless i
+        "aǀice",        // dental click
+        "ali\u{307}ce", // i with a combining dot above
+        "boƅ",          // tone six
+        "bօb",          // Armenian o
+        "ALICE",        // case
+        "ａｌｉｃｅ",   // full width
+        "al1ce",        // digit one
+        "b0b",          // digit zero
+    ];
+    for name in look_alikes {
+        let status = register_from(&client, "10.0.0.1:1", name).await;
+        assert!(
+            status == Status::Conflict || status == Status::UnprocessableEntity,
+            "{name:?} registered as a look-alike of a taken name: {status}"
+        );
+    }
+    assert_eq!(
+        demo::users::registration_hashes(client.rocket()),
+        hashed,
+        "no password was hashed for a taken name"
+    );
+    assert_eq!(register_from(&client, "10.0.0.1:1", "alicia").await, Status::Created);
+}
+
+/// Registrations are throttled per network like failed logins: past
+/// `login_max_failures` from one address, 429 with `Retry-After`; another
+/// network is not held back.
+#[rocket::async_test]
+async fn registrations_from_one_network_are_throttled() {
+    let harness = demo::harness();
+    let figment = harness.figment().merge(("sessions.login_max_failures", 3));
+    let client = Client::tracked(demo::app(rocket::custom(figment).attach(harness.fairing())))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        assert_eq!(
+            register_from(&client, "10.0.0.1:1", &format!("user{n}")).await,
+            Status::Created
+        );
+    }
+    let refused = client
+        .post("/auth/register")
+        .remote("10.0.0.1:2".parse().unwrap())
+        .header(ContentType::JSON)
+        .body(json!({ "username": "user9", "password": "correct horse battery" }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(refused.status(), Status::TooManyRequests);
+    assert!(refused.headers().get_one("Retry-After").is_some());
+    assert_eq!(register_from(&client, "10.0.0.2:1", "user9").await, Status::Created);
+    // A user signs in from the throttled network all the same.
+    let login = client
+        .post("/auth/login")
+        .remote("10.0.0.1:3".parse().unwrap())
+        .header(ContentType::JSON)
+        .body(json!({ "username": "user0", "password": "correct horse battery" }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(login.status(), Status::Ok);
+}
+
+/// Registrations hash one at a time, so a sign-in during a burst of them
+/// gets a core at once: it is answered before most of them, never after all.
+#[rocket::async_test]
+async fn a_burst_of_registrations_leaves_a_core_for_sign_ins() {
+    use std::sync::Mutex;
+    let harness = demo::harness();
+    let client = start(&harness).await;
+    assert_eq!(register_from(&client, "10.0.0.1:1", "alice").await, Status::Created);
+    let finished: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let registrations = (0..16).map(|n| {
+        let finished = &finished;
+        let client = &client;
+        async move {
+            let address = format!("10.0.{}.1:1", n % 4 + 1);
+            let status = register_from(client, &address, &format!("user{n}")).await;
+            assert_eq!(status, Status::Created);
+            finished.lock().unwrap().push(format!("user{n}"));
+        }
+    });
+    let sign_in = async {
+        rocket::tokio::task::yield_now().await;
+        login(&client, "alice", "correct horse battery").await;
+        finished.lock().unwrap().push("sign-in".to_string());
+    };
+    let (_, ()) = rocket::tokio::join!(rocket::futures::future::join_all(registrations), sign_in);
+    let finished = finished.into_inner().unwrap();
+    let place = finished.iter().position(|name| name == "sign-in").unwrap();
+    assert!(
+        place <= 4,
+        "the sign-in finished after {place} of 16 registrations: {finished:?}"
+    );
+    assert_eq!(demo::users::peak_concurrent_registration_hashes(client.rocket()), 1);
+}
