@@ -11,7 +11,7 @@ use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Err
 
 use super::api::{set_password, LoginError};
 use super::pages::{csrf_field, escape, html_page, redirect, Page};
-use super::users::{PasswordHashing, Users};
+use super::users::{user_claims, username_of, verify_credentials, PasswordHashing, Users};
 
 /// `seconds` ago, for people: "just now", "2 minutes ago", "3 days ago".
 pub(crate) fn ago(seconds: i64) -> String {
@@ -87,10 +87,61 @@ pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, se
     ))
 }
 
+/// The answer of an action on another device: back to the list, or, when
+/// the sign-in is older than `fresh_age`, the page that asks for the
+/// password first (401).
+#[derive(rocket::Responder)]
+pub(crate) enum Managed {
+    Done(Redirect),
+    Confirm((Status, RawHtml<String>)),
+    Failed(Error),
+}
+
+impl From<Result<(), Error>> for Managed {
+    fn from(outcome: Result<(), Error>) -> Self {
+        match outcome {
+            Ok(()) => Managed::Done(Redirect::to("/account/sessions")),
+            Err(error) => Managed::Failed(error),
+        }
+    }
+}
+
+/// Asks for the password before an action on the user's other devices when
+/// the sign-in is old (ASVS 5.0 7.5.2): a stolen old session cannot end or
+/// rename its owner's others.
+fn fresh_or_confirm(sessions: &Sessions, user: &AuthUser, csrf: &CsrfToken) -> Result<(), Managed> {
+    match sessions.require_fresh(user) {
+        Ok(()) => Ok(()),
+        Err(Error::LoginTooOld { .. }) => Err(Managed::Confirm((Status::Unauthorized, confirm_form(csrf, None)))),
+        Err(error) => Err(Managed::Failed(error)),
+    }
+}
+
+fn confirm_form(csrf: &CsrfToken, message: Option<&str>) -> RawHtml<String> {
+    let message = message.map_or(String::new(), |m| format!(r#"<p class="error">{}</p>"#, escape(m)));
+    html_page(
+        "Confirm it's you",
+        &format!(
+            r#"{message}<p>You signed in a while ago. Enter your password to manage your other devices.</p>
+<form method="post" action="/account/confirm">
+{csrf}
+<label>Password<br><input name="password" type="password" autocomplete="current-password" required></label><br>
+<button type="submit" id="confirm">Confirm</button>
+</form>
+<p><a href="/account/sessions">Back</a></p>"#,
+            csrf = csrf_field(csrf)
+        ),
+    )
+}
+
 #[post("/account/sessions/<id>/revoke")]
-pub(crate) async fn revoke_device(user: AuthUser, sessions: &State<Sessions>, id: &str) -> Result<Redirect, Error> {
-    sessions.revoke_session(&user.id, id).await?;
-    Ok(Redirect::to("/account/sessions"))
+pub(crate) async fn revoke_device(user: AuthUser, csrf: CsrfToken, sessions: &State<Sessions>, id: &str) -> Managed {
+    if id != user.session_id {
+        if let Err(confirm) = fresh_or_confirm(sessions, &user, &csrf) {
+            return confirm;
+        }
+    }
+    sessions.revoke_session(&user.id, id).await.into()
 }
 
 /// The name field of a session's row.
@@ -105,18 +156,84 @@ pub(crate) struct LabelForm {
 #[post("/account/sessions/<id>/label", data = "<form>")]
 pub(crate) async fn label_device(
     user: AuthUser,
+    csrf: CsrfToken,
     sessions: &State<Sessions>,
     id: &str,
     form: Form<LabelForm>,
-) -> Result<Redirect, Error> {
-    sessions.set_session_label(&user.id, id, Some(&form.label)).await?;
-    Ok(Redirect::to("/account/sessions"))
+) -> Managed {
+    if id != user.session_id {
+        if let Err(confirm) = fresh_or_confirm(sessions, &user, &csrf) {
+            return confirm;
+        }
+    }
+    sessions.set_session_label(&user.id, id, Some(&form.label)).await.into()
 }
 
 /// Every other device of the user signs out; this one stays.
 #[post("/account/logout-others")]
-pub(crate) async fn logout_others(user: AuthUser, sessions: &State<Sessions>) -> Result<Redirect, Error> {
-    sessions.logout_others(&user).await?;
+pub(crate) async fn logout_others(user: AuthUser, csrf: CsrfToken, sessions: &State<Sessions>) -> Managed {
+    if let Err(confirm) = fresh_or_confirm(sessions, &user, &csrf) {
+        return confirm;
+    }
+    sessions.logout_others(&user).await.map(|_| ()).into()
+}
+
+/// The field of the confirm page.
+#[derive(FromForm)]
+pub(crate) struct ConfirmForm {
+    #[field(name = "csrf_token")]
+    _csrf_token: String,
+    password: String,
+}
+
+/// A fresh sign-in of the user signed in on this browser: the password
+/// checked (throttled as a login), then a new session replaces this one, so
+/// the actions on other devices are open for `fresh_age`.
+#[post("/account/confirm", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn confirm_submit(
+    _csrf: CsrfProtected,
+    csrf: CsrfToken,
+    user: AuthUser,
+    users: &State<Users>,
+    hashing: &State<PasswordHashing>,
+    sessions: &State<Sessions>,
+    client: ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: Form<ConfirmForm>,
+) -> Result<Redirect, (Status, RawHtml<String>)> {
+    let refuse = |status: Status, message: &str| (status, confirm_form(&csrf, Some(message)));
+    let Some(username) = username_of(&user) else {
+        return Err(refuse(Status::Unauthorized, "Please sign in."));
+    };
+    let check = match sessions.credential_check(&username, &client).await {
+        Ok(check) => check,
+        Err(Error::Throttled { retry_after }) => {
+            return Err(refuse(
+                Status::TooManyRequests,
+                &format!("Too many wrong passwords; try again in {retry_after} seconds."),
+            ))
+        }
+        Err(_) => return Err(refuse(Status::ServiceUnavailable, "Please try again shortly.")),
+    };
+    let found = verify_credentials(users, hashing, username.clone(), form.into_inner().password)
+        .await
+        .map_err(|_| refuse(Status::ServiceUnavailable, "Please try again shortly."))?;
+    let Some(found) = found.filter(|found| found.id.to_string() == user.id) else {
+        let _ = check.failed().await;
+        return Err(refuse(Status::Unauthorized, "Wrong password."));
+    };
+    if found.banned {
+        let _ = check.passed().await;
+        return Err(refuse(Status::Forbidden, "This account is disabled."));
+    }
+    let pair = check
+        .login(found.id, user_claims(&username, &found.role), &client)
+        .await
+        .map_err(|_| refuse(Status::Conflict, "Your account changed; please try again."))?;
+    // This browser's old session ends: the fresh one replaces it.
+    let _ = sessions.end_browser_session(cookies).await;
+    sessions.set_cookies(cookies, &pair);
     Ok(Redirect::to("/account/sessions"))
 }
 

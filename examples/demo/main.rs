@@ -56,7 +56,8 @@ mod pages;
 pub(crate) mod users;
 
 use account::{
-    account_sessions, label_device, logout_all, logout_others, password_page, password_submit, revoke_device,
+    account_sessions, confirm_submit, label_device, logout_all, logout_others, password_page, password_submit,
+    revoke_device,
 };
 use api::{admin_users, ban_user, change_password, change_role, health, login, logout_everyone, me, register};
 use pages::{error_answer, home, login_page, login_submit, logout_page, register_page, register_submit};
@@ -87,6 +88,7 @@ pub fn app(rocket: Rocket<Build>) -> Rocket<Build> {
                 revoke_device,
                 label_device,
                 logout_others,
+                confirm_submit,
                 logout_all,
                 password_page,
                 password_submit,

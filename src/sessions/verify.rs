@@ -69,6 +69,20 @@ impl Sessions {
         Ok(user_of(claims))
     }
 
+    /// `Ok` when `user` signed in no more than `fresh_age` seconds ago: for a
+    /// sensitive action in an app's own route, as
+    /// [`FreshAuthUser`](crate::FreshAuthUser) is for a whole route. The
+    /// crate's routes ask it before ending or renaming another session of the
+    /// user (OWASP ASVS 5.0 7.5.2), so a stolen old session cannot end its
+    /// owner's others.
+    ///
+    /// # Errors
+    /// [`Error::LoginTooOld`] (401 `insufficient_user_authentication` with
+    /// `max_age`, RFC 9470): the user signs in again first.
+    pub fn require_fresh<C>(&self, user: &AuthUser<C>) -> Result<(), Error> {
+        self.check_fresh(user).map_err(|max_age| Error::LoginTooOld { max_age })
+    }
+
     /// `Ok` when `user` logged in no more than `fresh_age` seconds ago, else
     /// `Err(fresh_age)`.
     pub(crate) fn check_fresh<C>(&self, user: &AuthUser<C>) -> Result<(), i64> {

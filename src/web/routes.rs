@@ -28,10 +28,10 @@ use crate::web::responses::json_response;
 /// | `POST /revoke` `token=…` (a form, RFC 7009) | 200 for any token, valid or not: a refresh token's session ends, an access token is blocklisted and its session ends; 400 `invalid_request` without `token` |
 /// | `POST /logout` (Bearer or cookies) | 204; the token and its session stop working; with cookies, both are cleared |
 /// | `POST /logout-all` (Bearer or cookies) | 204; every session of the user stops working; with cookies, both are cleared |
-/// | `POST /logout-others` (Bearer or cookies) | 204; every other session of the user stops working (after a password change), this one stays |
+/// | `POST /logout-others` (Bearer or cookies) | 204; every other session of the user stops working (after a password change), this one stays; 401 `insufficient_user_authentication` (with `max_age`) unless the user signed in within `fresh_age` ([`Sessions::require_fresh`]) |
 /// | `GET /sessions` (Bearer) | 200 the user's active sessions (with `device`, `label`), the current one marked |
-/// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session |
-/// | `PUT /sessions/<id>/label` `{"label": "Work laptop"}` (or `null`) | 204; 404 as above; 422 `invalid_label` past 64 characters or with control characters, `invalid_request` for another body |
+/// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session; another than the caller's own needs a sign-in within `fresh_age`, as above |
+/// | `PUT /sessions/<id>/label` `{"label": "Work laptop"}` (or `null`) | 204; 404 as above; 422 `invalid_label` past 64 characters or with control characters, `invalid_request` for another body; another session than the caller's needs a sign-in within `fresh_age`, as above |
 ///
 /// In cookie mode (a browser app, see [`Sessions::set_cookies`]) every one of
 /// them is an unsafe request authenticated by cookie, so it needs the session's
@@ -218,8 +218,11 @@ async fn logout_all(
     Ok(Status::NoContent)
 }
 
+/// Ends the caller's other sessions: only with a recent sign-in (ASVS 5.0
+/// 7.5.2), so a stolen old session cannot end its owner's others.
 #[post("/logout-others")]
 async fn logout_others(sessions: &State<Sessions>, user: AuthUser, client: ClientInfo) -> Result<Status, Error> {
+    sessions.require_fresh(&user)?;
     sessions.logout_others_from(&user, client.ip).await?;
     Ok(Status::NoContent)
 }
@@ -253,6 +256,11 @@ async fn revoke_session(
     client: ClientInfo,
     id: &str,
 ) -> Result<Status, Error> {
+    // Another session of the user needs a recent sign-in; the caller's own
+    // does not (a logout).
+    if id != user.session_id {
+        sessions.require_fresh(&user)?;
+    }
     sessions.revoke_session_from(&user.id, id, client.ip).await?;
     Ok(Status::NoContent)
 }
@@ -294,6 +302,9 @@ async fn label_session(
     let Ok(Json(Label { label })) = body else {
         return Err(LabelRefused::Body);
     };
+    if id != user.session_id {
+        sessions.require_fresh(&user).map_err(LabelRefused::Session)?;
+    }
     sessions
         .set_session_label(&user.id, id, label.as_deref())
         .await

@@ -381,3 +381,82 @@ async fn each_login_gets_a_fresh_random_session_id() {
     }
     assert_eq!(ids.len(), 20, "no session id is ever reused");
 }
+
+/// Ending or renaming another session of the user needs a recent sign-in
+/// (ASVS 5.0 7.5.2): an old session, even refreshed, answers 401
+/// `insufficient_user_authentication` with `max_age` and ends nothing; its
+/// own session it may end or name; a fresh sign-in may do it all.
+#[rocket::async_test]
+async fn ending_or_renaming_other_sessions_needs_a_recent_sign_in() {
+    let app = App::start().await;
+    let old = app.login("alice").await;
+    let other = app.login("alice").await;
+    let other_id = common::session_id_of(&other.access);
+    app.harness.clock().advance(301); // past fresh_age (300)
+                                      // A thief holding the old refresh token refreshes it: the sign-in stays old.
+    let stolen = app.rotate(&old.refresh).await;
+    let stale = |response: &rocket::local::asynchronous::LocalResponse<'_>| {
+        assert_eq!(response.status(), Status::Unauthorized);
+        assert_eq!(
+            response.headers().get_one("WWW-Authenticate"),
+            Some(r#"Bearer error="insufficient_user_authentication", max_age=300"#)
+        );
+    };
+    let response = app
+        .client
+        .post("/auth/logout-others")
+        .header(bearer(&stolen.access))
+        .dispatch()
+        .await;
+    stale(&response);
+    let response = app
+        .client
+        .delete(format!("/auth/sessions/{other_id}"))
+        .header(bearer(&stolen.access))
+        .dispatch()
+        .await;
+    stale(&response);
+    let response = app
+        .client
+        .put(format!("/auth/sessions/{other_id}/label"))
+        .header(bearer(&stolen.access))
+        .header(ContentType::JSON)
+        .body(json!({ "label": "Unknown device (suspicious)" }).to_string())
+        .dispatch()
+        .await;
+    stale(&response);
+    assert_eq!(app.whoami_status(&other.access).await, Status::Ok, "nothing ended");
+    let listed = app.sessions(&other.access).await;
+    assert!(
+        listed.iter().all(|session| session["label"].is_null()),
+        "nothing renamed"
+    );
+
+    // Its own session it may name and end.
+    let own = common::session_id_of(&stolen.access);
+    let named = app
+        .client
+        .put(format!("/auth/sessions/{own}/label"))
+        .header(bearer(&stolen.access))
+        .header(ContentType::JSON)
+        .body(json!({ "label": "Old laptop" }).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(named.status(), Status::NoContent);
+
+    // A fresh sign-in may end the others.
+    let fresh = app.login("alice").await;
+    let ended = app
+        .client
+        .delete(format!("/auth/sessions/{own}"))
+        .header(bearer(&fresh.access))
+        .dispatch()
+        .await;
+    assert_eq!(ended.status(), Status::NoContent);
+    assert_eq!(
+        app.post_bearer("/auth/logout-others", &fresh.access).await,
+        Status::NoContent
+    );
+    assert_invalid_token(app.whoami(&other.access).await).await;
+    assert_eq!(app.whoami_status(&fresh.access).await, Status::Ok);
+}

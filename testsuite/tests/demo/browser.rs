@@ -1100,3 +1100,63 @@ async fn a_login_past_max_sessions_refused_is_a_409_not_a_500() {
         "no error line"
     );
 }
+
+/// An old sign-in (a stolen session cookie, say) cannot end or rename the
+/// user's other devices: the page asks for the password first, and a right
+/// one makes a fresh sign-in that can.
+#[rocket::async_test]
+async fn signing_out_other_devices_asks_for_the_password_after_a_while() {
+    let demo = Demo::start().await;
+    let (laptop, phone) = (Browser::new("Laptop/1"), Browser::new("Phone/1"));
+    for browser in [&laptop, &phone] {
+        assert_eq!(browser.sign_in(&demo).await.status(), Status::SeeOther);
+    }
+    demo.harness.clock().advance(301); // past fresh_age
+    let phone_session = demo
+        .sessions()
+        .sessions("1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|session| session.user_agent.as_deref() == Some("Phone/1"))
+        .unwrap()
+        .id;
+
+    laptop.get(&demo.client, "/account/sessions").await;
+    let others = laptop.submit(&demo.client, "/account/logout-others", &[]).await;
+    assert_eq!(others.status, Status::Unauthorized);
+    assert!(others.body.contains("Enter your password"), "{}", others.body);
+    let revoke = format!("/account/sessions/{phone_session}/revoke");
+    laptop.get(&demo.client, "/account/sessions").await;
+    assert_eq!(
+        laptop.submit(&demo.client, &revoke, &[]).await.status,
+        Status::Unauthorized
+    );
+    let label = format!("/account/sessions/{phone_session}/label");
+    laptop.get(&demo.client, "/account/sessions").await;
+    let renamed = laptop.submit(&demo.client, &label, &[("label", "stolen")]).await;
+    assert_eq!(renamed.status, Status::Unauthorized);
+    assert_eq!(phone.page(&demo, "/").await.0, Status::Ok, "nothing ended");
+    assert_eq!(demo.sessions().sessions("1").await.unwrap().len(), 2);
+
+    laptop.get(&demo.client, "/account/sessions").await;
+    let wrong = laptop
+        .submit(&demo.client, "/account/confirm", &[("password", "not it")])
+        .await;
+    assert_eq!(wrong.status, Status::Unauthorized);
+    assert!(wrong.body.contains("Wrong password"), "{}", wrong.body);
+    let confirmed = laptop
+        .submit(&demo.client, "/account/confirm", &[("password", "password one")])
+        .await;
+    assert_eq!(confirmed.location.as_deref(), Some("/account/sessions"));
+    laptop.get(&demo.client, "/account/sessions").await;
+    let others = laptop.submit(&demo.client, "/account/logout-others", &[]).await;
+    assert_eq!(others.location.as_deref(), Some("/account/sessions"));
+    assert_eq!(phone.page(&demo, "/").await, (Status::SeeOther, "/login".to_string()));
+    assert_eq!(laptop.page(&demo, "/").await.0, Status::Ok);
+    assert_eq!(
+        demo.sessions().sessions("1").await.unwrap().len(),
+        1,
+        "the old laptop session ended too"
+    );
+}

@@ -243,13 +243,37 @@ async fn the_demo_in_headless_chromium() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join("sessions-page.png"), &screenshot).unwrap();
+    let revoke = || async {
+        first
+            .find(Locator::Css("tr.other form[action$='/revoke'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+    // The first browser signed in more than 5 minutes ago (fresh_age): the
+    // page asks for its password before signing another device out.
+    revoke().await;
     first
-        .find(Locator::Css("tr.other form[action$='/revoke'] button"))
-        .await
-        .unwrap()
-        .click()
+        .wait()
+        .for_element(Locator::Css("form[action='/account/confirm']"))
         .await
         .unwrap();
+    first
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("password one")
+        .await
+        .unwrap();
+    first.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+    first
+        .wait()
+        .for_element(Locator::Css("tr.other form[action$='/revoke'] button"))
+        .await
+        .unwrap();
+    revoke().await;
     // The URL is the same before and after the form's redirect: wait for the new page.
     let mut rows = 0;
     for _ in 0..100 {
