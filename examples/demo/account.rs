@@ -92,7 +92,7 @@ pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, se
 /// password first (401).
 #[derive(rocket::Responder)]
 pub(crate) enum Managed {
-    Done(Redirect),
+    Done(Box<Redirect>),
     Confirm((Status, RawHtml<String>)),
     Failed(Error),
 }
@@ -100,7 +100,7 @@ pub(crate) enum Managed {
 impl From<Result<(), Error>> for Managed {
     fn from(outcome: Result<(), Error>) -> Self {
         match outcome {
-            Ok(()) => Managed::Done(Redirect::to("/account/sessions")),
+            Ok(()) => Managed::Done(Box::new(Redirect::to("/account/sessions"))),
             Err(error) => Managed::Failed(error),
         }
     }
