@@ -379,7 +379,7 @@ macro_rules! acceptance_suite {
             async fn a_demotion_reaches_the_refreshes_in_flight() {
                 use std::sync::atomic::{AtomicBool, Ordering};
                 const SESSIONS: usize = 6;
-                const DEMOTIONS: usize = 60;
+                const DEMOTIONS: usize = 100;
                 let directory: Arc<Mutex<Result<ClaimsDecision, String>>> =
                     Arc::new(Mutex::new(Ok(ClaimsDecision::Replace(json!({ "role": "admin" })))));
                 let backend = Backend::$backend().await;
