@@ -81,7 +81,9 @@ async fn form_parameters(request: &Request<'_>, data: Data<'_>) -> Result<HashMa
     Ok(parameters)
 }
 
-/// The body of `POST /refresh`: the crate's JSON, or an RFC 6749 form.
+/// The body of `POST /refresh`: the crate's JSON (also when sent with a form
+/// content type, as `curl -d` does: a body starting with `{`), or an RFC 6749
+/// form.
 pub(super) enum RefreshBody {
     /// `{"refresh_token": "…"}`.
     Json(String),
@@ -98,15 +100,27 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
+/// How much of a form body is looked at for a JSON object's `{`.
+const JSON_SNIFF_BYTES: usize = 64;
+
 #[rocket::async_trait]
 impl<'r> FromData<'r> for RefreshBody {
     type Error = std::convert::Infallible;
 
-    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+    async fn from_data(request: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r, Self> {
         let form = request
             .content_type()
             .is_some_and(|content_type| content_type.is_form());
-        if !form {
+        // A JSON object sent as a form (`curl -d '{"refresh_token": …}'`):
+        // an RFC 6749 form starts with a field name, never with `{`.
+        let json_as_form = form
+            && data
+                .peek(JSON_SNIFF_BYTES)
+                .await
+                .iter()
+                .find(|byte| !byte.is_ascii_whitespace())
+                == Some(&b'{');
+        if !form || json_as_form {
             // What `Json` does, without its boxed future and its copy of the
             // body in the request's cache: past the `json` limit 413; not
             // UTF-8, or not the JSON asked for, 400.
@@ -144,7 +158,7 @@ pub(super) struct RevocationRequest(Result<String, OAuthError>);
 impl<'r> FromData<'r> for RevocationRequest {
     type Error = std::convert::Infallible;
 
-    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+    async fn from_data(request: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r, Self> {
         let form = request
             .content_type()
             .is_some_and(|content_type| content_type.is_form());

@@ -165,3 +165,31 @@ async fn revoking_junk_answers_200_and_writes_nothing() {
         .await;
     assert_eq!(oauth_error(json).await, "invalid_request");
 }
+
+/// A JSON body sent with a form content type (`curl -d '{…}'`) is the
+/// crate's JSON contract, not a form missing `grant_type`: an RFC 6749 form
+/// never starts with `{`.
+#[rocket::async_test]
+async fn a_json_body_sent_as_a_form_is_read_as_json() {
+    let app = App::start().await;
+    let first = app.login("alice").await;
+    let response = form(
+        &app,
+        "/auth/refresh",
+        &format!("  {{\"refresh_token\":\"{}\"}}", first.refresh),
+    )
+    .await;
+    assert_eq!(response.status(), Status::Ok);
+    let second = tokens_of(response).await;
+    assert_eq!(app.whoami_status(&second.access).await, Status::Ok);
+    // Refused as JSON is refused: the generic 401, not a §5.2 400.
+    assert_invalid_token(
+        form(
+            &app,
+            "/auth/refresh",
+            &format!("{{\"refresh_token\":\"{}x\"}}", second.refresh),
+        )
+        .await,
+    )
+    .await;
+}
