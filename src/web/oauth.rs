@@ -158,7 +158,7 @@ pub(super) struct RevocationRequest(Result<String, OAuthError>);
 impl<'r> FromData<'r> for RevocationRequest {
     type Error = std::convert::Infallible;
 
-    async fn from_data(request: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r, Self> {
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
         let form = request
             .content_type()
             .is_some_and(|content_type| content_type.is_form());
