@@ -75,6 +75,13 @@ pub enum Error {
     /// `{"error": "login_superseded", …}`; the user signs in again.
     #[error("the login was superseded by a change to the user; sign in again")]
     LoginSuperseded,
+    /// The username or password was wrong: one answer for both, so that it
+    /// tells no one which usernames exist. The crate never returns it
+    /// itself; an app returns it after
+    /// [`CredentialCheck::failed`](crate::CredentialCheck::failed), to answer
+    /// 401 with `{"error": "invalid_credentials", …}` in the crate's shape.
+    #[error("invalid username or password")]
+    InvalidCredentials,
     /// The user already has `max_sessions` live sessions and
     /// `at_max_sessions = "refuse"`. Answers 409 with
     /// `{"error": "too_many_sessions", …}`: the user signs out elsewhere first.

@@ -156,7 +156,8 @@
 //! (SQLite: about 0.1 s, polling `PRAGMA data_version`; PostgreSQL:
 //! `LISTEN`/`NOTIFY`). With the `postgres` cargo feature, `database =
 //! "postgres://…"` keeps the sessions in PostgreSQL instead, with the same API;
-//! the README's "Moving to PostgreSQL" gives its limits (no TLS yet).
+//! over TLS (`sslmode`, `sslrootcert`) and through PgBouncer (`pooled`); the
+//! README's "Moving to PostgreSQL" gives its limits.
 //!
 //! # How the code is laid out
 //!

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 /// access cookie of a browser app (refreshing silently from the refresh cookie,
 /// and requiring CSRF proof for unsafe methods: see [`Sessions::set_cookies`](crate::Sessions::set_cookies)).
 /// It checks the signature with
-/// the one pinned algorithm (HS256), the header (`typ`, `kid`, no extensions),
+/// the one algorithm pinned to the token's key (`kid`: HS256, EdDSA or ES256,
+/// whatever `alg` the header names), the header (`typ`, `kid`, no extensions),
 /// `exp`, `nbf`, `iat`, `iss` and `aud` when configured, that the token is not a
 /// refresh token, that its `jti` is not blocklisted and its session not revoked.
 /// The revocation checks are answered from memory: the guard never waits on

@@ -128,6 +128,12 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::LoginTooOld { max_age } => login_too_old_response(max_age),
             Error::CsrfRefused => csrf_refused_response(),
             Error::Forbidden => forbidden_response(),
+            Error::InvalidCredentials => json_response(
+                Status::Unauthorized,
+                "invalid_credentials",
+                "Invalid username or password.",
+            )
+            .finalize(),
             Error::TooManySessions => json_response(
                 Status::Conflict,
                 "too_many_sessions",

@@ -1002,3 +1002,43 @@ async fn the_user_id_comes_back_as_the_type_it_was_given_in() {
         .await;
     assert_eq!(next.status(), Status::UnprocessableEntity);
 }
+
+/// A login route in the README's shape: the crate's throttle, `check.login`
+/// for the right password, `Error::InvalidCredentials` for a wrong one.
+#[post("/password-login/<username>/<password>")]
+async fn password_login(
+    sessions: &State<rocket_sqlite_sessions::Sessions>,
+    client: rocket_sqlite_sessions::ClientInfo,
+    username: &str,
+    password: &str,
+) -> Result<rocket_sqlite_sessions::TokenPair, rocket_sqlite_sessions::Error> {
+    let check = sessions.credential_check(username, &client).await?;
+    if password == "right" {
+        check.login(username, (), &client).await
+    } else {
+        check.failed().await?;
+        Err(rocket_sqlite_sessions::Error::InvalidCredentials)
+    }
+}
+
+#[rocket::async_test]
+async fn a_wrong_password_is_answered_in_the_crates_shape() {
+    let harness = Arc::new(TestHarness::new());
+    let figment = harness.figment().merge(("sessions.login_max_failures", 2));
+    let rocket = rocket::custom(figment)
+        .attach(harness.fairing())
+        .mount("/", routes![password_login]);
+    let client = Client::tracked(rocket).await.unwrap();
+    for _ in 0..2 {
+        let wrong = client.post("/password-login/alice/wrong").dispatch().await;
+        assert_eq!(wrong.status(), Status::Unauthorized);
+        assert_eq!(
+            wrong.into_json::<Value>().await,
+            Some(json!({ "error": "invalid_credentials", "message": "Invalid username or password." }))
+        );
+    }
+    let throttled = client.post("/password-login/alice/right").dispatch().await;
+    assert_eq!(throttled.status(), Status::TooManyRequests);
+    let other = client.post("/password-login/bob/right").dispatch().await;
+    assert_eq!(other.status(), Status::Ok);
+}
