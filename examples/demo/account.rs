@@ -10,7 +10,7 @@ use rocket::{get, post, State};
 use rocket_sqlite_sessions::{AuthUser, ClientInfo, CsrfProtected, CsrfToken, Error, FreshAuthUser, Sessions};
 
 use super::api::{set_password, LoginError};
-use super::pages::{csrf_field, escape, html_page, redirect, Page};
+use super::pages::{csrf_field, escape, html_page, to_login, Page};
 use super::users::{user_claims, username_of, verify_credentials, PasswordHashing, Users};
 
 /// `seconds` ago, for people: "just now", "2 minutes ago", "3 days ago".
@@ -27,10 +27,10 @@ pub(crate) fn ago(seconds: i64) -> String {
 #[get("/account/sessions")]
 pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
     let Some(user) = user else {
-        return redirect("/login");
+        return to_login("/account/sessions");
     };
     let Ok(listed) = sessions.sessions(&user.id).await else {
-        return redirect("/login");
+        return to_login("/account/sessions");
     };
     let now = sessions.now();
     let when = |at: chrono::DateTime<chrono::Utc>| {
@@ -76,7 +76,7 @@ pub(crate) async fn account_sessions(user: Option<AuthUser>, csrf: CsrfToken, se
         .collect();
     let csrf = csrf_field(&csrf);
     Page::Html(html_page(
-        "Your sessions",
+        "Your devices",
         &format!(
             r#"<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>
 <tbody>{rows}</tbody></table>
@@ -270,7 +270,7 @@ fn password_form(csrf: &CsrfToken, message: Option<&str>) -> RawHtml<String> {
 pub(crate) fn password_page(user: Option<AuthUser>, csrf: CsrfToken) -> Page {
     match user {
         Some(_) => Page::Html(password_form(&csrf, None)),
-        None => redirect("/login"),
+        None => to_login("/account/password"),
     }
 }
 

@@ -22,9 +22,18 @@ struct DemoLogger {
     debug: bool,
 }
 
-/// Whether `target` is one of Rocket's per-request lines.
+/// Whether `target` is one of Rocket's per-request lines (the launch's lines,
+/// and the shield's list of headers under its heading, are not).
 fn per_request(target: &str) -> bool {
-    !target.contains("rocket::launch") && (target.ends_with("::_") || target == "rocket::server")
+    !target.contains("rocket::launch")
+        && !target.starts_with("rocket::shield")
+        && (target.ends_with("::_") || target == "rocket::server")
+}
+
+/// Rocket's launch line, which it logs as a warning so that it shows at
+/// `log_level = "critical"`: not a warning.
+fn launch_line(record: &Record<'_>) -> bool {
+    record.target().contains("rocket::launch")
 }
 
 impl Log for DemoLogger {
@@ -39,7 +48,7 @@ impl Log for DemoLogger {
         let mut out = std::io::stdout().lock();
         let _ = match record.level() {
             Level::Error => writeln!(out, "Error: {}", record.args()),
-            Level::Warn => writeln!(out, "Warning: {}", record.args()),
+            Level::Warn if !launch_line(record) => writeln!(out, "Warning: {}", record.args()),
             _ => writeln!(out, "{}", record.args()),
         };
     }

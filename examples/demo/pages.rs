@@ -65,20 +65,51 @@ pub(crate) fn redirect(to: &'static str) -> Page {
     Page::Elsewhere(Box::new(Redirect::to(to)))
 }
 
-pub(crate) fn login_form(csrf: &CsrfToken, error: Option<&str>) -> RawHtml<String> {
+/// To the sign-in page, which comes back to `next` (a path of the demo;
+/// the home page, where a sign-in goes anyway, needs none).
+pub(crate) fn to_login(next: &str) -> Page {
+    if next == "/" {
+        return redirect("/login");
+    }
+    let next = rocket::http::RawStr::new(next).percent_encode().into_owned();
+    Page::Elsewhere(Box::new(Redirect::to(format!("/login?next={next}"))))
+}
+
+/// `next` when it is a path of this site (one leading `/`, no `//` or `/\`,
+/// no control characters); else the home page.
+pub(crate) fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// The sign-in form; after a refusal it keeps the username typed, and it
+/// carries where to go after signing in (`next`).
+pub(crate) fn login_form(csrf: &CsrfToken, error: Option<&str>, username: &str, next: &str) -> RawHtml<String> {
     let error = error.map_or(String::new(), |e| format!(r#"<p class="error">{}</p>"#, escape(e)));
     html_page(
         "Sign in",
         &format!(
             r#"{error}<form method="post" action="/login">
 {csrf}
-<label>Username<br><input name="username" autocomplete="username" required></label><br>
+<input type="hidden" name="next" value="{next}">
+<label>Username<br><input name="username" autocomplete="username" value="{username}" required></label><br>
 <label>Password<br><input name="password" type="password" autocomplete="current-password" required></label><br>
 <label><input type="checkbox" name="remember" value="yes"> Keep me signed in on this device</label><br>
 <button type="submit">Sign in</button>
 </form>
 <p>No account yet? <a href="/register">Register</a></p>"#,
-            csrf = csrf_field(csrf)
+            csrf = csrf_field(csrf),
+            next = escape(next),
+            username = escape(username),
         ),
     )
 }
@@ -124,6 +155,8 @@ pub(crate) struct CredentialsForm {
     /// browser (`LoginOptions::session_only`).
     #[field(default = false)]
     remember: bool,
+    /// Where to go once signed in (the sign-in form's; a path of the demo).
+    next: Option<String>,
 }
 
 /// Registers a user from the form and signs them in.
@@ -178,9 +211,9 @@ pub(crate) async fn register_submit(
     Ok(Redirect::to("/"))
 }
 
-#[get("/login")]
-pub(crate) fn login_page(user: Option<AuthUser>, csrf: CsrfToken) -> Page {
-    signed_out_page(user, || login_form(&csrf, None))
+#[get("/login?<next>")]
+pub(crate) fn login_page(user: Option<AuthUser>, csrf: CsrfToken, next: Option<&str>) -> Page {
+    signed_out_page(user, || login_form(&csrf, None, "", &local_path(next)))
 }
 
 #[post("/login", data = "<form>")]
@@ -199,9 +232,12 @@ pub(crate) async fn login_submit(
         username,
         password,
         remember,
+        next,
         ..
     } = form.into_inner();
-    let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message)));
+    let next = local_path(next.as_deref());
+    let typed = username.clone();
+    let refuse = |status: Status, message: &str| (status, login_form(&csrf, Some(message), &typed, &next));
     // A name no user can have: refused before anything else.
     let username =
         canonical_username(&username).map_err(|_| refuse(Status::Unauthorized, "Invalid username or password."))?;
@@ -254,16 +290,16 @@ pub(crate) async fn login_submit(
     // The browser's previous session, if any, ends: its cookies are replaced.
     let _ = sessions.end_browser_session(cookies).await;
     sessions.set_cookies(cookies, &pair);
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(next))
 }
 
 #[get("/")]
 pub(crate) async fn home(user: Option<AuthUser>, csrf: CsrfToken, sessions: &State<Sessions>) -> Page {
     let Some(user) = user else {
-        return redirect("/login");
+        return to_login("/");
     };
     let Some(username) = username_of(&user) else {
-        return redirect("/login");
+        return to_login("/");
     };
     // A visit counter kept in the session's data.
     let visits: u64 = sessions
@@ -315,7 +351,8 @@ pub(crate) fn error_answer(status: Status, request: &rocket::Request<'_>) -> Err
         return ErrorAnswer::Json(json_error(status));
     }
     let advice = match status.code {
-        401 | 403 => r#"<p>Please <a href="/login">sign in</a> again.</p>"#,
+        401 => r#"<p>Please <a href="/login">sign in</a> again.</p>"#,
+        403 => r#"<p>Your account may not open this page. <a href="/">Home</a></p>"#,
         404 => r#"<p>There is no such page. <a href="/">Home</a></p>"#,
         _ => r#"<p>Please try again shortly. <a href="/">Home</a></p>"#,
     };

@@ -16,7 +16,7 @@ use crate::sessions::Sessions;
 use crate::web::csrf_proof::{csrf_field_of, is_unsafe, CSRF_HEADER, CSRF_PEEK_BYTES};
 use crate::web::request::record;
 use crate::web::responses::{
-    csrf_refused_response, forbidden_response, login_too_old_response, rewrite_as_invalid_token,
+    csrf_refused_response, forbidden_response, invalid_token_response, login_too_old_response,
 };
 
 /// The fairing returned by [`Sessions::fairing()`].
@@ -167,16 +167,26 @@ impl Fairing for SessionsFairing {
             *response = login;
         }
         sessions.finish_cookies(request, response);
+        // The 403 page of a policy (`Authorized`) the app's own catcher
+        // rendered for a browser (a request preferring HTML) is kept;
+        // anything else gets the crate's JSON. A refused token is always the
+        // one generic 401, a failed CSRF check the crate's 403.
+        let app_page = request
+            .accept()
+            .is_some_and(|accept| accept.preferred().media_type().is_html())
+            && response
+                .content_type()
+                .is_some_and(|content_type| content_type.is_html());
         match response.status() {
             Status::Unauthorized => {
                 if record.token_refused() {
-                    rewrite_as_invalid_token(response);
+                    response.merge(invalid_token_response());
                 } else if let Some(max_age) = record.stale_login() {
                     response.merge(login_too_old_response(max_age));
                 }
             }
             Status::Forbidden if record.csrf_refused() => response.merge(csrf_refused_response()),
-            Status::Forbidden if record.policy_refused() => response.merge(forbidden_response()),
+            Status::Forbidden if record.policy_refused() && !app_page => response.merge(forbidden_response()),
             _ => {}
         }
     }

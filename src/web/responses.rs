@@ -55,11 +55,6 @@ fn unavailable_response<'o>(message: &str) -> Response<'o> {
         .finalize()
 }
 
-/// Replaces `response`'s status and body with the generic token failure.
-pub(crate) fn rewrite_as_invalid_token(response: &mut Response<'_>) {
-    response.merge(invalid_token_response());
-}
-
 fn body(code: &str, message: &str) -> String {
     serde_json::json!({ "error": code, "message": message }).to_string()
 }

@@ -452,3 +452,37 @@ fn the_demo_fails_at_once_on_a_bad_database_path_or_secret_and_writes_nothing() 
         assert!(written.is_empty(), "{written:?}");
     }
 }
+
+#[test]
+fn the_demos_launch_lines_read_as_rocket_writes_them() {
+    let harness = TestHarness::new();
+    let log = harness.directory().join("demo-launch.log");
+    let demo = DemoProcess::start_logging(
+        &harness.database().display().to_string(),
+        harness.secret(),
+        "normal",
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    demo.kill();
+    let written = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("Rocket has launched from http://")),
+        "{written}"
+    );
+    assert!(!written.contains("Warning: Rocket has launched"), "{written}");
+    let shield = lines
+        .iter()
+        .position(|line| *line == "Shield:")
+        .expect("the shield's heading");
+    assert!(
+        lines[shield + 1..]
+            .iter()
+            .take(3)
+            .any(|line| line.starts_with("X-Content-Type-Options: nosniff")),
+        "the shield's heading lists its headers: {written}"
+    );
+}

@@ -170,7 +170,8 @@ async fn signed_out_pages_redirect_to_login() {
     assert_eq!(browser.page(&demo, "/").await, (Status::SeeOther, "/login".into()));
     assert_eq!(
         browser.page(&demo, "/account/sessions").await,
-        (Status::SeeOther, "/login".into())
+        (Status::SeeOther, "/login?next=%2Faccount%2Fsessions".into()),
+        "the sign-in comes back to the page asked for"
     );
 }
 
@@ -1159,4 +1160,86 @@ async fn signing_out_other_devices_asks_for_the_password_after_a_while() {
         1,
         "the old laptop session ended too"
     );
+}
+
+/// The demo's pages as a newcomer meets them: a signed-out visit comes back
+/// to the page after signing in (`next`, never another site), a wrong
+/// password keeps the username typed, the devices page says "Your devices",
+/// and a member opening an admin page in a browser gets a page, not JSON.
+#[rocket::async_test]
+async fn the_demo_pages_keep_their_word() {
+    let demo = Demo::start().await; // alice, the first user: the admin
+    assert_eq!(
+        demo::register(&demo.client, "bob", "password two").await.status(),
+        Status::Created
+    );
+    let browser = Browser::new("Browser/1");
+
+    let visit = browser.get(&demo.client, "/account/sessions").await;
+    assert_eq!(visit.status, Status::SeeOther);
+    let login = visit.location.unwrap();
+    assert!(login.starts_with("/login?next="), "{login}");
+    let form = browser.get(&demo.client, &login).await;
+    assert!(
+        form.body.contains(r#"name="next" value="/account/sessions""#),
+        "{}",
+        form.body
+    );
+
+    let wrong = browser
+        .submit(
+            &demo.client,
+            "/login",
+            &[
+                ("username", "bob"),
+                ("password", "not it"),
+                ("next", "/account/sessions"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, Status::Unauthorized);
+    assert!(
+        wrong.body.contains(r#"value="bob""#),
+        "the username stays: {}",
+        wrong.body
+    );
+    let signed_in = browser
+        .submit(
+            &demo.client,
+            "/login",
+            &[
+                ("username", "bob"),
+                ("password", "password two"),
+                ("next", "/account/sessions"),
+            ],
+        )
+        .await;
+    assert_eq!(signed_in.location.as_deref(), Some("/account/sessions"));
+    let devices = browser.get(&demo.client, "/account/sessions").await;
+    assert!(devices.body.contains("<title>Your devices</title>"), "{}", devices.body);
+
+    let admin_page = browser.send(demo.client.get("/admin/users").header(Accept::HTML)).await;
+    assert_eq!(admin_page.status(), Status::Forbidden);
+    assert_eq!(admin_page.content_type(), Some(ContentType::HTML));
+    assert!(admin_page
+        .into_string()
+        .await
+        .unwrap()
+        .contains("may not open this page"));
+
+    // `next` never leads off the site.
+    let other = Browser::new("Browser/2");
+    other.get(&demo.client, "/login").await;
+    let offsite = other
+        .submit(
+            &demo.client,
+            "/login",
+            &[
+                ("username", "bob"),
+                ("password", "password two"),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(offsite.location.as_deref(), Some("/"));
 }
