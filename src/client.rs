@@ -12,6 +12,7 @@ const MAX_USER_AGENT_LEN: usize = 256;
 /// shown in the user's list of devices, counted by throttling. A request guard
 /// that never fails.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ClientInfo {
     /// The client's IP address: the socket's peer, or, behind a configured
     /// trusted proxy, the address it forwarded (see `trusted_proxies`).
@@ -22,6 +23,16 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// A client at `ip` with `user_agent` (cut to 256 bytes), for a login
+    /// made outside a request (a test, a job). Fields may be added in a minor
+    /// version: build it with this.
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            ip: ip.map(crate::client::canonical),
+            user_agent: user_agent.map(ClientInfo::cut_user_agent),
+        }
+    }
+
     /// A user agent as the crate keeps it: cut to 256 bytes, on a character
     /// boundary.
     pub(crate) fn cut_user_agent(agent: &str) -> String {

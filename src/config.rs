@@ -236,6 +236,7 @@ sessions_config! {
 /// sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AtMaxSessions {
     /// End the user's oldest sessions (by login time) to make room, as a
     /// logout would: their tokens stop working at once.
@@ -247,6 +248,7 @@ pub enum AtMaxSessions {
 /// The header a trusted proxy writes the client's address in (the
 /// `forwarded_header` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For` (each proxy appends its peer; nginx's
     /// `$proxy_add_x_forwarded_for`, Caddy, HAProxy's `option forwardfor`),
@@ -265,6 +267,7 @@ pub enum ForwardedHeader {
 /// The `SameSite` attribute of the session cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SameSitePolicy {
     /// `SameSite=Lax`: cookies go with top-level navigations from other sites
     /// (links into the app keep the user signed in), not with their forms or

@@ -126,10 +126,14 @@ where
 
 /// Something that happened to a session, told to [`SessionEvents`] once, after
 /// it was committed: enough for an audit log or an alert.
+///
+/// Variants and their fields may be added in a minor version: match with
+/// `..` (`SessionEvent::LoggedIn { user_id, .. }`) and a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
     /// A user signed in: a new session.
+    #[non_exhaustive]
     LoggedIn {
         /// The user.
         user_id: String,
@@ -146,6 +150,7 @@ pub enum SessionEvent {
         at: i64,
     },
     /// A refresh token was exchanged for a new pair.
+    #[non_exhaustive]
     Refreshed {
         /// The session's user.
         user_id: String,
@@ -157,6 +162,7 @@ pub enum SessionEvent {
         at: i64,
     },
     /// A user signed out of one session with its access token.
+    #[non_exhaustive]
     LoggedOut {
         /// The user.
         user_id: String,
@@ -170,6 +176,7 @@ pub enum SessionEvent {
     /// A session was ended by another action: logout everywhere, the other
     /// sessions ended at a password change, a device signed out remotely,
     /// every session of every user ended.
+    #[non_exhaustive]
     SessionRevoked {
         /// The session's user.
         user_id: String,
@@ -193,6 +200,7 @@ pub enum SessionEvent {
     },
     /// A refresh token already rotated was presented again after the grace
     /// window: a stolen token, most likely. The session is revoked.
+    #[non_exhaustive]
     ReuseDetected {
         /// The session's user.
         user_id: String,
@@ -204,6 +212,7 @@ pub enum SessionEvent {
         at: i64,
     },
     /// A login attempt was refused for too many failures.
+    #[non_exhaustive]
     Throttled {
         /// The username tried, as the client sent it: at most
         /// [`MAX_EVENT_USERNAME_BYTES`] of it, on a character boundary, and

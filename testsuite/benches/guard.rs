@@ -287,10 +287,7 @@ fn redis_benches(c: &mut Criterion, header: &str, user: &AuthUser, secret: &[u8]
 }
 
 fn store_benches(c: &mut Criterion, runtime: &Runtime, sessions: &Sessions, directory: &Path) {
-    let client = ClientInfo {
-        ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
-        user_agent: Some("bench/1.0".into()),
-    };
+    let client = ClientInfo::new(Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))), Some("bench/1.0"));
     let login = || runtime.block_on(sessions.login("bench-user", (), &client)).unwrap();
 
     // The floor: one row committed on its own, with the store's pragmas.

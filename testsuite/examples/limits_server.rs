@@ -53,10 +53,7 @@ async fn token(sessions: &State<Sessions>) -> String {
 }
 
 async fn login(sessions: &Sessions) -> TokenPair {
-    let client = ClientInfo {
-        ip: Some([127, 0, 0, 1].into()),
-        user_agent: Some("limits_server/1.0".into()),
-    };
+    let client = ClientInfo::new(Some([127, 0, 0, 1].into()), Some("limits_server/1.0"));
     let claims = serde_json::json!({ "username": "load" });
     sessions.login("1", &claims, &client).await.expect("login")
 }

@@ -59,10 +59,7 @@ async fn sessions_on(database: &str, secret: &str) -> Sessions {
 }
 
 async fn fill_sessions(sessions: &Sessions, live: usize, revoked: usize, tokens: &str) {
-    let client = ClientInfo {
-        ip: Some([127, 0, 0, 1].into()),
-        user_agent: Some("load_fixture/1.0".into()),
-    };
+    let client = ClientInfo::new(Some([127, 0, 0, 1].into()), Some("load_fixture/1.0"));
     let claims = serde_json::json!({ "username": "load" });
     let started = Instant::now();
     let mut out = std::io::BufWriter::new(std::fs::File::create(tokens).expect("create the tokens file"));

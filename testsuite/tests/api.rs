@@ -221,6 +221,24 @@ async fn app_recording_events() -> (App, Told) {
     (app, events)
 }
 
+/// Events as their `Debug` text: the variants are `#[non_exhaustive]`, so a
+/// test (like an app) cannot build one to compare with.
+trait MapDebug {
+    fn map_debug(&self) -> Vec<String>;
+}
+
+impl MapDebug for [SessionEvent] {
+    fn map_debug(&self) -> Vec<String> {
+        self.iter().map(|event| format!("{event:?}")).collect()
+    }
+}
+
+impl MapDebug for Vec<SessionEvent> {
+    fn map_debug(&self) -> Vec<String> {
+        self.as_slice().map_debug()
+    }
+}
+
 #[rocket::async_test]
 async fn logout_everyone_tells_one_event_per_session_ended() {
     let (app, events) = app_recording_events().await;
@@ -230,15 +248,14 @@ async fn logout_everyone_tells_one_event_per_session_ended() {
     assert_eq!(app.manager().logout_everyone().await.unwrap(), 2);
     let mut told = std::mem::take(&mut *events.lock().unwrap());
     told.sort_by_key(|event| format!("{event:?}"));
-    let revoked = |user: &str, tokens: &Tokens| SessionEvent::SessionRevoked {
-        user_id: user.into(),
-        session_id: common::session_id_of(&tokens.access),
-        reason: "logout everyone",
-        actor: None,
-        ip: None,
-        at: now,
+    let revoked = |user: &str, tokens: &Tokens| {
+        format!(
+            "SessionRevoked {{ user_id: {user:?}, session_id: {:?}, reason: \"logout everyone\", actor: None, \
+             ip: None, at: {now} }}",
+            common::session_id_of(&tokens.access)
+        )
     };
-    assert_eq!(told, [revoked("alice", &alice), revoked("bob", &bob)]);
+    assert_eq!(told.map_debug(), [revoked("alice", &alice), revoked("bob", &bob)]);
     assert_eq!(app.manager().logout_everyone().await.unwrap(), 0);
     assert!(events.lock().unwrap().is_empty(), "nothing more ended");
 }
@@ -267,35 +284,26 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
     let first = tokens_of(app.client.post("/login/alice").remote(from).dispatch().await).await;
     let sid = session(&first);
     assert_eq!(
-        take(),
-        [SessionEvent::LoggedIn {
-            user_id: "alice".into(),
-            session_id: sid.clone(),
-            ip: localhost,
-            new_network: None,
-            at: t0,
-        }]
+        take().map_debug(),
+        [format!(
+            "LoggedIn {{ user_id: \"alice\", session_id: {sid:?}, ip: {localhost:?}, new_network: None, at: {t0} }}"
+        )]
     );
     let second = tokens_of(refresh_from(first.refresh.clone()).await).await;
     assert_eq!(
-        take(),
-        [SessionEvent::Refreshed {
-            user_id: "alice".into(),
-            session_id: sid.clone(),
-            ip: localhost,
-            at: t0,
-        }]
+        take().map_debug(),
+        [format!(
+            "Refreshed {{ user_id: \"alice\", session_id: {sid:?}, ip: {localhost:?}, at: {t0} }}"
+        )]
     );
     app.harness.clock().advance(11);
     assert_eq!(refresh_from(first.refresh.clone()).await.status(), Status::Unauthorized);
     assert_eq!(
-        take(),
-        [SessionEvent::ReuseDetected {
-            user_id: "alice".into(),
-            session_id: sid.clone(),
-            ip: localhost,
-            at: t0 + 11,
-        }]
+        take().map_debug(),
+        [format!(
+            "ReuseDetected {{ user_id: \"alice\", session_id: {sid:?}, ip: {localhost:?}, at: {} }}",
+            t0 + 11
+        )]
     );
     assert_eq!(app.refresh_status(&second.refresh).await, Status::Unauthorized);
     assert_eq!(take(), [], "a refused refresh is no event");
@@ -304,13 +312,12 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
     take();
     assert_eq!(app.post_bearer("/auth/logout", &phone.access).await, Status::NoContent);
     assert_eq!(
-        take(),
-        [SessionEvent::LoggedOut {
-            user_id: "bob".into(),
-            session_id: session(&phone),
-            ip: None,
-            at: t0 + 11,
-        }]
+        take().map_debug(),
+        [format!(
+            "LoggedOut {{ user_id: \"bob\", session_id: {:?}, ip: None, at: {} }}",
+            session(&phone),
+            t0 + 11
+        )]
     );
     let third = app.login("bob").await;
     take();
@@ -320,16 +327,15 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
     );
     let mut revoked = take();
     revoked.sort_by_key(|event| format!("{event:?}"));
-    let mut expected = [session(&laptop), session(&third)].map(|session_id| SessionEvent::SessionRevoked {
-        user_id: "bob".into(),
-        session_id,
-        reason: "logout everywhere",
-        actor: Some("bob".into()),
-        ip: None,
-        at: t0 + 11,
+    let mut expected = [session(&laptop), session(&third)].map(|session_id| {
+        format!(
+            "SessionRevoked {{ user_id: \"bob\", session_id: {session_id:?}, reason: \"logout everywhere\", \
+             actor: Some(\"bob\"), ip: None, at: {} }}",
+            t0 + 11
+        )
     });
-    expected.sort_by_key(|event| format!("{event:?}"));
-    assert_eq!(revoked, expected);
+    expected.sort();
+    assert_eq!(revoked.map_debug(), expected);
 
     for _ in 0..10 {
         app.client.post("/try-login/carol/wrong").remote(from).dispatch().await;
@@ -343,6 +349,7 @@ async fn events_fire_once_each_after_commit_with_their_fields() {
             ip,
             retry_after,
             at,
+            ..
         }] => {
             assert_eq!((username.as_str(), *ip, *at), ("carol", localhost, t0 + 11));
             assert!(*retry_after > 0);
@@ -382,26 +389,14 @@ async fn a_throttled_attempt_tells_a_huge_username_cut_and_marked() {
     let told = std::mem::take(&mut *events.lock().unwrap());
     assert_eq!(told.len(), 3);
     for event in told {
-        let SessionEvent::Throttled { username, .. } = event else {
+        let SessionEvent::Throttled { username, .. } = &event else {
             panic!("a Throttled event, not {event:?}");
         };
         let max = rocket_sqlite_sessions::MAX_EVENT_USERNAME_BYTES;
         assert!(username.len() <= max + '…'.len_utf8(), "{} bytes told", username.len());
         assert!(username.ends_with('…'), "marked as cut");
         assert!(username.starts_with("éé"), "cut on a character boundary: {username}");
-        assert!(
-            format!(
-                "{:?}",
-                SessionEvent::Throttled {
-                    username,
-                    ip: None,
-                    retry_after: 1,
-                    at: 0
-                }
-            )
-            .len()
-                < 1024
-        );
+        assert!(format!("{event:?}").len() < 1024);
     }
     // A short one is told whole.
     let response = app.client.post("/guess").remote(from).body("carol").dispatch().await;

@@ -95,10 +95,7 @@ async fn failure_counters_never_pass_max_failure_scopes() {
     let app = App::configured(|f| f.merge(("sessions.max_failure_scopes", 50))).await;
     let sessions = app.client.rocket().state::<Sessions>().unwrap();
     for n in 0..300u32 {
-        let client = rocket_sqlite_sessions::ClientInfo {
-            ip: Some(address(n).ip()),
-            user_agent: None,
-        };
+        let client = rocket_sqlite_sessions::ClientInfo::new(Some(address(n).ip()), None);
         let check = sessions.credential_check(&format!("user-{n}"), &client).await.unwrap();
         check.failed().await.unwrap();
     }
