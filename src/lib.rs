@@ -157,7 +157,7 @@
 //! `LISTEN`/`NOTIFY`). With the `postgres` cargo feature, `database =
 //! "postgres://…"` keeps the sessions in PostgreSQL instead, with the same API;
 //! over TLS (`sslmode`, `sslrootcert`) and through PgBouncer (`pooled`); the
-//! README's "Moving to PostgreSQL" gives its limits.
+//! guide's `docs/postgresql.md` gives its limits.
 //!
 //! # How the code is laid out
 //!
@@ -170,8 +170,8 @@
 //! errors** (with the revocations held in memory); the **service**
 //! (`sessions/`: [`Sessions`], which never sees a request); the **web** layer
 //! (`web/`: every guard, the routes, the fairing, cookies, the answers); and at
-//! the **top** these docs, the re-exports and [`testing`]. The README's "How
-//! the code is laid out" names every file.
+//! the **top** these docs, the re-exports and [`testing`]. The guide's
+//! `docs/layout.md` names every file.
 //!
 //! [Rocket]: https://rocket.rs
 
@@ -180,7 +180,7 @@
 #![forbid(unsafe_code)]
 
 // The layers, bottom to top; a module imports only from its own layer or
-// below (testsuite/tests/architecture.rs checks it). See "How the code is laid out".
+// below (testsuite/tests/architecture.rs checks it). See `docs/layout.md`.
 //
 // 1. Ground: imports nothing of the crate.
 mod client;

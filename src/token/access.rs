@@ -343,7 +343,9 @@ impl TokenCodec {
         if self.rules.issuer.is_some() && claims.iss != self.rules.issuer {
             return Err(Rejection::Issuer);
         }
-        if self.rules.audience.is_some() && claims.aud != self.rules.audience {
+        // RFC 7519 §4.1.3: a token naming an audience this server is not (or
+        // any audience, when none is configured) is refused.
+        if claims.aud != self.rules.audience {
             return Err(Rejection::Audience);
         }
         Ok(claims)

@@ -3,7 +3,7 @@
 //! module's items aside), the ground imports nothing of the crate, requests
 //! and cookies stay in the web layer, and no file grows past its size.
 //!
-//! The layers, bottom to top, as the README's "How the code is laid out"
+//! The layers, bottom to top, as the guide's `docs/layout.md`
 //! names them. A new top-level module must be given one here.
 
 use std::collections::{BTreeMap, BTreeSet};

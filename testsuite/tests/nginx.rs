@@ -31,15 +31,15 @@ async fn guess(sessions: &State<Sessions>, client: ClientInfo, username: &str) -
     Ok(Status::Unauthorized)
 }
 
-/// The README's nginx `location` block, proxying to `app_port`.
+/// The guide's nginx `location` block (docs/proxies.md), proxying to `app_port`.
 fn readme_location(app_port: u16) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    let start = readme.find("```nginx\n").expect("the README has an nginx block") + "```nginx\n".len();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/proxies.md")).unwrap();
+    let start = readme.find("```nginx\n").expect("docs/proxies.md has an nginx block") + "```nginx\n".len();
     let block = &readme[start..];
     let block = &block[..block.find("```").unwrap()];
     assert!(
         block.contains("127.0.0.1:8000"),
-        "the README's block proxies to the demo's port"
+        "the guide's block proxies to the demo's port"
     );
     block.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}"))
 }
