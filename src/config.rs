@@ -203,6 +203,14 @@ sessions_config! {
         csrf_cookie: String = "__Host-csrf".into(),
         /// The `SameSite` attribute of the session cookies. Default `lax`.
         same_site: SameSitePolicy = SameSitePolicy::Lax,
+        /// A domain whose subdomains all receive the session cookies
+        /// (`"example.com"`: `app.example.com` signs in, `api.example.com`
+        /// reads the session). The cookies then carry `Domain` and are named
+        /// `__Secure-…` by default (a `__Host-` cookie may not carry a
+        /// `Domain`; a `__Host-` name set by hand fails launch). List the
+        /// sibling origins that send unsafe requests in `allowed_origins`.
+        /// Default: none, host-only `__Host-` cookies.
+        cookie_domain: Option<String> = None,
         /// Origins (`scheme://host[:port]`) allowed in the `Origin` header of
         /// cookie-authenticated unsafe requests. Empty (the default): the request's
         /// own `Host`, with the request's scheme and port.
@@ -276,6 +284,11 @@ pub enum SameSitePolicy {
     /// `SameSite=Strict`: cookies never go with a request started by another
     /// site; a link into the app arrives signed out.
     Strict,
+    /// `SameSite=None`: cookies go with every request, from any site (an app
+    /// embedded in another site's frame). The cookies are always `Secure`,
+    /// which `None` needs; unsafe requests still need the app's own origin
+    /// (or one of `allowed_origins`) and the CSRF token.
+    None,
 }
 
 /// One entry of `keys`: a key id and its secret.
@@ -353,6 +366,11 @@ pub(crate) struct Settings {
     pub browser: BrowserSettings,
 }
 
+/// The default cookie names' prefix, and the one they take with a
+/// `cookie_domain`.
+pub(crate) const HOST_PREFIX: &str = "__Host-";
+pub(crate) const SECURE_PREFIX: &str = "__Secure-";
+
 /// How long sessions live, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lifetimes {
@@ -390,6 +408,8 @@ pub(crate) struct BrowserSettings {
     pub refresh_cookie: String,
     pub csrf_cookie: String,
     pub same_site: SameSitePolicy,
+    /// The `Domain` of the session cookies, when shared with subdomains.
+    pub cookie_domain: Option<String>,
     pub allowed_origins: Vec<String>,
     pub login_url: Option<String>,
     pub trusted_proxies: Vec<IpNet>,

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use super::{
     AtMaxSessions, BrowserSettings, ConfigError, Lifetimes, Pruning, SessionsConfig, Settings, ThrottleLimits,
-    MIN_SECRET_BYTES,
+    HOST_PREFIX, MIN_SECRET_BYTES, SECURE_PREFIX,
 };
 use crate::crypto::random_bytes;
 use crate::origin::is_origin;
@@ -74,12 +74,36 @@ impl SessionsConfig {
             ));
         }
 
+        let cookie_domain = match &self.cookie_domain {
+            Some(domain) => Some(cookie_domain(domain).map_err(|m| ConfigError::invalid("cookie_domain", m))?),
+            None => None,
+        };
+        let defaults = SessionsConfig::default();
+        // With a `Domain`, the default `__Host-` names become `__Secure-` ones.
+        let name_for = |name: &String, default: &String| -> String {
+            match &cookie_domain {
+                Some(_) if name == default => name.replacen(HOST_PREFIX, SECURE_PREFIX, 1),
+                _ => name.clone(),
+            }
+        };
+        let (access_cookie, refresh_cookie, csrf_cookie) = (
+            name_for(&self.access_cookie, &defaults.access_cookie),
+            name_for(&self.refresh_cookie, &defaults.refresh_cookie),
+            name_for(&self.csrf_cookie, &defaults.csrf_cookie),
+        );
         let mut cookie_names = Vec::new();
         for (key, name) in [
-            ("access_cookie", &self.access_cookie),
-            ("refresh_cookie", &self.refresh_cookie),
-            ("csrf_cookie", &self.csrf_cookie),
+            ("access_cookie", &access_cookie),
+            ("refresh_cookie", &refresh_cookie),
+            ("csrf_cookie", &csrf_cookie),
         ] {
+            if cookie_domain.is_some() && name.starts_with(HOST_PREFIX) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "a `__Host-` cookie may not carry a Domain, which `cookie_domain` gives it: name it \
+                     `__Secure-…` (or leave the default)",
+                ));
+            }
             let token_chars = name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
@@ -201,10 +225,11 @@ impl SessionsConfig {
                 auto: self.auto_prune,
             },
             browser: BrowserSettings {
-                access_cookie: self.access_cookie.clone(),
-                refresh_cookie: self.refresh_cookie.clone(),
-                csrf_cookie: self.csrf_cookie.clone(),
+                access_cookie,
+                refresh_cookie,
+                csrf_cookie,
                 same_site: self.same_site,
+                cookie_domain,
                 allowed_origins: self.allowed_origins.clone(),
                 login_url: self.login_url.clone(),
                 trusted_proxies,
@@ -283,6 +308,27 @@ impl SessionsConfig {
 }
 
 /// Decodes a base64 secret; the message never repeats the secret itself.
+/// `domain` as a cookie's `Domain`: a host name of at least two labels
+/// (letters, digits, `-`), lower-cased, a leading dot dropped; the error says
+/// what is wrong.
+fn cookie_domain(domain: &str) -> Result<String, String> {
+    let domain = domain.strip_prefix('.').unwrap_or(domain).to_ascii_lowercase();
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |label: &&str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) || domain.len() > 253 {
+        return Err(format!(
+            "{domain:?} is not a domain like \"example.com\" (no scheme, port or path; at least two labels)"
+        ));
+    }
+    Ok(domain)
+}
+
 fn decode_secret(encoded: &str) -> Result<Vec<u8>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())

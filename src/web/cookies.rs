@@ -34,7 +34,8 @@ use crate::web::request::{record, CookieChange};
 
 impl Sessions {
     /// Puts `pair` in the session cookies: `__Host-` names by default, `Secure`,
-    /// `HttpOnly`, `SameSite` as configured, `Path=/`, no `Domain`, `Max-Age` the
+    /// `HttpOnly`, `SameSite` as configured, `Path=/`, no `Domain` (or, with
+    /// `cookie_domain`, that `Domain` and `__Secure-` names), `Max-Age` the
     /// token's lifetime. For a browser login form:
     ///
     /// ```no_run
@@ -141,9 +142,11 @@ impl Sessions {
     }
 
     fn session_cookie(&self, name: &str, value: String, max_age: Option<i64>) -> Cookie<'static> {
-        let same_site = match self.settings().browser.same_site {
+        let browser = &self.settings().browser;
+        let same_site = match browser.same_site {
             SameSitePolicy::Lax => SameSite::Lax,
             SameSitePolicy::Strict => SameSite::Strict,
+            SameSitePolicy::None => SameSite::None,
         };
         // Secure always, whatever Rocket knows of TLS: behind a TLS-terminating
         // proxy Rocket itself speaks plain HTTP.
@@ -153,6 +156,11 @@ impl Sessions {
             .http_only(true)
             .same_site(same_site)
             .build();
+        // Shared with the domain's subdomains (`cookie_domain`); host-only
+        // otherwise.
+        if let Some(domain) = &browser.cookie_domain {
+            cookie.set_domain(domain.clone());
+        }
         if let Some(max_age) = max_age {
             cookie.set_max_age(rocket::time::Duration::seconds(max_age.max(0)));
         }
