@@ -163,7 +163,7 @@
 //!
 //! For contributors: `src/` is six layers, bottom to top, and a file imports
 //! only from its own layer or below, with no import cycle (the repository's
-//! `testsuite/tests/architecture.rs` checks it). **Ground** (randomness, origins,
+//! `tests/architecture.rs` checks it). **Ground** (randomness, origins,
 //! `AuthUser`, `ClientInfo`, the clock, the pure refresh decision, the hook
 //! traits) imports nothing of the crate; **domain** is the tokens, the CSRF
 //! keys and the store with its two backends; then **configuration and
@@ -180,7 +180,7 @@
 #![forbid(unsafe_code)]
 
 // The layers, bottom to top; a module imports only from its own layer or
-// below (testsuite/tests/architecture.rs checks it). See `docs/layout.md`.
+// below (tests/architecture.rs checks it). See `docs/layout.md`.
 //
 // 1. Ground: imports nothing of the crate.
 mod client;

@@ -126,7 +126,7 @@ pub(crate) struct Users {
 }
 
 /// The most registration hashes `rocket` (the demo) has computed at once.
-// Read by testsuite/tests/demo.rs, not by the app itself.
+// Read by tests/demo.rs, not by the app itself.
 #[allow(dead_code)]
 pub fn peak_concurrent_registration_hashes(rocket: &Rocket<Orbit>) -> usize {
     rocket
@@ -135,7 +135,7 @@ pub fn peak_concurrent_registration_hashes(rocket: &Rocket<Orbit>) -> usize {
 }
 
 /// The registration hashes `rocket` (the demo) has computed in all.
-// Read by testsuite/tests/demo.rs, not by the app itself.
+// Read by tests/demo.rs, not by the app itself.
 #[allow(dead_code)]
 pub fn registration_hashes(rocket: &Rocket<Orbit>) -> usize {
     rocket
@@ -144,7 +144,7 @@ pub fn registration_hashes(rocket: &Rocket<Orbit>) -> usize {
 }
 
 /// The most password hashes `rocket` (the demo) has computed at once.
-// Read by testsuite/tests/demo.rs, not by the app itself.
+// Read by tests/demo.rs, not by the app itself.
 #[allow(dead_code)]
 pub fn peak_concurrent_hashes(rocket: &Rocket<Orbit>) -> usize {
     rocket

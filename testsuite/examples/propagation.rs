@@ -13,7 +13,7 @@
 //! `scripts/backends.sh`.
 
 #[allow(dead_code)]
-#[path = "../tests/common/process.rs"]
+#[path = "../../tests/common/process.rs"]
 mod process;
 
 use std::time::{Duration, Instant};

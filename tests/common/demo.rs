@@ -1,5 +1,5 @@
 //! The demo app as its tests drive it, with the helpers they share. Only the
-//! `demo` test binary (testsuite/tests/demo/) includes it, so the demo is compiled once.
+//! `demo` test binary (tests/demo/) includes it, so the demo is compiled once.
 #![allow(dead_code)]
 
 use rocket::http::{ContentType, Status};
@@ -9,7 +9,7 @@ use rocket_sqlite_sessions::testing::TestHarness;
 use serde_json::{json, Value};
 
 #[allow(dead_code)]
-#[path = "../../../examples/demo/main.rs"]
+#[path = "../../examples/demo/main.rs"]
 mod example;
 
 pub(crate) use example::users;

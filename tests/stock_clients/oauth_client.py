@@ -1,6 +1,6 @@
 """A stock OAuth 2.0 client and a stock JWT library against the crate's
 routes: authlib refreshes (RFC 6749 section 6) and revokes (RFC 7009), PyJWT
-verifies an access token through the JWKS. Run by testsuite/tests/stock_clients.rs,
+verifies an access token through the JWKS. Run by tests/stock_clients.rs,
 which reads the JSON this prints.
 
     python3 oauth_client.py <base URL> <access token> <refresh token>

@@ -2,7 +2,7 @@
 //! client) refreshes and revokes against the demo (a process of its own,
 //! signing with an Ed25519 key), and PyJWT verifies its access tokens through
 //! its JWKS alone, as another service in another language would
-//! (`testsuite/tests/stock_clients/oauth_client.py`). CI installs them from PyPI;
+//! (`tests/stock_clients/oauth_client.py`). CI installs them from PyPI;
 //! elsewhere the test skips without them.
 
 mod common;
@@ -48,7 +48,7 @@ fn authlib_refreshes_and_revokes_against_the_demo_and_pyjwt_verifies_through_its
     let (status, body) = demo.http("POST", "/auth/login", &json, credentials);
     assert_eq!(status, 200, "{body}");
     let (access, refresh) = (json_field(&body, "access_token"), json_field(&body, "refresh_token"));
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stock_clients/oauth_client.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/stock_clients/oauth_client.py");
     let ran = Command::new("python3")
         .arg(script)
         .args([format!("http://127.0.0.1:{}", demo.port), access, refresh])

@@ -107,7 +107,7 @@ fn layer_of(path: &[String]) -> u8 {
         .iter()
         .find(|(name, _)| *name == top)
         .map(|(_, layer)| *layer)
-        .unwrap_or_else(|| panic!("the module `{top}` has no layer: give it one in testsuite/tests/architecture.rs"))
+        .unwrap_or_else(|| panic!("the module `{top}` has no layer: give it one in tests/architecture.rs"))
 }
 
 /// Every path a module names: the expanded `use` trees and the inline

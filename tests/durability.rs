@@ -201,7 +201,7 @@ impl LazyFs {
     fn mount(backing: &Path, mountpoint: &Path) -> LazyFs {
         std::fs::create_dir_all(backing).unwrap();
         std::fs::create_dir_all(mountpoint).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/powercut/lazyfs.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/powercut/lazyfs.py");
         let process = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(backing)
