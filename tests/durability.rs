@@ -519,3 +519,40 @@ fn processes_killed_during_right_password_logins_on_postgres_lock_no_one_out() {
     let users = harness.database().display().to_string();
     killed_during_logins(harness.secret(), &url, &users);
 }
+
+#[test]
+fn a_deleted_wal_stops_every_process_sharing_the_file_and_loses_nothing_answered() {
+    let harness = TestHarness::new();
+    let database = harness.database().to_path_buf();
+    let (a, b) = (
+        Server::start(&database, harness.secret(), "power_loss"),
+        Server::start(&database, harness.secret(), "power_loss"),
+    );
+    let sessions: Vec<(String, String)> = (0..20)
+        .map(|n| {
+            if n % 2 == 0 {
+                a.login(&format!("u{n}"))
+            } else {
+                b.login(&format!("u{n}"))
+            }
+        })
+        .collect();
+    for (n, (access, _)) in sessions.iter().enumerate().take(10) {
+        let server = if n % 2 == 0 { &b } else { &a };
+        assert_eq!(server.logout(access), 204);
+    }
+    std::fs::remove_file(companion(&database, "-wal")).unwrap();
+    for server in [&a, &b] {
+        assert_eq!(http(server.port, "POST", "/login/late", &[], "").0, 503);
+    }
+    a.kill();
+    b.kill();
+
+    let server = Server::start(&database, harness.secret(), "power_loss");
+    for (n, (_, refresh)) in sessions.iter().enumerate() {
+        let expected = if n < 10 { 401 } else { 200 };
+        assert_eq!(server.refresh(refresh).0, expected, "session {n} after the restart");
+    }
+    server.stop();
+    assert_eq!(integrity(&database), "ok");
+}
