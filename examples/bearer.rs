@@ -29,15 +29,8 @@ async fn login(sessions: &State<Sessions>, client: ClientInfo, body: Json<Creden
         check.failed().await?;
         return Err(Error::InvalidCredentials); // 401 {"error":"invalid_credentials",…}
     };
-    check
-        .login(
-            id,
-            Claims {
-                name: body.username.clone(),
-            },
-            &client,
-        )
-        .await
+    let name = body.username.clone();
+    check.login(id, Claims { name }, &client).await // 409 if the user changed meanwhile
 }
 
 #[get("/hello")]
@@ -46,11 +39,8 @@ fn hello(user: AuthUser<Claims>) -> String {
 }
 
 fn app(rocket: Rocket<Build>, sessions: SessionsFairing) -> Rocket<Build> {
-    let auth = rocket_sqlite_sessions::routes(); // /auth/refresh, /auth/logout, /auth/sessions…
-    rocket
-        .attach(sessions)
-        .mount("/", routes![login, hello])
-        .mount("/auth", auth)
+    let rocket = rocket.attach(sessions).mount("/", routes![login, hello]);
+    rocket.mount("/auth", rocket_sqlite_sessions::routes()) // /auth/refresh, /auth/logout, /auth/sessions…
 }
 
 #[launch]
@@ -67,33 +57,24 @@ mod tests {
     #[test]
     fn login_expiry_refresh_and_logout() {
         let harness = rocket_sqlite_sessions::testing::TestHarness::new(); // its own database and clock
-        let client = Client::tracked(super::app(rocket::custom(harness.figment()), harness.fairing())).unwrap();
+        let rocket = super::app(rocket::custom(harness.figment()), harness.fairing());
+        let client = Client::tracked(rocket).unwrap();
         let post = |path: &'static str, body: Value| client.post(path).body(body.to_string()).dispatch();
-        let bearer = |pair: &Value| {
-            Header::new(
-                "Authorization",
-                format!("Bearer {}", pair["access_token"]).replace('"', ""),
-            )
-        };
-        let hello = |pair: &Value| client.get("/hello").header(bearer(pair)).dispatch().status();
-        let pair: Value = post("/login", json!({"username": "ada", "password": "lovelace"}))
-            .into_json()
-            .unwrap();
+        let token = |pair: &Value| format!("Bearer {}", pair["access_token"].as_str().unwrap());
+        let auth = |pair: &Value| Header::new("Authorization", token(pair));
+        let hello = |pair: &Value| client.get("/hello").header(auth(pair)).dispatch().status();
+        let login = post("/login", json!({"username": "ada", "password": "lovelace"}));
+        let pair: Value = login.into_json().unwrap();
         assert_eq!(hello(&pair), Status::Ok);
         harness.clock().advance(900); // access_ttl: the access token has expired
         assert_eq!(hello(&pair), Status::Unauthorized);
-        let pair: Value = post("/auth/refresh", json!({"refresh_token": pair["refresh_token"]}))
-            .into_json()
-            .unwrap();
+        let refreshed = post("/auth/refresh", json!({"refresh_token": pair["refresh_token"]}));
+        let pair: Value = refreshed.into_json().unwrap();
         assert_eq!(hello(&pair), Status::Ok);
-        assert_eq!(
-            client.post("/auth/logout").header(bearer(&pair)).dispatch().status(),
-            Status::NoContent
-        );
+        let logout = client.post("/auth/logout").header(auth(&pair)).dispatch();
+        assert_eq!(logout.status(), Status::NoContent);
         assert_eq!(hello(&pair), Status::Unauthorized);
-        assert_eq!(
-            post("/login", json!({"username": "ada", "password": "x"})).status(),
-            Status::Unauthorized
-        );
+        let wrong = post("/login", json!({"username": "ada", "password": "babbage"}));
+        assert_eq!(wrong.status(), Status::Unauthorized);
     }
 }
