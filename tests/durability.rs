@@ -18,6 +18,14 @@ use rocket_sqlite_sessions::Sessions;
 /// Set in a child process: the port `serve` listens on.
 const SERVE_PORT: &str = "ROCKET_SESSIONS_TEST_SERVE_PORT";
 
+/// The tests of this file one at a time: each starts and kills servers on
+/// ports picked free a moment before, and two at once could pick the same
+/// one (and one test's requests reach the other's server as it is killed).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[rocket::async_test]
 #[ignore = "the server half of the process tests, which start it"]
 async fn serve() {
@@ -278,6 +286,7 @@ fn power_cut_round(durability: &str, round: usize) -> (usize, usize, usize) {
     ignore = "needs FUSE as root and Debian's python3-fusepy (see testsuite/build.rs)"
 )]
 fn a_power_cut_loses_nothing_that_was_answered() {
+    let _serial = one_at_a_time();
     let (mut answered, mut lost) = (0, 0);
     for round in 0..2 {
         let (writes, forgotten_writes, forgotten_logouts) = power_cut_round("power_loss", round);
@@ -298,6 +307,7 @@ fn a_power_cut_loses_nothing_that_was_answered() {
     ignore = "needs FUSE as root and Debian's python3-fusepy (see testsuite/build.rs)"
 )]
 fn with_process_crash_durability_a_power_cut_loses_the_last_writes() {
+    let _serial = one_at_a_time();
     // The same cut that loses nothing by default loses what was answered
     // since the last checkpoint: the test can fail.
     let mut rounds = Vec::new();
@@ -317,6 +327,7 @@ fn with_process_crash_durability_a_power_cut_loses_the_last_writes() {
 
 #[test]
 fn a_clean_stop_leaves_the_database_as_one_file() {
+    let _serial = one_at_a_time();
     let harness = TestHarness::new();
     let database = harness.database().to_path_buf();
     let server = Server::start(&database, harness.secret(), "power_loss");
@@ -338,6 +349,7 @@ fn a_clean_stop_leaves_the_database_as_one_file() {
 
 #[test]
 fn a_database_restored_from_a_copy_is_not_combined_with_the_old_wal() {
+    let _serial = one_at_a_time();
     for stop in ["SIGTERM", "SIGKILL"] {
         let harness = TestHarness::new();
         let database = harness.database().to_path_buf();
@@ -374,6 +386,7 @@ fn a_database_restored_from_a_copy_is_not_combined_with_the_old_wal() {
 
 #[test]
 fn a_deleted_wal_is_noticed_and_nothing_answered_before_is_lost() {
+    let _serial = one_at_a_time();
     let harness = TestHarness::new();
     let database = harness.database().to_path_buf();
     let server = Server::start(&database, harness.secret(), "power_loss");
@@ -398,6 +411,7 @@ fn a_deleted_wal_is_noticed_and_nothing_answered_before_is_lost() {
 
 #[test]
 fn a_deleted_shm_stops_every_process_sharing_the_file() {
+    let _serial = one_at_a_time();
     let harness = TestHarness::new();
     let database = harness.database().to_path_buf();
     let (a, b) = (
@@ -500,6 +514,7 @@ fn killed_during_logins(secret: &str, database: &str, users: &str) {
 
 #[test]
 fn processes_killed_during_right_password_logins_lock_no_one_out() {
+    let _serial = one_at_a_time();
     let harness = TestHarness::new();
     let database = harness.database().display().to_string();
     killed_during_logins(harness.secret(), &database, &database);
@@ -511,6 +526,7 @@ fn processes_killed_during_right_password_logins_lock_no_one_out() {
     ignore = "needs PostgreSQL: --features postgres and ROCKET_SESSIONS_TEST_POSTGRES (see testsuite/build.rs)"
 )]
 fn processes_killed_during_right_password_logins_on_postgres_lock_no_one_out() {
+    let _serial = one_at_a_time();
     let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
     let common::backend::Backend::Postgres { url, .. } = runtime.block_on(common::backend::Backend::postgres()) else {
         unreachable!()
@@ -522,6 +538,7 @@ fn processes_killed_during_right_password_logins_on_postgres_lock_no_one_out() {
 
 #[test]
 fn a_deleted_wal_stops_every_process_sharing_the_file_and_loses_nothing_answered() {
+    let _serial = one_at_a_time();
     let harness = TestHarness::new();
     let database = harness.database().to_path_buf();
     let (a, b) = (
