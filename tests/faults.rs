@@ -13,6 +13,14 @@ use rocket::{post, routes, State};
 use rocket_sqlite_sessions::testing::TestHarness;
 use rocket_sqlite_sessions::{ClientInfo, Error, Sessions};
 
+/// The tests of this file that start demo processes, one at a time: each
+/// picks a free port a moment before the process takes it, and two at once
+/// could pick the same one.
+fn one_process_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How many password checks ran.
 #[derive(Default)]
 struct Checks(AtomicUsize);
@@ -334,6 +342,7 @@ async fn a_checkpoint_failing_again_and_again_logs_one_warning_a_minute() {
 /// a request before) and at `normal`.
 #[test]
 fn refused_requests_add_no_log_line_to_the_demo() {
+    let _serial = one_process_test_at_a_time();
     for level in ["critical", "normal"] {
         let harness = TestHarness::new();
         let log = harness.directory().join(format!("demo-{level}.log"));
@@ -366,7 +375,11 @@ fn refused_requests_add_no_log_line_to_the_demo() {
 }
 
 #[rocket::async_test]
+// The lock only keeps other test threads' processes off its port; this
+// test's own runtime never waits on it.
+#[allow(clippy::await_holding_lock)]
 async fn nothing_acknowledged_is_lost_when_the_process_is_killed() {
+    let _serial = one_process_test_at_a_time();
     let harness = TestHarness::new();
     let demo = DemoProcess::start(&harness.database().display().to_string(), harness.secret());
     let port = demo.port;
@@ -455,6 +468,7 @@ fn the_demo_fails_at_once_on_a_bad_database_path_or_secret_and_writes_nothing() 
 
 #[test]
 fn the_demos_launch_lines_read_as_rocket_writes_them() {
+    let _serial = one_process_test_at_a_time();
     let harness = TestHarness::new();
     let log = harness.directory().join("demo-launch.log");
     let demo = DemoProcess::start_logging(
