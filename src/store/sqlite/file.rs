@@ -93,6 +93,10 @@ impl Shared {
             return;
         }
         let _only_checkpoint = lock(&self.checkpointing);
+        // A checkpoint writes the -shm mapping: not once it cannot be written.
+        if writable_in_place(&companion(&self.path, "-shm")).is_err() {
+            return;
+        }
         match checkpoint(connection) {
             Ok((frames, copied)) if copied < frames => log::debug!(
                 "rocket_sqlite_sessions: WAL catch-up left {} of {frames} frames to readers",
@@ -427,8 +431,12 @@ pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError>
                 }
                 if shared.ensure_file(&connection).is_ok() {
                     let _only_checkpoint = lock(&shared.checkpointing);
-                    if let Err(error) = checkpoint(&connection) {
-                        CHECKPOINT_FAILURES.log(log::Level::Warn, format_args!("WAL checkpoint failed: {error}"));
+                    // Asked again once the lock is held (waiting for it can
+                    // take a while): a checkpoint writes the -shm mapping.
+                    if writable_in_place(&shm).is_ok() {
+                        if let Err(error) = checkpoint(&connection) {
+                            CHECKPOINT_FAILURES.log(log::Level::Warn, format_args!("WAL checkpoint failed: {error}"));
+                        }
                     }
                 }
                 drop(shared);
