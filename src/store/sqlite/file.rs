@@ -40,7 +40,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -94,7 +94,7 @@ impl Shared {
         }
         let _only_checkpoint = lock(&self.checkpointing);
         // A checkpoint writes the -shm mapping: not once it cannot be written.
-        if writable_in_place(&companion(&self.path, "-shm")).is_err() {
+        if writable_in_place(&self.companions.shm_path).is_err() {
             return;
         }
         match checkpoint(connection) {
@@ -128,9 +128,7 @@ impl Shared {
                  write now fails (503) so that none is lost silently. Put the file back and restart the app",
                 self.path.display()
             ))
-        } else if self.companions.shm.is_some()
-            && FileIdentity::of(&companion(&self.path, "-shm")) != self.companions.shm
-        {
+        } else if self.companions.shm.is_some() && FileIdentity::of(&self.companions.shm_path) != self.companions.shm {
             Some(format!(
                 "`{}-shm` (SQLite's shared-memory index of the WAL, which every process using the database \
                  shares) was deleted or replaced while the app was running; every read and write now fails \
@@ -138,13 +136,11 @@ impl Shared {
                  process using the database, then start them again",
                 self.path.display()
             ))
-        } else if self.companions.wal.is_some()
-            && FileIdentity::of(&companion(&self.path, "-wal")) != self.companions.wal
-        {
+        } else if self.companions.wal.is_some() && FileIdentity::of(&self.companions.wal_path) != self.companions.wal {
             Some(self.rescue_wal(connection))
         } else {
-            let shm = companion(&self.path, "-shm");
-            match writable_in_place(&shm) {
+            let shm = &self.companions.shm_path;
+            match writable_in_place(shm) {
                 Ok(()) => return Ok(()),
                 Err(error) => Some(format!(
                     "`{}` (SQLite's shared-memory index of the WAL) can no longer be written ({error}); \
@@ -171,7 +167,7 @@ impl Shared {
     /// process still holds open has into the database file (which SQLite
     /// syncs), once; gives the error line.
     fn rescue_wal(&self, connection: &Connection) -> String {
-        let wal = companion(&self.path, "-wal");
+        let wal = &self.companions.wal_path;
         if self.lost.load(Ordering::SeqCst) {
             return format!("`{}` was deleted or replaced; restart the app", wal.display());
         }
@@ -203,19 +199,24 @@ impl Shared {
     }
 }
 
-/// The identities of the `-wal` and `-shm` files as this process opened
-/// them (`None`: not there at launch, not checked).
-#[derive(Debug, Clone, Copy, Default)]
+/// The `-wal` and `-shm` files' paths, made once, and their identities as
+/// this process opened them (`None`: not there at launch, not checked).
+#[derive(Debug, Clone)]
 pub(super) struct Companions {
+    pub(super) wal_path: PathBuf,
+    pub(super) shm_path: PathBuf,
     pub(super) wal: Option<FileIdentity>,
     pub(super) shm: Option<FileIdentity>,
 }
 
 impl Companions {
     pub(super) fn of(database: &Path) -> Companions {
+        let (wal_path, shm_path) = (companion(database, "-wal"), companion(database, "-shm"));
         Companions {
-            wal: FileIdentity::of(&companion(database, "-wal")),
-            shm: FileIdentity::of(&companion(database, "-shm")),
+            wal: FileIdentity::of(&wal_path),
+            shm: FileIdentity::of(&shm_path),
+            wal_path,
+            shm_path,
         }
     }
 }
@@ -225,7 +226,7 @@ impl Drop for Shared {
     /// writes the `-shm` file: with that file unwritable, a close is SIGBUS.
     /// Then the connections are left open for the process's end instead.
     fn drop(&mut self) {
-        if writable_in_place(&companion(&self.path, "-shm")).is_ok() {
+        if writable_in_place(&self.companions.shm_path).is_ok() {
             return;
         }
         log::warn!(
@@ -420,7 +421,7 @@ fn checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// connection.
 pub(super) fn start_checkpointer(shared: &Arc<Shared>) -> Result<(), StoreError> {
     let connection = open_connection(&shared.path, shared.durability)?;
-    let shm = companion(&shared.path, "-shm");
+    let shm = shared.companions.shm_path.clone();
     let store: Weak<Shared> = Arc::downgrade(shared);
     let thread = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -473,7 +474,7 @@ impl Shared {
         }
         // Closing writes the -shm file: with it unwritable that is SIGBUS, so
         // the connections are left for the process's end (see `Drop`).
-        if writable_in_place(&companion(&self.path, "-shm")).is_err() {
+        if writable_in_place(&self.companions.shm_path).is_err() {
             return;
         }
         if !self.lost.load(Ordering::SeqCst) {
