@@ -20,6 +20,24 @@ pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header, cut to 256 bytes.
     pub user_agent: Option<String>,
+    /// What the request's DPoP proof showed (RFC 9449): a login or refresh
+    /// with a valid one binds, or must match, the session's key.
+    pub(crate) proof: ProofOutcome,
+}
+
+/// A request's DPoP proof, as the web layer checked it (once per request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum ProofOutcome {
+    /// No `DPoP` header (or DPoP is off).
+    #[default]
+    Absent,
+    /// A valid proof by the key with this RFC 7638 thumbprint.
+    Key(String),
+    /// A proof that failed a check: the request is refused (400
+    /// `invalid_dpop_proof`, or `use_dpop_nonce` when `nonce` says the
+    /// client should retry with the server's nonce). `reason` is for a debug
+    /// log line.
+    Refused { nonce: bool, reason: &'static str },
 }
 
 impl ClientInfo {
@@ -30,6 +48,7 @@ impl ClientInfo {
         ClientInfo {
             ip: ip.map(crate::client::canonical),
             user_agent: user_agent.map(ClientInfo::cut_user_agent),
+            proof: ProofOutcome::Absent,
         }
     }
 

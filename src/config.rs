@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
+use crate::dpop::DpopSettings;
+pub use crate::dpop::{DpopMode, ProofAlgorithm};
 pub use crate::store::Durability;
 use crate::store::{Database, SessionLimit};
 use crate::token::{AccessRules, SigningKey};
@@ -233,6 +235,34 @@ sessions_config! {
         /// `X-Forwarded-Proto`). The other headers are ignored, whoever sent
         /// them: a proxy passes on what it does not overwrite.
         forwarded_header: ForwardedHeader = ForwardedHeader::XForwardedFor,
+        /// DPoP (RFC 9449) for bearer clients: `"allowed"` (the default) binds
+        /// the session of a login or refresh request that carries a `DPoP`
+        /// proof to the proof's key, after which its tokens work only with
+        /// proofs by that key (a stolen token alone is useless); clients that
+        /// send no proof are bearer clients as before, and cost nothing more.
+        /// `"required"`: an `Authorization` header must use the `DPoP`
+        /// scheme and a refresh outside the cookies needs a proof (browser
+        /// sessions are not affected). `"off"`: no DPoP.
+        dpop: DpopMode = DpopMode::Allowed,
+        /// The algorithms a DPoP proof may be signed with: `"ES256"` and
+        /// `"EdDSA"` (both, the default); never `none` or an HMAC.
+        dpop_algorithms: Vec<ProofAlgorithm> = vec![ProofAlgorithm::Es256, ProofAlgorithm::EdDsa],
+        /// How old, in seconds, a DPoP proof's `iat` may be (from 1 to 300;
+        /// default 60). Each accepted proof is remembered that long, so that it
+        /// is accepted once.
+        dpop_proof_window: u64 = 60,
+        /// Whether DPoP proofs must carry a server nonce (RFC 9449 §8): a
+        /// client then retries a request refused with `use_dpop_nonce` with
+        /// the `DPoP-Nonce` the answer gave. The nonces need no storage and
+        /// every process with the same keys accepts them; one is good for one
+        /// to two `dpop_proof_window`s. Default `false`.
+        dpop_nonces: bool = false,
+        /// The most DPoP proofs remembered at once, per process (about 64
+        /// bytes each). While that many are younger than `dpop_proof_window`,
+        /// further proofs are refused until the oldest age out: a proof is
+        /// never accepted twice. Default 100000 (about 1,600 proofs a second
+        /// with the default window, 6.4 MB).
+        dpop_replay_capacity: u64 = 100_000,
         /// The `iss` claim to set and require, when given.
         issuer: Option<String> = None,
         /// The `aud` claim to set and require, when given.
@@ -364,6 +394,7 @@ pub(crate) struct Settings {
     pub throttling: ThrottleLimits,
     pub pruning: Pruning,
     pub browser: BrowserSettings,
+    pub dpop: DpopSettings,
 }
 
 /// The default cookie names' prefix, and the one they take with a

@@ -87,6 +87,18 @@ pub enum Error {
     /// `{"error": "too_many_sessions", …}`: the user signs out elsewhere first.
     #[error("the user has the most sessions allowed")]
     TooManySessions,
+    /// A login or refresh request carried a DPoP proof (RFC 9449) that failed
+    /// a check (signature, method, URL, time, a proof seen before), or
+    /// `dpop = "required"` and it carried none. Answers 400 with
+    /// `{"error": "invalid_dpop_proof", …}` (§5).
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof,
+    /// A DPoP proof lacked the server's current nonce (`dpop_nonces`).
+    /// Answers 400 with `{"error": "use_dpop_nonce", …}` and a `DPoP-Nonce`
+    /// header; the client makes a new proof with it and retries (RFC 9449
+    /// §8).
+    #[error("a DPoP proof needs the server's nonce")]
+    UseDpopNonce,
     /// The session does not exist or is not the caller's own. Answers 404.
     #[error("no such session among the user's active sessions")]
     SessionNotFound,

@@ -77,6 +77,7 @@
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in; the user id as the app's type with [`id_as`](AuthUser::id_as) |
 //! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
+//! | [`Binding`], [`DpopMode`], [`ProofAlgorithm`] | DPoP (RFC 9449): how a request proved it may use its token; the `dpop` and `dpop_algorithms` keys |
 //! | [`CredentialCheck`], [`LoginMark`] | throttling of failed logins, from [`Sessions::credential_check`]; [`CredentialCheck::login`] refuses a login that a password or role change overtook |
 //! | [`Sessions::set_cookies`], [`Sessions::end_browser_session`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection; a login ends the browser session it replaces |
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
@@ -109,6 +110,14 @@
 //! admitted before (the very same bytes) skips the signature and the JSON:
 //! only its times and revocation are checked again. Every token failure is the
 //! same 401.
+//!
+//! Bearer clients can bind their sessions to a key of their own with DPoP
+//! (RFC 9449, `dpop = "allowed"` by default): a login or refresh carrying a
+//! `DPoP` proof binds the session to the proof's key; its access tokens carry
+//! `cnf.jkt`, work only as `Authorization: DPoP` with a fresh proof by that
+//! key (refused as bearer tokens), and its refreshes need one too, so a
+//! copied token alone is useless. [`AuthUser::binding`] says how a request
+//! was bound ([`Binding`]).
 //!
 //! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
 //! the guard refreshes them silently (the new cookies reach the browser
@@ -193,6 +202,7 @@ mod rotation;
 mod user;
 // 2. Domain: tokens, CSRF keys, the store and its backends.
 mod csrf;
+mod dpop;
 mod store;
 mod token;
 // 3. Configuration, errors, the revocations held in memory.
@@ -209,8 +219,8 @@ pub mod testing;
 pub use client::ClientInfo;
 pub use clock::Clock;
 pub use config::{
-    AtMaxSessions, ConfigError, Durability, ForwardedHeader, KeyConfig, SameSitePolicy, SessionsConfig,
-    MIN_SECRET_BYTES,
+    AtMaxSessions, ConfigError, DpopMode, Durability, ForwardedHeader, KeyConfig, ProofAlgorithm, SameSitePolicy,
+    SessionsConfig, MIN_SECRET_BYTES,
 };
 pub use error::{Error, INVALID_TOKEN_MESSAGE};
 pub use hooks::{
@@ -222,7 +232,7 @@ pub use sessions::{
     MAX_SESSION_LABEL_CHARS,
 };
 pub use store::StoreError;
-pub use user::AuthUser;
+pub use user::{AuthUser, Binding};
 pub use web::{
     jwks_routes, routes, Authorized, CsrfProtected, CsrfToken, ErrorResponse, FreshAuthUser, Policy, SessionsFairing,
     CSRF_FIELD, CSRF_HEADER,

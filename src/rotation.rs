@@ -14,6 +14,7 @@
 //! | the previous one, within `reuse_grace` of its rotation | the same successor again (two tabs refreshing at once); nothing written |
 //! | the previous one after the grace window, with `lost_response_recovery` (so its successor was never presented) | the same successor again (a refresh response the client never got) |
 //! | the previous one after the grace window, or any earlier one | reuse (RFC 9700 §4.14.2): the session is revoked |
+//! | any token of a session bound to a DPoP key, without a proof by that key | refused, nothing changed (not even by reuse) |
 //! | any token of a revoked or expired session | refused |
 //! | a generation the session has not reached | refused (a database restored from an older backup) |
 
@@ -25,6 +26,8 @@ pub(crate) struct Presented {
     pub hash: [u8; 32],
     /// The hash of its successor under each key, the current key's first.
     pub successor_hashes: Vec<[u8; 32]>,
+    /// The thumbprint of the key of the request's DPoP proof, if it had one.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What the store holds of a session for a refresh.
@@ -45,6 +48,8 @@ pub(crate) struct RefreshState {
     pub refresh_ttl: Option<i64>,
     /// Whether its cookies outlive the browser session.
     pub persistent: bool,
+    /// The thumbprint of the DPoP key the session is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The settings the decision depends on.
@@ -70,6 +75,10 @@ pub(crate) enum Refusal {
     /// change, a ban, logout everywhere) that committed before this
     /// refresh: they must not be signed or written.
     StaleClaims,
+    /// The session is bound to a DPoP key and the request carried no proof
+    /// by it: the holder of a stolen refresh token, who must not get to end
+    /// the session by reuse either.
+    WrongKey,
 }
 
 impl std::fmt::Display for Refusal {
@@ -79,6 +88,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Expired => "the session has expired",
             Refusal::NotInLineage => "the token is not in its session's lineage",
             Refusal::StaleClaims => "the claims were looked up before a cut-off of the user",
+            Refusal::WrongKey => "the session is bound to a DPoP key and the request had no proof by it",
         })
     }
 }
@@ -100,6 +110,11 @@ pub(crate) enum Decision {
 
 /// The decision for `presented` against `state` at `now`.
 pub(crate) fn decide(presented: &Presented, state: &RefreshState, now: i64, policy: &RotationPolicy) -> Decision {
+    // First: without the session's key, a token (even an old one, which
+    // would be reuse) changes nothing.
+    if state.dpop_jkt.is_some() && presented.dpop_jkt != state.dpop_jkt {
+        return Decision::Refuse(Refusal::WrongKey);
+    }
     if state.revoked {
         return Decision::Refuse(Refusal::Revoked);
     }
@@ -170,6 +185,7 @@ mod tests {
             claims_json: "{}".into(),
             refresh_ttl: None,
             persistent: true,
+            dpop_jkt: None,
         }
     }
 
@@ -178,6 +194,35 @@ mod tests {
             generation,
             hash: [generation as u8; 32],
             successor_hashes: vec![[generation as u8 + 1; 32]],
+            dpop_jkt: None,
+        }
+    }
+
+    #[test]
+    fn a_bound_session_without_its_key_changes_nothing_not_even_by_reuse() {
+        let bound = RefreshState {
+            dpop_jkt: Some("key".into()),
+            ..state(3)
+        };
+        for generation in [3, 1] {
+            for key in [None, Some("other".to_string())] {
+                let presented = Presented {
+                    dpop_jkt: key,
+                    ..presented(generation)
+                };
+                assert_eq!(
+                    decide(&presented, &bound, 200, &POLICY),
+                    Decision::Refuse(Refusal::WrongKey)
+                );
+            }
+            let with_key = Presented {
+                dpop_jkt: Some("key".into()),
+                ..presented(generation)
+            };
+            assert_ne!(
+                decide(&with_key, &bound, 200, &POLICY),
+                Decision::Refuse(Refusal::WrongKey)
+            );
         }
     }
 

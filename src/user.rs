@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 /// }
 /// ```
 ///
-/// It reads `Authorization: Bearer <access token>`, or, without that header, the
+/// It reads `Authorization: Bearer <access token>` (or `DPoP <access token>`
+/// with a `DPoP` proof, for a session bound to a key: see [`Binding`]), or,
+/// without that header, the
 /// access cookie of a browser app (refreshing silently from the refresh cookie,
 /// and requiring CSRF proof for unsafe methods: see [`Sessions::set_cookies`](crate::Sessions::set_cookies)).
 /// It checks the signature with
@@ -28,7 +30,8 @@ use serde_json::{Map, Value};
 /// SQLite.
 ///
 /// Every failure answers 401 with `WWW-Authenticate: Bearer
-/// error="invalid_token"` and the same JSON body, whatever the cause. Use
+/// error="invalid_token"` (`DPoP error="…", algs="…"` for a DPoP request or
+/// a bound token) and the same JSON body, whatever the cause. Use
 /// `Option<AuthUser>` where signing in is optional: a missing or bad token then
 /// gives `None`.
 ///
@@ -70,6 +73,35 @@ pub struct AuthUser<C = Map<String, Value>> {
     /// [`Sessions::update_claims`](crate::Sessions::update_claims) or the fairing's
     /// [`claims_source`](crate::SessionsFairing::claims_source) at a refresh.
     pub claims: C,
+    /// How the request proved it may use the token: [`Binding::Dpop`] when
+    /// its session is bound to a key and the request carried that key's DPoP
+    /// proof, [`Binding::Unbound`] for a bearer token or cookies. A route
+    /// that must not be reached with a copied token alone can insist on
+    /// [`is_sender_constrained`](Self::is_sender_constrained).
+    pub binding: Binding,
+}
+
+/// How a request proved it may use its access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Binding {
+    /// A bearer token or the session cookies: whoever holds them.
+    Unbound,
+    /// DPoP (RFC 9449): the session is bound to a key, and the request
+    /// carried a valid proof by it.
+    Dpop {
+        /// The key's RFC 7638 SHA-256 thumbprint, base64url (the token's
+        /// `cnf.jkt`).
+        thumbprint: String,
+    },
+}
+
+impl<C> AuthUser<C> {
+    /// Whether the request proved possession of the key its session is
+    /// bound to (DPoP), so that a copied token alone could not have made it.
+    pub fn is_sender_constrained(&self) -> bool {
+        matches!(self.binding, Binding::Dpop { .. })
+    }
 }
 
 impl AuthUser {
@@ -84,6 +116,7 @@ impl AuthUser {
             expires_at,
             authenticated_at,
             claims,
+            binding,
         } = self;
         // On the guard's path for every request: the default `C` takes the
         // map as it is, without an allocation or a parse.
@@ -104,6 +137,7 @@ impl AuthUser {
             expires_at,
             authenticated_at,
             claims,
+            binding,
         })
     }
 

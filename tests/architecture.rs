@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rotation", 1),
     ("user", 1),
     ("csrf", 2),
+    ("dpop", 2),
     ("store", 2),
     ("token", 2),
     ("config", 3),

@@ -66,3 +66,53 @@ fn authlib_refreshes_and_revokes_against_the_demo_and_pyjwt_verifies_through_its
     let bearer = format!("Bearer {}", said["refreshed_access"].as_str().unwrap());
     assert_eq!(demo.http("GET", "/me", &[("Authorization", &bearer)], "").0, 401);
 }
+
+/// panva's oauth4webapi (npm), a stock OAuth 2.0 client with DPoP, against
+/// the demo with server nonces on: it signs in with the password grant, calls
+/// `/me`, refreshes, logs out and revokes, each request with a proof by its
+/// own key (`tests/stock_clients/node/dpop_client.mjs`). The session is bound
+/// to that key: its tokens are refused as bearer tokens and with another
+/// key's proofs. CI installs the client with `npm ci`.
+#[test]
+#[cfg_attr(
+    not(node_clients),
+    ignore = "needs node and `npm ci` in tests/stock_clients/node (see testsuite/build.rs)"
+)]
+fn oauth4webapi_signs_in_calls_refreshes_and_revokes_with_dpop_against_the_demo() {
+    let harness = TestHarness::new();
+    let sessions = format!("{{database=\"{}\",dpop_nonces=true}}", harness.database().display());
+    let demo = DemoProcess::start_configured(&sessions, "off", &[], Stdio::null());
+    let json = [("Content-Type", "application/json")];
+    let credentials = r#"{"username":"alice","password":"correct horse"}"#;
+    assert_eq!(demo.http("POST", "/auth/register", &json, credentials).0, 201);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/stock_clients/node/dpop_client.mjs");
+    let ran = Command::new("node")
+        .arg(script)
+        .args([
+            format!("http://127.0.0.1:{}", demo.port),
+            "alice".into(),
+            "correct horse".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let said: Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(said["token_type"], "dpop", "{said}");
+    assert_eq!(said["cnf_jkt"], said["thumbprint"], "{said}");
+    assert_eq!(
+        (said["me_status"].as_u64(), said["sender_constrained"].as_bool()),
+        (Some(200), Some(true))
+    );
+    assert!(
+        said["nonce_retries"].as_u64().unwrap() >= 1,
+        "the nonce was asked for: {said}"
+    );
+    assert_eq!(said["as_bearer_status"], 401, "{said}");
+    assert_eq!(said["other_key_status"], 401, "{said}");
+    assert_eq!(said["other_key_refresh"], "invalid_grant", "{said}");
+    assert_eq!(said["refreshed_token_type"], "dpop", "{said}");
+    assert_eq!(said["refreshed_me_status"], 200, "{said}");
+    assert_eq!(said["logout_status"], 204, "{said}");
+    assert_eq!(said["after_logout_status"], 401, "{said}");
+    assert_eq!(said["after_revocation_status"], 401, "{said}");
+}

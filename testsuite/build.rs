@@ -12,6 +12,7 @@
 //! | `browser` | `/usr/bin/chromium` and `/usr/bin/chromedriver` exist, or `REQUIRE_BROWSER` is set |
 //! | `nginx` | `/usr/sbin/nginx` exists |
 //! | `python_clients` | `python3` imports authlib, jwt, requests and cryptography |
+//! | `node_clients` | `node` runs and `npm ci` installed `tests/stock_clients/node` (oauth4webapi) |
 //! | `lazyfs` | `/dev/fuse` exists and Debian's `/usr/bin/python3` imports `fusepy` (package python3-fusepy), as root |
 //!
 //! With `CI` set, each is on whatever is found (the PostgreSQL ones still
@@ -57,6 +58,19 @@ fn python_clients() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+fn node_clients() -> bool {
+    // `npm ci` there builds the tests again.
+    println!("cargo::rerun-if-changed=../tests/stock_clients/node");
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/stock_clients/node/node_modules/oauth4webapi/package.json")
+        .exists();
+    installed
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+}
+
 /// The power-cut filesystem (tests/powercut/lazyfs.py, run by Debian's
 /// python3 with its fusepy) can mount here.
 fn lazyfs() -> bool {
@@ -93,6 +107,7 @@ fn main() {
         ),
         ("nginx", installed(&["/usr/sbin/nginx"]) || ci),
         ("python_clients", ci || python_clients()),
+        ("node_clients", ci || node_clients()),
         ("lazyfs", ci || lazyfs()),
     ];
     for (cfg, enabled) in on {

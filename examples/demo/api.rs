@@ -108,9 +108,68 @@ pub(crate) fn login_error(error: rocket_sqlite_sessions::Error) -> LoginError {
     match error {
         answered @ (rocket_sqlite_sessions::Error::Throttled { .. }
         | rocket_sqlite_sessions::Error::LoginSuperseded
-        | rocket_sqlite_sessions::Error::TooManySessions) => LoginError::Crate(answered),
+        | rocket_sqlite_sessions::Error::TooManySessions
+        | rocket_sqlite_sessions::Error::InvalidDpopProof
+        | rocket_sqlite_sessions::Error::UseDpopNonce) => LoginError::Crate(answered),
         other => LoginError::Other(session_error(other)),
     }
+}
+
+/// The body of `POST /auth/login`: JSON `{"username", "password"}`, or the
+/// password grant of RFC 6749 §4.3 (`grant_type=password&username=…&password=…`),
+/// a form, as stock OAuth clients send it (with a DPoP proof, the session is
+/// bound to the client's key like any other login).
+pub(crate) struct LoginBody(Result<Credentials, ApiError>);
+
+/// RFC 6749 §4.3.2; other fields (`client_id`, `scope`) are ignored.
+#[derive(rocket::FromForm)]
+struct PasswordGrant {
+    grant_type: String,
+    username: String,
+    password: String,
+}
+
+#[rocket::async_trait]
+impl<'r> rocket::data::FromData<'r> for LoginBody {
+    type Error = std::convert::Infallible;
+
+    async fn from_data(request: &'r rocket::Request<'_>, data: rocket::Data<'r>) -> rocket::data::Outcome<'r, Self> {
+        use rocket::data::{Outcome, ToByteUnit};
+        // The limit of JSON bodies (Rocket's `limits.json`, 1 MiB by default).
+        let limit = request.limits().get("json").unwrap_or(1.mebibytes());
+        let body = match data.open(limit).into_string().await {
+            Ok(body) if body.is_complete() => body.into_inner(),
+            Ok(_) => return Outcome::Success(LoginBody(credentials(Err(too_large())))),
+            Err(error) => return Outcome::Success(LoginBody(credentials(Err(json::Error::Io(error))))),
+        };
+        let form = request
+            .content_type()
+            .is_some_and(|content_type| content_type.is_form());
+        if form {
+            if let Ok(grant) = rocket::form::Form::<PasswordGrant>::parse_encoded(rocket::http::RawStr::new(&body)) {
+                let credentials = if grant.grant_type == "password" {
+                    Ok(Credentials {
+                        username: grant.username,
+                        password: grant.password,
+                    })
+                } else {
+                    Err(api_error(
+                        Status::BadRequest,
+                        "unsupported_grant_type",
+                        "Sign in with grant_type=password.",
+                    ))
+                };
+                return Outcome::Success(LoginBody(credentials));
+            }
+        }
+        // JSON, whatever the content type says (`curl -d` sends a form's).
+        let parsed = json::from_str::<Credentials>(&body).map_err(|error| json::Error::Parse(&body, error));
+        Outcome::Success(LoginBody(credentials(parsed.map(Json))))
+    }
+}
+
+fn too_large() -> json::Error<'static> {
+    json::Error::Io(std::io::Error::other("the body is larger than the limit"))
 }
 
 #[post("/login", data = "<body>")]
@@ -119,9 +178,9 @@ pub(crate) async fn login(
     hashing: &State<PasswordHashing>,
     sessions: &State<Sessions>,
     client: ClientInfo,
-    body: Result<Json<Credentials>, json::Error<'_>>,
+    body: LoginBody,
 ) -> Result<TokenPair, LoginError> {
-    let Credentials { username, password } = credentials(body)?;
+    let Credentials { username, password } = body.0?;
     // A name no user can have is refused before anything else: it is never
     // counted, hashed for or logged.
     let username = canonical_username(&username)?;
@@ -277,6 +336,7 @@ pub(crate) fn me(user: AuthUser<Claims>) -> Result<Json<Value>, ApiError> {
         "username": user.claims.username,
         "roles": user.claims.roles,
         "session_id": user.session_id,
+        "sender_constrained": user.is_sender_constrained(),
     })))
 }
 

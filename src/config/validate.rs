@@ -9,6 +9,7 @@ use super::{
     HOST_PREFIX, MIN_SECRET_BYTES, SECURE_PREFIX,
 };
 use crate::crypto::random_bytes;
+use crate::dpop::DpopSettings;
 use crate::origin::is_origin;
 use crate::store::{Database, SessionLimit};
 use crate::token::{AccessRules, SigningKey};
@@ -22,6 +23,12 @@ const MAX_PRUNE_BATCH: u32 = 100_000;
 
 /// The largest `max_sessions`.
 const MAX_SESSIONS_PER_USER: u32 = 10_000;
+
+/// The largest `dpop_proof_window`: five minutes.
+const MAX_DPOP_WINDOW: u64 = 300;
+
+/// The largest `dpop_replay_capacity`: about 640 MB.
+const MAX_DPOP_REPLAY_CAPACITY: u64 = 10_000_000;
 
 /// The largest `max_failure_scopes`.
 const MAX_FAILURE_SCOPES: u64 = 100_000_000;
@@ -181,6 +188,30 @@ impl SessionsConfig {
                 ));
             }
         }
+        if !(1..=MAX_DPOP_WINDOW).contains(&self.dpop_proof_window) {
+            return Err(ConfigError::invalid(
+                "dpop_proof_window",
+                format!("must be from 1 to {MAX_DPOP_WINDOW} seconds; the default is 60"),
+            ));
+        }
+        if self.dpop_algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                "dpop_algorithms",
+                "must name at least one of \"ES256\" and \"EdDSA\"; set `dpop = \"off\"` to turn DPoP off",
+            ));
+        }
+        if !(1..=MAX_DPOP_REPLAY_CAPACITY).contains(&self.dpop_replay_capacity) {
+            return Err(ConfigError::invalid(
+                "dpop_replay_capacity",
+                format!("must be from 1 to {MAX_DPOP_REPLAY_CAPACITY} proofs; the default is 100000"),
+            ));
+        }
+        let mut dpop_algorithms = Vec::new();
+        for algorithm in &self.dpop_algorithms {
+            if !dpop_algorithms.contains(algorithm) {
+                dpop_algorithms.push(*algorithm);
+            }
+        }
         let database = Database::parse(&self.database).map_err(|m| ConfigError::invalid("database", m))?;
         let database = database
             .listening_on(self.listen_database.as_deref())
@@ -234,6 +265,14 @@ impl SessionsConfig {
                 login_url: self.login_url.clone(),
                 trusted_proxies,
                 forwarded_header: self.forwarded_header,
+            },
+            dpop: DpopSettings {
+                mode: self.dpop,
+                algorithms: dpop_algorithms,
+                window: self.dpop_proof_window as i64,
+                leeway,
+                nonces: self.dpop_nonces,
+                replay_capacity: self.dpop_replay_capacity as usize,
             },
         })
     }

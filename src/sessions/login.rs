@@ -8,12 +8,12 @@ use serde_json::{Map, Value};
 
 use super::verify::user_of;
 use super::Sessions;
-use crate::client::ClientInfo;
+use crate::client::{ClientInfo, ProofOutcome};
 use crate::crypto::random_id;
 use crate::error::Error;
 use crate::hooks::SessionEvent;
 use crate::store::{ClientRecord, Created, NewSession};
-use crate::token::{AccessClaims, RefreshToken, RESERVED_CLAIMS};
+use crate::token::{AccessClaims, Confirmation, RefreshToken, RESERVED_CLAIMS};
 use crate::user::AuthUser;
 
 /// A freshly issued access token and refresh token: the token response of
@@ -24,9 +24,11 @@ use crate::user::AuthUser;
 #[derive(Clone, Serialize)]
 #[non_exhaustive]
 pub struct TokenPair {
-    /// The JWT to send as `Authorization: Bearer …`.
+    /// The JWT to send as `Authorization: Bearer …`, or, for a session
+    /// bound to a DPoP key, as `Authorization: DPoP …` with a proof.
     pub access_token: String,
-    /// Always `"Bearer"`.
+    /// `"Bearer"`, or `"DPoP"` for a session bound to a DPoP key (RFC 9449
+    /// §5).
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -162,6 +164,8 @@ pub(crate) struct Grant {
     pub logged_in_at: i64,
     pub session_expires_at: i64,
     pub persistent: bool,
+    /// The thumbprint of the DPoP key the session is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A pair just issued, and the user its access token names.
@@ -232,6 +236,7 @@ impl Sessions {
         let user_id = user_id.to_string();
         let user_id = user_id.as_str();
         let app_claims = app_claims(claims)?;
+        let dpop_jkt = bound_key(client)?;
         if user_id.is_empty() {
             return Err(Error::InvalidArgument("login needs a non-empty user id".into()));
         }
@@ -274,6 +279,7 @@ impl Sessions {
                 persistent: options.persistent,
                 checked_at_mark: options.mark.map(|mark| mark.seq),
                 limit: self.inner.settings.session_limit,
+                dpop_jkt: dpop_jkt.clone(),
             })
             .await?;
         let ended = match created {
@@ -316,6 +322,7 @@ impl Sessions {
                 logged_in_at: now,
                 session_expires_at: expires_at,
                 persistent: options.persistent,
+                dpop_jkt,
             },
             now,
             refresh,
@@ -364,6 +371,7 @@ impl Sessions {
             nbf: None,
             iss: rules.issuer.clone(),
             aud: rules.audience.clone(),
+            cnf: grant.dpop_jkt.map(|jkt| Confirmation { jkt }),
             app: grant.app,
         };
         let access_token = codec
@@ -371,7 +379,7 @@ impl Sessions {
             .map_err(|e| Error::Internal(format!("signing an access token failed: {e}")))?;
         let pair = TokenPair {
             access_token,
-            token_type: "Bearer",
+            token_type: if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
             expires_in: exp - now,
             refresh_token: refresh.encode(),
             refresh_expires_in: grant.session_expires_at - now,
@@ -409,5 +417,26 @@ pub(crate) fn client_record(client: &ClientInfo) -> ClientRecord {
     ClientRecord {
         ip: client.ip.map(|ip| ip.to_string()),
         user_agent: client.user_agent.clone(),
+    }
+}
+
+/// The key a login or refresh binds, or must match: the thumbprint of the
+/// request's valid DPoP proof, `None` without one.
+///
+/// # Errors
+/// [`Error::InvalidDpopProof`] or [`Error::UseDpopNonce`] for a proof that
+/// failed a check.
+pub(crate) fn bound_key(client: &ClientInfo) -> Result<Option<String>, Error> {
+    match &client.proof {
+        ProofOutcome::Absent => Ok(None),
+        ProofOutcome::Key(thumbprint) => Ok(Some(thumbprint.clone())),
+        ProofOutcome::Refused { nonce, reason } => {
+            log::debug!("rocket_sqlite_sessions: {reason}");
+            Err(if *nonce {
+                Error::UseDpopNonce
+            } else {
+                Error::InvalidDpopProof
+            })
+        }
     }
 }

@@ -6,6 +6,7 @@
 //!   [`LoginOptions`]);
 //! - [`refresh`]: rotating a refresh token;
 //! - [`verify`]: checking an access token, from memory;
+//! - [`dpop`]: DPoP proofs (RFC 9449), their replay cache and nonces;
 //! - [`revoke`]: logout, logout everywhere, the other sessions, claims;
 //! - [`devices`]: a user's list of sessions ([`SessionInfo`]) and revoking one;
 //! - [`data`]: typed app data on the session;
@@ -15,6 +16,7 @@
 
 mod data;
 mod devices;
+mod dpop;
 mod feed;
 mod login;
 mod prune;
@@ -64,6 +66,8 @@ struct Inner {
     /// or an address).
     throttle_key: [u8; 32],
     revocations: Revocations,
+    /// DPoP's replay cache and nonces.
+    dpop: dpop::Dpop,
     clock: Clock,
     settings: Settings,
     /// Held for the length of a prune pass, so passes never overlap.
@@ -96,6 +100,10 @@ impl Sessions {
                 throttle_key: derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions throttle key"),
                 store,
                 revocations: Revocations::new(settings.tokens.access_ttl, settings.tokens.leeway),
+                dpop: dpop::Dpop::new(
+                    &settings.dpop,
+                    &derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions dpop nonce key"),
+                ),
                 clock,
                 settings,
                 prune_lock: rocket::tokio::sync::Mutex::new(()),

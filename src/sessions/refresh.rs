@@ -6,9 +6,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::login::{app_claims, client_record, Grant, Issued, TokenPair};
+use super::login::{app_claims, bound_key, client_record, Grant, Issued, TokenPair};
 use super::Sessions;
 use crate::client::ClientInfo;
+use crate::dpop::DpopMode;
 use crate::error::Error;
 use crate::hooks::ClaimsDecision;
 use crate::hooks::SessionEvent;
@@ -36,18 +37,35 @@ impl Sessions {
     /// # Errors
     /// [`Error::InvalidToken`] for a token that is malformed, not issued by this
     /// server, expired, spent (reuse), or whose session is revoked or past its
-    /// idle or absolute timeout; [`Error::Store`] when the store fails.
+    /// idle or absolute timeout, or is bound to a DPoP key and `client`
+    /// carries no proof by it (then nothing changes: a thief with a copied
+    /// refresh token cannot end the session by reuse either);
+    /// [`Error::InvalidDpopProof`] or [`Error::UseDpopNonce`] for a DPoP
+    /// proof that failed a check, or none where `dpop = "required"`;
+    /// [`Error::Store`] when the store fails.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
-        Ok(self.refresh_issuing(presented, client).await?.pair)
+        Ok(self.refresh_issuing(presented, client, false).await?.pair)
     }
 
     /// [`refresh`](Self::refresh), with the user the new access token names:
     /// the silent refresh of the web layer hands it to the guard.
-    pub(crate) async fn refresh_issuing(&self, presented: &str, client: &ClientInfo) -> Result<Issued, Error> {
+    /// `from_cookies` says the token came in the refresh cookie, which
+    /// `dpop = "required"` leaves to browsers.
+    pub(crate) async fn refresh_issuing(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        from_cookies: bool,
+    ) -> Result<Issued, Error> {
         let refused = |reason: &dyn fmt::Display| {
             log::debug!("rocket_sqlite_sessions: refresh refused: {reason}");
             Err(Error::InvalidToken)
         };
+        let dpop_jkt = bound_key(client)?;
+        if dpop_jkt.is_none() && !from_cookies && self.dpop_settings().mode == DpopMode::Required {
+            log::debug!("rocket_sqlite_sessions: refresh refused: no DPoP proof, and dpop = \"required\"");
+            return Err(Error::InvalidDpopProof);
+        }
         let Some(token) = RefreshToken::parse(presented) else {
             return refused(&Rejection::Malformed);
         };
@@ -64,6 +82,7 @@ impl Sessions {
             generation: token.generation() as i64,
             hash: token.hash(),
             successor_hashes: successors.iter().map(RefreshToken::hash).collect(),
+            dpop_jkt,
         };
         let lifetimes = &self.inner.settings.lifetimes;
         let policy = RotationPolicy {
@@ -159,6 +178,7 @@ impl Sessions {
             logged_in_at: state.created_at,
             session_expires_at,
             persistent: state.persistent,
+            dpop_jkt: state.dpop_jkt,
         };
         self.issue(grant, now, successor)
     }

@@ -46,7 +46,7 @@ use sha2::Sha256;
 
 use serde::Serialize;
 
-use super::login::{LoginMark, LoginOptions, TokenPair};
+use super::login::{bound_key, LoginMark, LoginOptions, TokenPair};
 use super::Sessions;
 use crate::client::{canonical, ClientInfo};
 use crate::error::Error;
@@ -144,9 +144,12 @@ impl Sessions {
     ///
     /// # Errors
     /// [`Error::Throttled`] (429, `Retry-After`) when the username or the client's
-    /// network has too many recent failures; [`Error::Store`] when the store
-    /// fails.
+    /// network has too many recent failures; [`Error::InvalidDpopProof`] or
+    /// [`Error::UseDpopNonce`] when the request carries a DPoP proof that
+    /// the login would refuse (so no password is hashed for it, and nothing
+    /// counted); [`Error::Store`] when the store fails.
     pub async fn credential_check(&self, username: &str, client: &ClientInfo) -> Result<CredentialCheck, Error> {
+        bound_key(client)?;
         let settings = &self.inner.settings.throttling;
         let network = client.ip.map(network_of);
         let here = network.as_deref().unwrap_or("unknown");

@@ -2,15 +2,18 @@
 //! audience, then the revocations. The guard's whole check.
 
 use super::Sessions;
+use crate::dpop::proof::ProofTarget;
+use crate::dpop::{DpopMode, ProofError};
 use crate::error::Error;
-use crate::token::{bearer_token, AccessClaims, Rejection};
-use crate::user::AuthUser;
+use crate::token::{authorization_token, AccessClaims, Rejection, Scheme};
+use crate::user::{AuthUser, Binding};
 
 impl Sessions {
     /// Checks an `Authorization` header value (`Bearer <access token>`) exactly as
     /// [`AuthUser`] does, from memory only, for a token that reaches the app
     /// outside a request guard: the first message of a WebSocket, a job queued
-    /// with the caller's token.
+    /// with the caller's token. Without the request there is no DPoP proof
+    /// to check: a token bound to a DPoP key is refused here.
     ///
     /// ```
     /// # fn check(sessions: &rocket_sqlite_sessions::Sessions, header: &str) {
@@ -40,19 +43,86 @@ impl Sessions {
     }
 
     /// [`verify_authorization`](Self::verify_authorization), with the reason for
-    /// a refusal.
+    /// a refusal. Without the request, no DPoP proof: a DPoP-bound token is
+    /// refused.
     pub(crate) fn authenticate_header(&self, authorization: &str) -> Result<AuthUser, Rejection> {
-        self.authenticate(bearer_token(authorization)?)
+        match authorization_token(authorization)? {
+            (Scheme::Bearer, token) => self.authenticate_bearer(token),
+            (Scheme::Dpop, _) => Err(Rejection::DpopProof),
+        }
     }
 
-    /// Checks an access token completely, from memory only: form, header,
-    /// signature, times, issuer and audience, then the blocklist and revoked
-    /// sessions.
+    /// An access token sent as `Authorization: Bearer`: refused when its
+    /// session is bound to a DPoP key (no downgrade, RFC 9449 §7.2) or
+    /// `dpop = "required"`.
+    pub(crate) fn authenticate_bearer(&self, token: &str) -> Result<AuthUser, Rejection> {
+        let user = self.authenticate(token)?;
+        if self.dpop_settings().mode == DpopMode::Required {
+            return Err(Rejection::DpopRequired);
+        }
+        Ok(user)
+    }
+
+    /// An access token sent as `Authorization: DPoP`, with the request's
+    /// `DPoP` proof (`proof`), its method and URL: the token checked as any,
+    /// then the proof, by the key the token is bound to (`cnf.jkt`) and
+    /// naming the token (`ath`), and remembered. The proof is checked last,
+    /// so only a holder of a valid bound token can make the guard remember
+    /// anything.
+    pub(crate) fn authenticate_dpop(
+        &self,
+        token: &str,
+        proof: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<AuthUser, Rejection> {
+        if self.dpop_settings().mode == DpopMode::Off {
+            return Err(Rejection::Missing);
+        }
+        let claims = self.checked_claims(token)?;
+        let Some(bound) = claims.cnf.as_ref().map(|cnf| cnf.jkt.as_str()) else {
+            return Err(Rejection::Binding);
+        };
+        let proof = proof.ok_or(Rejection::DpopProof)?;
+        let target = ProofTarget {
+            method,
+            url,
+            access_token: Some(token),
+        };
+        match self.check_proof(proof, &target, Some(bound)) {
+            Ok(checked) => {
+                let mut user = user_of(claims);
+                user.binding = Binding::Dpop {
+                    thumbprint: checked.thumbprint,
+                };
+                Ok(user)
+            }
+            Err(ProofError::NonceNeeded) => Err(Rejection::DpopNonce),
+            Err(refused) => {
+                log::debug!("rocket_sqlite_sessions: {refused}");
+                Err(Rejection::DpopProof)
+            }
+        }
+    }
+
+    /// Checks an access token completely, from memory only, as sent without
+    /// a proof (a bearer token, a cookie): a token bound to a DPoP key is
+    /// refused.
+    pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
+        let claims = self.checked_claims(token)?;
+        if claims.cnf.is_some() {
+            return Err(Rejection::Binding);
+        }
+        Ok(user_of(claims))
+    }
+
+    /// Checks an access token's form, header, signature, times, issuer and
+    /// audience, then the blocklist and revoked sessions, from memory.
     ///
     /// A token the codec kept notes the revocation generation in which it was
     /// last found unrevoked: while nothing has been revoked since, the lookups
     /// are skipped (see [`Revocations::generation`](crate::revocation::Revocations::generation)).
-    pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
+    fn checked_claims(&self, token: &str) -> Result<AccessClaims, Rejection> {
         let (claims, kept) = self.inner.codec.verify(token, self.now())?;
         let revocations = &self.inner.revocations;
         // Read before the lookups: a revocation put in during them makes a
@@ -66,7 +136,7 @@ impl Sessions {
                 kept.set_note(generation);
             }
         }
-        Ok(user_of(claims))
+        Ok(claims)
     }
 
     /// `Ok` when `user` signed in no more than `fresh_age` seconds ago: for a
@@ -111,5 +181,6 @@ pub(crate) fn user_of(claims: AccessClaims) -> AuthUser {
         expires_at: claims.exp,
         authenticated_at: claims.auth_time,
         claims: claims.app,
+        binding: Binding::Unbound,
     }
 }

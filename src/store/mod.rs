@@ -110,6 +110,9 @@ pub(crate) struct NewSession {
     /// The cut-off counter when the login's credential check began: the
     /// login is refused when its user's cut-off is later. `None`: no check.
     pub checked_at_mark: Option<i64>,
+    /// The thumbprint of the DPoP key the session is bound to, when its
+    /// login carried a proof.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The most live sessions of one user (`max_sessions`), and whether a login

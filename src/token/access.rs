@@ -22,7 +22,7 @@ const LATEST_TIME: i64 = 253_402_300_799;
 /// Longer tokens are refused before any decoding.
 pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 /// Claim names the crate sets itself; app claims may not use them.
-pub(crate) const RESERVED_CLAIMS: [&str; 10] = [
+pub(crate) const RESERVED_CLAIMS: [&str; 11] = [
     "sub",
     "sid",
     "jti",
@@ -33,6 +33,7 @@ pub(crate) const RESERVED_CLAIMS: [&str; 10] = [
     "iss",
     "aud",
     "typ",
+    "cnf",
 ];
 
 /// The claims of an access token.
@@ -54,9 +55,20 @@ pub(crate) struct AccessClaims {
     pub iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The key the token is bound to (RFC 9449 §6.1: `cnf.jkt`), for a
+    /// session bound with DPoP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// The app's own claims (roles, tenant, …), given at login.
     #[serde(flatten)]
     pub app: Map<String, Value>,
+}
+
+/// A token's confirmation claim (RFC 7800): the thumbprint of the DPoP key
+/// its session is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Confirmation {
+    pub jkt: String,
 }
 
 // By hand rather than derived: `#[serde(flatten)]` buffers every claim before
@@ -90,6 +102,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
         let (mut sub, mut sid, mut jti) = (None, None, None);
         let (mut iat, mut exp, mut auth_time, mut nbf) = (None, None, None, None);
         let (mut iss, mut aud) = (None::<Option<String>>, None::<Option<String>>);
+        let mut cnf = None::<Confirmation>;
         let mut app = Map::new();
         while let Some(ClaimName(name)) = map.next_key()? {
             match &*name {
@@ -102,6 +115,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
                 "nbf" => set(&mut nbf, map.next_value::<i64>()?, "nbf")?,
                 "iss" => set(&mut iss, map.next_value()?, "iss")?,
                 "aud" => set(&mut aud, map.next_value()?, "aud")?,
+                "cnf" => set(&mut cnf, map.next_value()?, "cnf")?,
                 _ => {
                     let value = map.next_value::<Value>()?;
                     if app.insert(name.into_owned(), value).is_some() {
@@ -120,6 +134,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
             nbf,
             iss: iss.flatten(),
             aud: aud.flatten(),
+            cnf,
             app,
         })
     }
@@ -175,6 +190,15 @@ pub(crate) enum Rejection {
     Audience,
     Revoked,
     Refresh,
+    /// A DPoP-bound token presented without the `DPoP` scheme, or an unbound
+    /// one with it.
+    Binding,
+    /// The `Bearer` scheme where `dpop = "required"`.
+    DpopRequired,
+    /// The DPoP proof failed a check (logged with the reason).
+    DpopProof,
+    /// The DPoP proof lacks a current server nonce.
+    DpopNonce,
 }
 
 impl fmt::Display for Rejection {
@@ -194,6 +218,10 @@ impl fmt::Display for Rejection {
             Rejection::Audience => "wrong audience",
             Rejection::Revoked => "revoked session or blocklisted jti",
             Rejection::Refresh => "the refresh cookie was refused",
+            Rejection::Binding => "a DPoP-bound token without the DPoP scheme, or an unbound one with it",
+            Rejection::DpopRequired => "a bearer token where dpop = \"required\"",
+            Rejection::DpopProof => "the DPoP proof was refused",
+            Rejection::DpopNonce => "the DPoP proof lacks a current server nonce",
         })
     }
 }
@@ -370,18 +398,31 @@ impl TokenCodec {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1).
-/// Tokens in the query string or body are never read.
-pub(crate) fn bearer_token(value: &str) -> Result<&str, Rejection> {
+/// The scheme of an `Authorization` header that carries an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750 §2.1).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the request carries a proof too.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization: Bearer <token>` or `DPoP
+/// <token>` header value. Tokens in the query string or body are never read.
+pub(crate) fn authorization_token(value: &str) -> Result<(Scheme, &str), Rejection> {
     let (scheme, token) = value.split_once(' ').ok_or(Rejection::Missing)?;
-    if !scheme.eq_ignore_ascii_case("Bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("Bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("DPoP") {
+        Scheme::Dpop
+    } else {
         return Err(Rejection::Missing);
-    }
+    };
     let token = token.trim_start_matches(' ');
     if token.is_empty() {
         return Err(Rejection::Missing);
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 #[cfg(test)]

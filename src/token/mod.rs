@@ -8,6 +8,8 @@ mod keys;
 mod refresh;
 mod verified;
 
-pub(crate) use access::{bearer_token, AccessClaims, AccessRules, Rejection, TokenCodec, RESERVED_CLAIMS};
+pub(crate) use access::{
+    authorization_token, AccessClaims, AccessRules, Confirmation, Rejection, Scheme, TokenCodec, RESERVED_CLAIMS,
+};
 pub(crate) use keys::SigningKey;
 pub(crate) use refresh::{RefreshKeys, RefreshToken};

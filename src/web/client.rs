@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use rocket::request::{FromRequest, Outcome, Request};
 
-use crate::client::{address, canonical, forwarded_pair, ClientInfo};
-use crate::config::{BrowserSettings, ForwardedHeader};
-use crate::web::request::managed_settings;
+use crate::client::{address, canonical, forwarded_pair, ClientInfo, ProofOutcome};
+use crate::config::{BrowserSettings, DpopMode, ForwardedHeader};
+use crate::web::request::{managed_settings, record};
 
 impl ClientInfo {
     /// The client of `request`, with the trusted proxies of the managed
@@ -31,7 +31,63 @@ impl ClientInfo {
         ClientInfo {
             ip: client_ip(request, managed_settings(request).map(|settings| &settings.browser)),
             user_agent,
+            proof: token_request_proof(request),
         }
+    }
+}
+
+/// The DPoP proof of a login or refresh request, checked once per request
+/// (a second check would find it replayed). A request with an
+/// `Authorization` header is not one: its proof is the guard's.
+fn token_request_proof(request: &Request<'_>) -> ProofOutcome {
+    if request.headers().get_one("DPoP").is_none() || request.headers().get_one("Authorization").is_some() {
+        return ProofOutcome::Absent;
+    }
+    let record = record(request);
+    let Some(sessions) = record.sessions() else {
+        return ProofOutcome::Absent;
+    };
+    record
+        .token_request_proof(|| {
+            if sessions.dpop_settings().mode == DpopMode::Off {
+                return ProofOutcome::Absent;
+            }
+            let (Some(proof), Some(url)) = (one_dpop_header(request), request_url(request)) else {
+                return ProofOutcome::Refused {
+                    nonce: false,
+                    reason: "not one DPoP header, or no Host to check its htu with",
+                };
+            };
+            sessions.token_request_proof(Some(proof), request.method().as_str(), &url)
+        })
+        .clone()
+}
+
+/// The request's one `DPoP` header; `None` without one or with several
+/// (RFC 9449 §4.3: exactly one).
+pub(crate) fn one_dpop_header<'r>(request: &'r Request<'_>) -> Option<&'r str> {
+    let mut proofs = request.headers().get("DPoP");
+    match (proofs.next(), proofs.next()) {
+        (Some(proof), None) => Some(proof),
+        _ => None,
+    }
+}
+
+/// The URL of the request without its query, as a DPoP proof's `htu` names
+/// it: the scheme the client used (see [`request_scheme`]; `http` when
+/// nothing says), the `Host` header, the path as sent. `None` without a
+/// `Host`.
+pub(crate) fn request_url(request: &Request<'_>) -> Option<String> {
+    let scheme = request_scheme(request).unwrap_or_else(|| "http".into());
+    let path = request.uri().path();
+    match request.host() {
+        Some(host) => Some(format!("{scheme}://{host}{path}")),
+        // Requests made without hyper (Rocket's local client) have their
+        // `Host` header only.
+        None => request
+            .headers()
+            .get_one("Host")
+            .map(|host| format!("{scheme}://{}{path}", host.trim())),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::hooks::{ClaimsSource, Hooks, SessionEvents};
 use crate::sessions::Sessions;
 use crate::web::csrf_proof::{csrf_field_of, is_unsafe, CSRF_HEADER, CSRF_PEEK_BYTES};
+use crate::web::dpop::finish_dpop;
 use crate::web::request::record;
 use crate::web::responses::{
     csrf_refused_response, forbidden_response, invalid_token_response, login_too_old_response,
@@ -189,6 +190,7 @@ impl Fairing for SessionsFairing {
             Status::Forbidden if record.policy_refused() && !app_page => response.merge(forbidden_response()),
             _ => {}
         }
+        finish_dpop(sessions, request, record, response);
     }
 
     async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use rocket::http::Status;
 use rocket::request::Request;
 
+use crate::client::ProofOutcome;
 use crate::config::Settings;
 use crate::csrf::CsrfRefusal;
 use crate::error::Error;
@@ -58,6 +59,8 @@ pub(crate) struct RequestRecord {
     /// Set when `CsrfToken` gave the handler a token: the response may carry
     /// it.
     csrf_token_given: OnceLock<()>,
+    /// The DPoP proof of a login or refresh request, checked once.
+    token_request_proof: OnceLock<ProofOutcome>,
 }
 
 /// The record of `request`, made at its first use.
@@ -71,6 +74,7 @@ pub(crate) fn record<'r>(request: &'r Request<'_>) -> &'r RequestRecord {
         policy_refused: OnceLock::new(),
         csrf_field: OnceLock::new(),
         csrf_token_given: OnceLock::new(),
+        token_request_proof: OnceLock::new(),
     })
 }
 
@@ -150,6 +154,12 @@ impl RequestRecord {
     /// Whether the handler was given a CSRF token.
     pub(crate) fn csrf_token_given(&self) -> bool {
         self.csrf_token_given.get().is_some()
+    }
+
+    /// The DPoP proof of a login or refresh request, checked by `check` the
+    /// first time it is asked.
+    pub(crate) fn token_request_proof(&self, check: impl FnOnce() -> ProofOutcome) -> &ProofOutcome {
+        self.token_request_proof.get_or_init(check)
     }
 
     /// The `csrf_token` field of the form body, when one was read.

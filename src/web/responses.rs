@@ -147,6 +147,18 @@ impl<'r> Responder<'r, 'static> for Error {
                 "A session label is at most 64 characters, without control characters.",
             )
             .finalize(),
+            Error::InvalidDpopProof => json_response(
+                Status::BadRequest,
+                "invalid_dpop_proof",
+                "The DPoP proof is missing, malformed, expired, replayed or not for this request.",
+            )
+            .finalize(),
+            Error::UseDpopNonce => json_response(
+                Status::BadRequest,
+                "use_dpop_nonce",
+                "Make a new DPoP proof with the nonce in the DPoP-Nonce header.",
+            )
+            .finalize(),
             Error::SessionNotFound => json_response(
                 Status::NotFound,
                 "not_found",

@@ -147,7 +147,9 @@ async fn refresh(
         (CookieRefresh::No, RefreshBody::Form(Err(error))) => return RefreshResponse::OAuth(error),
         (CookieRefresh::No, RefreshBody::Form(Ok(token))) => (token, RefreshVia::Form),
     };
-    match (via, sessions.refresh(&token, &client).await) {
+    let from_cookies = matches!(via, RefreshVia::Cookie);
+    let refreshed = sessions.refresh_issuing(&token, &client, from_cookies).await;
+    match (via, refreshed.map(|issued| issued.pair)) {
         (RefreshVia::Cookie, Ok(pair)) => {
             sessions.set_cookies(jar, &pair);
             RefreshResponse::Rotated(Status::NoContent)

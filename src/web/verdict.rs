@@ -8,7 +8,8 @@ use crate::client::ClientInfo;
 use crate::csrf::{CsrfBinding, CsrfRefusal};
 use crate::error::{log_claims_source_failure, log_store_failure, Error};
 use crate::sessions::Sessions;
-use crate::token::Rejection;
+use crate::token::{authorization_token, Rejection, Scheme};
+use crate::web::client::{one_dpop_header, request_url};
 use crate::web::csrf_proof::{check_origin, is_unsafe, presented_csrf_token};
 use crate::web::request::{record, CookieChange, Verdict};
 
@@ -34,7 +35,14 @@ fn decide_bearer(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     let mut authorization = request.headers().get("Authorization");
     // Two Authorization headers are one too many.
     let judged = match (authorization.next(), authorization.next()) {
-        (Some(value), None) => sessions.authenticate_header(value),
+        (Some(value), None) => match authorization_token(value) {
+            Ok((Scheme::Bearer, token)) => sessions.authenticate_bearer(token),
+            Ok((Scheme::Dpop, token)) => match (one_dpop_header(request), request_url(request)) {
+                (proof, Some(url)) => sessions.authenticate_dpop(token, proof, request.method().as_str(), &url),
+                (_, None) => Err(Rejection::DpopProof),
+            },
+            Err(rejection) => Err(rejection),
+        },
         _ => Err(Rejection::Missing),
     };
     match judged {
@@ -88,7 +96,7 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
                     }
                 }
             }
-            match sessions.refresh_issuing(&refresh, &ClientInfo::of(request)).await {
+            match sessions.refresh_issuing(&refresh, &ClientInfo::of(request), true).await {
                 // The user just issued, not its token parsed again; a logout
                 // committed since the rotation still refuses it.
                 Ok(issued) if sessions.is_revoked(&issued.user.session_id, &issued.user.jti) => {

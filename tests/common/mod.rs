@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod dpop;
 pub mod process;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ fn whoami(user: AuthUser) -> Json<Value> {
         "user_id": user.id,
         "session_id": user.session_id,
         "role": user.claim::<String>("role"),
+        "sender_constrained": user.is_sender_constrained(),
     }))
 }
 

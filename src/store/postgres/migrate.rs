@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/postgres/0003_user_cutoffs.sql"),
     include_str!("../../../sql/postgres/0004_session_labels.sql"),
     include_str!("../../../sql/postgres/0005_pending_attempts.sql"),
+    include_str!("../../../sql/postgres/0006_dpop.sql"),
 ];
 
 /// The schema version this build writes.

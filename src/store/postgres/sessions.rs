@@ -60,8 +60,8 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
         tx,
         "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
                                absolute_expires_at, ip, user_agent, claims, refresh_hash,
-                               refresh_ttl, persistent)
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                               refresh_ttl, persistent, dpop_jkt)
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             p(&session.id),
             p(&session.user_id),
@@ -74,6 +74,7 @@ pub(super) async fn create(tx: &Transaction<'_>, session: &NewSession) -> Result
             p(&session.refresh_hash.as_slice()),
             p(&session.refresh_ttl),
             p(&session.persistent),
+            p(&session.dpop_jkt),
         ],
     )
     .await?;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/sqlite/0007_user_cutoffs.sql"),
     include_str!("../../../sql/sqlite/0008_session_labels.sql"),
     include_str!("../../../sql/sqlite/0009_pending_attempts.sql"),
+    include_str!("../../../sql/sqlite/0010_dpop.sql"),
 ];
 
 /// The schema version this build writes.

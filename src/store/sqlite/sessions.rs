@@ -45,8 +45,8 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at,
                                        absolute_expires_at, ip, user_agent, claims, refresh_hash,
-                                       refresh_ttl, persistent)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                       refresh_ttl, persistent, dpop_jkt)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 session.id,
@@ -60,6 +60,7 @@ impl Tx<'_> {
                 session.refresh_hash,
                 session.refresh_ttl,
                 session.persistent,
+                session.dpop_jkt,
             ])?;
         Ok(Created::Session { ended })
     }
@@ -125,7 +126,7 @@ impl Tx<'_> {
             .prepare_cached(
                 "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                         refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                        refresh_ttl, persistent
+                        refresh_ttl, persistent, dpop_jkt
                  FROM sessions WHERE id = ?1",
             )?
             .query_row([session_id], |row| {
@@ -142,6 +143,7 @@ impl Tx<'_> {
                     claims_json: row.get(9)?,
                     refresh_ttl: row.get(10)?,
                     persistent: row.get(11)?,
+                    dpop_jkt: row.get(12)?,
                 })
             })
             .optional()?;

@@ -1,0 +1,286 @@
+//! Checking a DPoP proof (RFC 9449 §4.3): its form, header and key, its
+//! signature, then its claims against the request. What it proves is the
+//! key's thumbprint (RFC 7638); the caller compares that with the session's
+//! and remembers the proof ([`super::replay`]).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use signature::Verifier as _;
+
+use super::{DpopSettings, ProofAlgorithm, ProofError};
+
+/// The `typ` of a DPoP proof.
+const PROOF_TYPE: &str = "dpop+jwt";
+/// Longer proofs are refused before any decoding: a proof with a P-256 key,
+/// an `ath` and a nonce is about 700 bytes.
+pub(crate) const MAX_PROOF_LEN: usize = 2048;
+/// The longest `jti` accepted.
+const MAX_JTI_LEN: usize = 256;
+
+/// The request a proof must be for.
+pub(crate) struct ProofTarget<'a> {
+    /// The request's method, as sent (`GET`, `POST`).
+    pub method: &'a str,
+    /// The request's URL without query or fragment, as the server sees it:
+    /// `scheme://authority/path`.
+    pub url: &'a str,
+    /// At a resource: the access token the proof must name (`ath`).
+    pub access_token: Option<&'a str>,
+}
+
+/// A proof that passed every check but the replay and binding ones.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedProof {
+    /// The key's RFC 7638 SHA-256 thumbprint, base64url.
+    pub thumbprint: String,
+    /// The key under which the replay cache remembers the proof.
+    pub replay_key: [u8; 16],
+    /// When the proof stops being accepted (its `iat` + the window): it is
+    /// remembered until then.
+    pub remember_until: i64,
+}
+
+#[derive(Deserialize)]
+struct ProofHeader<'a> {
+    typ: Option<&'a str>,
+    alg: Option<&'a str>,
+    jwk: Option<Jwk>,
+    /// Extensions this server would have to understand: refused (RFC 7515
+    /// §4.1.11).
+    crit: Option<IgnoredAny>,
+}
+
+/// A public JWK: only the members a thumbprint and a key need; private
+/// members are looked for by name and refused.
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<IgnoredAny>,
+    k: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ProofClaims {
+    jti: String,
+    htm: String,
+    htu: String,
+    iat: i64,
+    ath: Option<String>,
+    nonce: Option<String>,
+}
+
+/// The public key of a proof, ready to verify.
+enum ProofKey {
+    P256(p256::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// Checks `proof` (the `DPoP` header's value) for `target` at `now`: form,
+/// header, key, signature, then `htm`, `htu`, `iat`, `ath` and, with
+/// nonces on, `nonce` (by `nonce_ok`). Replay and binding are the caller's.
+pub(crate) fn check(
+    proof: &str,
+    target: &ProofTarget<'_>,
+    settings: &DpopSettings,
+    now: i64,
+    nonce_ok: impl Fn(&str) -> bool,
+) -> Result<CheckedProof, ProofError> {
+    if proof.len() > MAX_PROOF_LEN
+        || !proof
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(ProofError::Malformed);
+    }
+    let mut segments = proof.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return Err(ProofError::Malformed);
+    };
+    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| ProofError::Malformed)?;
+    let header: ProofHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| ProofError::Header)?;
+    let (Some(PROOF_TYPE), Some(alg), Some(jwk), None) = (header.typ, header.alg, header.jwk, header.crit) else {
+        return Err(ProofError::Header);
+    };
+    let algorithm = settings
+        .algorithms
+        .iter()
+        .copied()
+        .find(|accepted| accepted.name() == alg)
+        .ok_or(ProofError::Algorithm)?;
+    let (key, thumbprint) = public_key(&jwk, algorithm)?;
+    let message = &proof[..proof.len() - signature.len() - 1];
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| ProofError::Signature)?;
+    // ES256 signatures with a high `s` are accepted: browsers' WebCrypto
+    // makes them, and a proof's twin gains nothing (its `jti` is the same).
+    let verified = match key {
+        ProofKey::P256(key) => p256::ecdsa::Signature::from_slice(&signature)
+            .is_ok_and(|signature| key.verify(message.as_bytes(), &signature).is_ok()),
+        ProofKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(&signature)
+            .is_ok_and(|signature| key.verify_strict(message.as_bytes(), &signature).is_ok()),
+    };
+    if !verified {
+        return Err(ProofError::Signature);
+    }
+    let payload_json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ProofError::Malformed)?;
+    let claims: ProofClaims = serde_json::from_slice(&payload_json).map_err(|_| ProofError::Claims)?;
+    if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
+        return Err(ProofError::Claims);
+    }
+    if claims.htm != target.method {
+        return Err(ProofError::Method);
+    }
+    if normalised_url(&claims.htu).is_none_or(|htu| Some(htu) != normalised_url(target.url)) {
+        return Err(ProofError::Url);
+    }
+    if claims.iat < now.saturating_sub(settings.window) || claims.iat > now.saturating_add(settings.leeway) {
+        return Err(ProofError::Time);
+    }
+    if let Some(token) = target.access_token {
+        if claims.ath.as_deref() != Some(access_token_hash(token).as_str()) {
+            return Err(ProofError::AccessTokenHash);
+        }
+    }
+    if settings.nonces && !claims.nonce.as_deref().is_some_and(&nonce_ok) {
+        return Err(ProofError::NonceNeeded);
+    }
+    let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions dpop jti\0")
+        .chain_update(thumbprint.as_bytes())
+        .chain_update([0])
+        .chain_update(claims.jti.as_bytes())
+        .finalize();
+    let mut replay_key = [0u8; 16];
+    replay_key.copy_from_slice(&digest[..16]);
+    Ok(CheckedProof {
+        thumbprint,
+        replay_key,
+        remember_until: claims.iat.saturating_add(settings.window).saturating_add(1),
+    })
+}
+
+/// The key of `jwk`, which must be of `algorithm`'s type, and its RFC 7638
+/// thumbprint (computed from the decoded coordinates, so one key has one
+/// thumbprint however its JWK was written).
+fn public_key(jwk: &Jwk, algorithm: ProofAlgorithm) -> Result<(ProofKey, String), ProofError> {
+    if jwk.d.is_some() || jwk.k.is_some() {
+        return Err(ProofError::Key);
+    }
+    let coordinate = |value: &Option<String>| -> Result<[u8; 32], ProofError> {
+        let mut bytes = [0u8; 32];
+        match value
+            .as_deref()
+            .map(|text| URL_SAFE_NO_PAD.decode_slice(text, &mut bytes))
+        {
+            Some(Ok(32)) => Ok(bytes),
+            _ => Err(ProofError::Key),
+        }
+    };
+    match (algorithm, jwk.kty.as_str(), jwk.crv.as_deref()) {
+        (ProofAlgorithm::Es256, "EC", Some("P-256")) => {
+            let (x, y) = (coordinate(&jwk.x)?, coordinate(&jwk.y)?);
+            let mut point = [0u8; 65];
+            point[0] = 4;
+            point[1..33].copy_from_slice(&x);
+            point[33..].copy_from_slice(&y);
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| ProofError::Key)?;
+            let members = format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(x),
+                URL_SAFE_NO_PAD.encode(y)
+            );
+            Ok((ProofKey::P256(key), thumbprint_of(&members)))
+        }
+        (ProofAlgorithm::EdDsa, "OKP", Some("Ed25519")) => {
+            let x = coordinate(&jwk.x)?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| ProofError::Key)?;
+            if key.is_weak() {
+                return Err(ProofError::Key);
+            }
+            let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(x));
+            Ok((ProofKey::Ed25519(key), thumbprint_of(&members)))
+        }
+        _ => Err(ProofError::Algorithm),
+    }
+}
+
+/// base64url(SHA-256(the required members in order)) (RFC 7638 §3).
+fn thumbprint_of(members: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(members.as_bytes()))
+}
+
+/// `ath`: base64url(SHA-256(the access token)) (RFC 9449 §4.2).
+pub(crate) fn access_token_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// An `http` or `https` URL as compared (RFC 9449 §4.3 step 9, RFC 3986
+/// §6.2.2–6.2.3): without query or fragment, scheme and host in lower case,
+/// the scheme's default port dropped, an empty path as `/`. `None` for
+/// anything else.
+pub(crate) fn normalised_url(url: &str) -> Option<String> {
+    let url = url.split(['?', '#']).next()?;
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |slash| rest.split_at(slash));
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_compare_without_query_fragment_case_or_default_port() {
+        for (a, b) in [
+            ("https://Example.COM:443/token?x=1#f", "https://example.com/token"),
+            ("HTTP://example.com:80", "http://example.com/"),
+            (
+                "http://127.0.0.1:8000/auth/refresh",
+                "http://127.0.0.1:8000/auth/refresh?",
+            ),
+        ] {
+            assert_eq!(normalised_url(a), normalised_url(b), "{a} {b}");
+            assert!(normalised_url(a).is_some());
+        }
+        for (a, b) in [
+            ("https://example.com/token", "http://example.com/token"),
+            ("https://example.com:8443/token", "https://example.com/token"),
+            ("https://example.com/Token", "https://example.com/token"),
+        ] {
+            assert_ne!(normalised_url(a), normalised_url(b), "{a} {b}");
+        }
+        for bad in [
+            "ftp://example.com/",
+            "example.com/token",
+            "https:///x",
+            "https://user@example.com/",
+        ] {
+            assert_eq!(normalised_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_thumbprint_is_rfc_7638s() {
+        // RFC 7638 §3.1 uses an RSA key; RFC 8037 §A.3 gives an Ed25519 one.
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        assert_eq!(thumbprint_of(&members), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+}
