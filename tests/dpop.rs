@@ -11,6 +11,7 @@ use common::backend::Backend;
 use common::dpop::{claims_of, dpop, dpop_authorization, host, DpopKey};
 use common::{bearer, App, Tokens};
 use rocket::figment::Figment;
+use rocket::futures::future::join_all;
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
 use rocket_sqlite_sessions::testing::TestHarness;
@@ -344,6 +345,35 @@ macro_rules! dpop_suite {
                 assert_eq!(response.status(), Status::Unauthorized);
                 assert_eq!(response.headers().get_one("WWW-Authenticate"), Some(r#"Bearer error="invalid_token""#));
                 assert_eq!(app.whoami_status(access).await, Status::Ok);
+            }
+
+            #[rocket::async_test]
+            $(#[$skip])*
+            async fn one_proof_sent_many_times_at_once_is_accepted_once_and_a_thief_racing_the_owner_gets_nothing() {
+                let app = start().await;
+                let key = DpopKey::es256();
+                let tokens = bound_tokens(&app, &key, "alice").await;
+                for _ in 0..5 {
+                    let proof = key.proof("GET", "/whoami", app.harness.clock().now(), Some(&tokens.access));
+                    let answers = join_all((0..16).map(|_| whoami_with(&app, &tokens.access, Some(proof.clone())))).await;
+                    let admitted = answers.iter().filter(|answer| answer.status() == Status::Ok).count();
+                    assert_eq!(admitted, 1, "one proof, one request");
+                }
+                // The owner's refresh and a thief's (the same refresh token,
+                // another key), in flight together, five rounds: the owner
+                // rotates each time and the session lives on.
+                let thief = DpopKey::es256();
+                let mut current = tokens;
+                for _ in 0..5 {
+                    let (owner, stolen) = rocket::futures::future::join(
+                        refresh(&app, Some(&key), &current.refresh),
+                        refresh(&app, Some(&thief), &current.refresh),
+                    )
+                    .await;
+                    assert_eq!(stolen.status(), Status::Unauthorized);
+                    current = rotated(owner).await;
+                    assert_eq!(whoami(&app, &key, &current.access).await.status(), Status::Ok);
+                }
             }
 
             #[rocket::async_test]
