@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use rocket::figment::Figment;
 use serde::Deserialize;
 
+use crate::dbsc::DbscSettings;
 use crate::dpop::DpopSettings;
 pub use crate::dpop::{DpopMode, ProofAlgorithm};
 pub use crate::store::Durability;
@@ -263,6 +264,18 @@ sessions_config! {
         /// never accepted twice. Default 100000 (about 1,600 proofs a second
         /// with the default window, 6.4 MB).
         dpop_replay_capacity: u64 = 100_000,
+        /// Device Bound Session Credentials for browser sessions (W3C DBSC):
+        /// a sign-in that sets the session cookies offers the browser to bind
+        /// the session to a key it keeps in the device; once bound, the
+        /// refresh cookie goes only to the crate's DBSC refresh route and is
+        /// renewed only with that key's signature, so copied cookies stop
+        /// working when the access cookie expires. Needs
+        /// [`routes()`](crate::routes) mounted. Default `false`.
+        dbsc: bool = false,
+        /// The refresh cookie of a device-bound session, sent to the DBSC
+        /// refresh route only (its `Path`), so not `__Host-`. Default
+        /// `"__Secure-dbsc_refresh"`.
+        dbsc_refresh_cookie: String = "__Secure-dbsc_refresh".into(),
         /// The `iss` claim to set and require, when given.
         issuer: Option<String> = None,
         /// The `aud` claim to set and require, when given.
@@ -395,6 +408,8 @@ pub(crate) struct Settings {
     pub pruning: Pruning,
     pub browser: BrowserSettings,
     pub dpop: DpopSettings,
+    /// DBSC, when on (`dbsc = true`).
+    pub dbsc: Option<DbscSettings>,
 }
 
 /// The default cookie names' prefix, and the one they take with a

@@ -77,7 +77,7 @@
 //! | [`AuthUser`] | request guard: a valid, unrevoked access token, its claims typed (`AuthUser<C>`); `Option<AuthUser>` for optional sign-in; the user id as the app's type with [`id_as`](AuthUser::id_as) |
 //! | [`Authorized`], [`Policy`] | request guard: an `AuthUser` whose claims a policy allows, 403 otherwise |
 //! | [`FreshAuthUser`] | request guard: as `AuthUser`, with a login younger than `fresh_age` |
-//! | [`Binding`], [`DpopMode`], [`ProofAlgorithm`] | DPoP (RFC 9449): how a request proved it may use its token; the `dpop` and `dpop_algorithms` keys |
+//! | [`Binding`], [`DpopMode`], [`ProofAlgorithm`] | DPoP (RFC 9449) and device-bound browser sessions (DBSC, `dbsc = true`): how a request proved it may use its token; the `dpop` and `dpop_algorithms` keys |
 //! | [`CredentialCheck`], [`LoginMark`] | throttling of failed logins, from [`Sessions::credential_check`]; [`CredentialCheck::login`] refuses a login that a password or role change overtook |
 //! | [`Sessions::set_cookies`], [`Sessions::end_browser_session`] | browser apps: tokens in `__Host-` cookies, silent refresh, CSRF protection; a login ends the browser session it replaces |
 //! | [`CsrfToken`], [`CsrfProtected`] | request guards: the CSRF token for a page's forms; CSRF proof for routes without `AuthUser` |
@@ -118,6 +118,11 @@
 //! key (refused as bearer tokens), and its refreshes need one too, so a
 //! copied token alone is useless. [`AuthUser::binding`] says how a request
 //! was bound ([`Binding`]).
+//!
+//! With `dbsc = true`, a browser that speaks Device Bound Session
+//! Credentials binds its cookie session to a key in the device: its refresh
+//! cookie then goes only to the DBSC refresh route, and its access cookie is
+//! renewed only with that key's signature over a fresh challenge.
 //!
 //! Browser apps keep the tokens in `__Host-` cookies ([`Sessions::set_cookies`]);
 //! the guard refreshes them silently (the new cookies reach the browser
@@ -196,12 +201,14 @@ mod client;
 mod clock;
 mod crypto;
 mod hooks;
+mod jwk;
 mod log_limit;
 mod origin;
 mod rotation;
 mod user;
 // 2. Domain: tokens, CSRF keys, the store and its backends.
 mod csrf;
+mod dbsc;
 mod dpop;
 mod store;
 mod token;

@@ -14,7 +14,7 @@
 //! | the previous one, within `reuse_grace` of its rotation | the same successor again (two tabs refreshing at once); nothing written |
 //! | the previous one after the grace window, with `lost_response_recovery` (so its successor was never presented) | the same successor again (a refresh response the client never got) |
 //! | the previous one after the grace window, or any earlier one | reuse (RFC 9700 §4.14.2): the session is revoked |
-//! | any token of a session bound to a DPoP key, without a proof by that key | refused, nothing changed (not even by reuse) |
+//! | any token of a session bound to a key (DPoP's or a browser's, DBSC), without proof of that key | refused, nothing changed (not even by reuse) |
 //! | any token of a revoked or expired session | refused |
 //! | a generation the session has not reached | refused (a database restored from an older backup) |
 
@@ -26,8 +26,9 @@ pub(crate) struct Presented {
     pub hash: [u8; 32],
     /// The hash of its successor under each key, the current key's first.
     pub successor_hashes: Vec<[u8; 32]>,
-    /// The thumbprint of the key of the request's DPoP proof, if it had one.
-    pub dpop_jkt: Option<String>,
+    /// The thumbprint of the key the request proved it holds (a DPoP proof,
+    /// or a browser's signature over a DBSC challenge), if any.
+    pub proven_key: Option<String>,
 }
 
 /// What the store holds of a session for a refresh.
@@ -50,6 +51,8 @@ pub(crate) struct RefreshState {
     pub persistent: bool,
     /// The thumbprint of the DPoP key the session is bound to.
     pub dpop_jkt: Option<String>,
+    /// The thumbprint of the browser key the session is bound to (DBSC).
+    pub dbsc_jkt: Option<String>,
 }
 
 /// The settings the decision depends on.
@@ -75,9 +78,9 @@ pub(crate) enum Refusal {
     /// change, a ban, logout everywhere) that committed before this
     /// refresh: they must not be signed or written.
     StaleClaims,
-    /// The session is bound to a DPoP key and the request carried no proof
-    /// by it: the holder of a stolen refresh token, who must not get to end
-    /// the session by reuse either.
+    /// The session is bound to a key (DPoP's, or a browser's by DBSC) and
+    /// the request did not prove it holds it: the holder of a stolen refresh
+    /// token, who must not get to end the session by reuse either.
     WrongKey,
 }
 
@@ -88,7 +91,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Expired => "the session has expired",
             Refusal::NotInLineage => "the token is not in its session's lineage",
             Refusal::StaleClaims => "the claims were looked up before a cut-off of the user",
-            Refusal::WrongKey => "the session is bound to a DPoP key and the request had no proof by it",
+            Refusal::WrongKey => "the session is bound to a key and the request did not prove it holds it",
         })
     }
 }
@@ -112,8 +115,10 @@ pub(crate) enum Decision {
 pub(crate) fn decide(presented: &Presented, state: &RefreshState, now: i64, policy: &RotationPolicy) -> Decision {
     // First: without the session's key, a token (even an old one, which
     // would be reuse) changes nothing.
-    if state.dpop_jkt.is_some() && presented.dpop_jkt != state.dpop_jkt {
-        return Decision::Refuse(Refusal::WrongKey);
+    if let Some(bound) = state.dpop_jkt.as_ref().or(state.dbsc_jkt.as_ref()) {
+        if presented.proven_key.as_ref() != Some(bound) {
+            return Decision::Refuse(Refusal::WrongKey);
+        }
     }
     if state.revoked {
         return Decision::Refuse(Refusal::Revoked);
@@ -186,6 +191,7 @@ mod tests {
             refresh_ttl: None,
             persistent: true,
             dpop_jkt: None,
+            dbsc_jkt: None,
         }
     }
 
@@ -194,7 +200,7 @@ mod tests {
             generation,
             hash: [generation as u8; 32],
             successor_hashes: vec![[generation as u8 + 1; 32]],
-            dpop_jkt: None,
+            proven_key: None,
         }
     }
 
@@ -207,7 +213,7 @@ mod tests {
         for generation in [3, 1] {
             for key in [None, Some("other".to_string())] {
                 let presented = Presented {
-                    dpop_jkt: key,
+                    proven_key: key,
                     ..presented(generation)
                 };
                 assert_eq!(
@@ -216,7 +222,7 @@ mod tests {
                 );
             }
             let with_key = Presented {
-                dpop_jkt: Some("key".into()),
+                proven_key: Some("key".into()),
                 ..presented(generation)
             };
             assert_ne!(

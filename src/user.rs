@@ -94,6 +94,13 @@ pub enum Binding {
         /// `cnf.jkt`).
         thumbprint: String,
     },
+    /// Device Bound Session Credentials: the session's cookies are bound to
+    /// a key the browser keeps in the device, and this request's access
+    /// cookie was renewed by a signature of that key.
+    Device {
+        /// The key's RFC 7638 SHA-256 thumbprint, base64url.
+        thumbprint: String,
+    },
 }
 
 impl<C> AuthUser<C> {
@@ -101,6 +108,12 @@ impl<C> AuthUser<C> {
     /// bound to (DPoP), so that a copied token alone could not have made it.
     pub fn is_sender_constrained(&self) -> bool {
         matches!(self.binding, Binding::Dpop { .. })
+    }
+
+    /// Whether the session is bound to the browser's device key (DBSC): its
+    /// cookies cannot be renewed off the device that signed in.
+    pub fn is_device_bound(&self) -> bool {
+        matches!(self.binding, Binding::Device { .. })
     }
 }
 

@@ -337,6 +337,7 @@ pub(crate) fn me(user: AuthUser<Claims>) -> Result<Json<Value>, ApiError> {
         "roles": user.claims.roles,
         "session_id": user.session_id,
         "sender_constrained": user.is_sender_constrained(),
+        "device_bound": user.is_device_bound(),
     })))
 }
 

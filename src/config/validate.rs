@@ -9,6 +9,7 @@ use super::{
     HOST_PREFIX, MIN_SECRET_BYTES, SECURE_PREFIX,
 };
 use crate::crypto::random_bytes;
+use crate::dbsc::DbscSettings;
 use crate::dpop::DpopSettings;
 use crate::origin::is_origin;
 use crate::store::{Database, SessionLimit};
@@ -206,6 +207,25 @@ impl SessionsConfig {
                 format!("must be from 1 to {MAX_DPOP_REPLAY_CAPACITY} proofs; the default is 100000"),
             ));
         }
+        let dbsc = if self.dbsc {
+            let name = &self.dbsc_refresh_cookie;
+            let token_chars = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if name.starts_with(HOST_PREFIX) || name.is_empty() || !token_chars || cookie_names.contains(&name) {
+                return Err(ConfigError::invalid(
+                    "dbsc_refresh_cookie",
+                    "must be a cookie name of its own, not `__Host-` (it is sent to one path only); the default is \"__Secure-dbsc_refresh\"",
+                ));
+            }
+            Some(DbscSettings {
+                refresh_cookie: name.clone(),
+                register_path: String::new(),
+                refresh_path: String::new(),
+            })
+        } else {
+            None
+        };
         let mut dpop_algorithms = Vec::new();
         for algorithm in &self.dpop_algorithms {
             if !dpop_algorithms.contains(algorithm) {
@@ -274,6 +294,7 @@ impl SessionsConfig {
                 nonces: self.dpop_nonces,
                 replay_capacity: self.dpop_replay_capacity as usize,
             },
+            dbsc,
         })
     }
 }

@@ -14,6 +14,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::jwk::ClientAlgorithm;
+
 /// Whether bearer clients may, or must, bind their sessions to a key with
 /// DPoP (RFC 9449): the `dpop` key of `[sessions]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -51,9 +53,14 @@ pub enum ProofAlgorithm {
 impl ProofAlgorithm {
     /// The `alg` header value.
     pub(crate) fn name(self) -> &'static str {
+        self.client().name()
+    }
+
+    /// The client key algorithm it is.
+    pub(crate) fn client(self) -> ClientAlgorithm {
         match self {
-            ProofAlgorithm::Es256 => "ES256",
-            ProofAlgorithm::EdDsa => "EdDSA",
+            ProofAlgorithm::Es256 => ClientAlgorithm::Es256,
+            ProofAlgorithm::EdDsa => ClientAlgorithm::EdDsa,
         }
     }
 }

@@ -8,9 +8,9 @@ use base64::Engine as _;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use signature::Verifier as _;
 
-use super::{DpopSettings, ProofAlgorithm, ProofError};
+use super::{DpopSettings, ProofError};
+use crate::jwk::{ClientAlgorithm, ClientKey, CompactJws, Jwk, ReadKey};
 
 /// The `typ` of a DPoP proof.
 const PROOF_TYPE: &str = "dpop+jwt";
@@ -53,18 +53,6 @@ struct ProofHeader<'a> {
     crit: Option<IgnoredAny>,
 }
 
-/// A public JWK: only the members a thumbprint and a key need; private
-/// members are looked for by name and refused.
-#[derive(Deserialize)]
-struct Jwk {
-    kty: String,
-    crv: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-    d: Option<IgnoredAny>,
-    k: Option<IgnoredAny>,
-}
-
 #[derive(Deserialize)]
 struct ProofClaims {
     jti: String,
@@ -73,12 +61,6 @@ struct ProofClaims {
     iat: i64,
     ath: Option<String>,
     nonce: Option<String>,
-}
-
-/// The public key of a proof, ready to verify.
-enum ProofKey {
-    P256(p256::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 /// Checks `proof` (the `DPoP` header's value) for `target` at `now`: form,
@@ -91,46 +73,20 @@ pub(crate) fn check(
     now: i64,
     nonce_ok: impl Fn(&str) -> bool,
 ) -> Result<CheckedProof, ProofError> {
-    if proof.len() > MAX_PROOF_LEN
-        || !proof
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(ProofError::Malformed);
-    }
-    let mut segments = proof.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
-        return Err(ProofError::Malformed);
-    };
-    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| ProofError::Malformed)?;
-    let header: ProofHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| ProofError::Header)?;
+    let jws = CompactJws::split(proof, MAX_PROOF_LEN).ok_or(ProofError::Malformed)?;
+    let header: ProofHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| ProofError::Header)?;
     let (Some(PROOF_TYPE), Some(alg), Some(jwk), None) = (header.typ, header.alg, header.jwk, header.crit) else {
         return Err(ProofError::Header);
     };
-    let algorithm = settings
-        .algorithms
-        .iter()
-        .copied()
-        .find(|accepted| accepted.name() == alg)
-        .ok_or(ProofError::Algorithm)?;
-    let (key, thumbprint) = public_key(&jwk, algorithm)?;
-    let message = &proof[..proof.len() - signature.len() - 1];
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| ProofError::Signature)?;
+    let accepted: Vec<ClientAlgorithm> = settings.algorithms.iter().map(|alg| alg.client()).collect();
+    let algorithm = ClientAlgorithm::named(alg, &accepted).ok_or(ProofError::Algorithm)?;
+    let ReadKey { key, thumbprint, .. } = ClientKey::read(&jwk, algorithm).ok_or(ProofError::Key)?;
     // ES256 signatures with a high `s` are accepted: browsers' WebCrypto
     // makes them, and a proof's twin gains nothing (its `jti` is the same).
-    let verified = match key {
-        ProofKey::P256(key) => p256::ecdsa::Signature::from_slice(&signature)
-            .is_ok_and(|signature| key.verify(message.as_bytes(), &signature).is_ok()),
-        ProofKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(&signature)
-            .is_ok_and(|signature| key.verify_strict(message.as_bytes(), &signature).is_ok()),
-    };
-    if !verified {
+    if !key.verify(jws.signed.as_bytes(), &jws.signature) {
         return Err(ProofError::Signature);
     }
-    let payload_json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ProofError::Malformed)?;
-    let claims: ProofClaims = serde_json::from_slice(&payload_json).map_err(|_| ProofError::Claims)?;
+    let claims: ProofClaims = serde_json::from_slice(&jws.payload).map_err(|_| ProofError::Claims)?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(ProofError::Claims);
     }
@@ -163,56 +119,6 @@ pub(crate) fn check(
         replay_key,
         remember_until: claims.iat.saturating_add(settings.window).saturating_add(1),
     })
-}
-
-/// The key of `jwk`, which must be of `algorithm`'s type, and its RFC 7638
-/// thumbprint (computed from the decoded coordinates, so one key has one
-/// thumbprint however its JWK was written).
-fn public_key(jwk: &Jwk, algorithm: ProofAlgorithm) -> Result<(ProofKey, String), ProofError> {
-    if jwk.d.is_some() || jwk.k.is_some() {
-        return Err(ProofError::Key);
-    }
-    let coordinate = |value: &Option<String>| -> Result<[u8; 32], ProofError> {
-        let mut bytes = [0u8; 32];
-        match value
-            .as_deref()
-            .map(|text| URL_SAFE_NO_PAD.decode_slice(text, &mut bytes))
-        {
-            Some(Ok(32)) => Ok(bytes),
-            _ => Err(ProofError::Key),
-        }
-    };
-    match (algorithm, jwk.kty.as_str(), jwk.crv.as_deref()) {
-        (ProofAlgorithm::Es256, "EC", Some("P-256")) => {
-            let (x, y) = (coordinate(&jwk.x)?, coordinate(&jwk.y)?);
-            let mut point = [0u8; 65];
-            point[0] = 4;
-            point[1..33].copy_from_slice(&x);
-            point[33..].copy_from_slice(&y);
-            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| ProofError::Key)?;
-            let members = format!(
-                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                URL_SAFE_NO_PAD.encode(x),
-                URL_SAFE_NO_PAD.encode(y)
-            );
-            Ok((ProofKey::P256(key), thumbprint_of(&members)))
-        }
-        (ProofAlgorithm::EdDsa, "OKP", Some("Ed25519")) => {
-            let x = coordinate(&jwk.x)?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| ProofError::Key)?;
-            if key.is_weak() {
-                return Err(ProofError::Key);
-            }
-            let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(x));
-            Ok((ProofKey::Ed25519(key), thumbprint_of(&members)))
-        }
-        _ => Err(ProofError::Algorithm),
-    }
-}
-
-/// base64url(SHA-256(the required members in order)) (RFC 7638 §3).
-fn thumbprint_of(members: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(members.as_bytes()))
 }
 
 /// `ath`: base64url(SHA-256(the access token)) (RFC 9449 §4.2).
@@ -274,13 +180,5 @@ mod tests {
         ] {
             assert_eq!(normalised_url(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn a_thumbprint_is_rfc_7638s() {
-        // RFC 7638 §3.1 uses an RSA key; RFC 8037 §A.3 gives an Ed25519 one.
-        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
-        let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-        assert_eq!(thumbprint_of(&members), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 }

@@ -47,6 +47,10 @@ pub struct TokenPair {
     /// body).
     #[serde(skip)]
     pub persistent: bool,
+    /// Whether the session is bound to the browser's device key (DBSC): its
+    /// refresh cookie then goes only to the DBSC refresh route.
+    #[serde(skip)]
+    pub(crate) device_bound: bool,
 }
 
 /// Per-login options for [`Sessions::login_with`]: the session's own
@@ -166,6 +170,8 @@ pub(crate) struct Grant {
     pub persistent: bool,
     /// The thumbprint of the DPoP key the session is bound to.
     pub dpop_jkt: Option<String>,
+    /// The thumbprint of the browser key the session is bound to (DBSC).
+    pub dbsc_jkt: Option<String>,
 }
 
 /// A pair just issued, and the user its access token names.
@@ -323,6 +329,7 @@ impl Sessions {
                 session_expires_at: expires_at,
                 persistent: options.persistent,
                 dpop_jkt,
+                dbsc_jkt: None,
             },
             now,
             refresh,
@@ -371,7 +378,10 @@ impl Sessions {
             nbf: None,
             iss: rules.issuer.clone(),
             aud: rules.audience.clone(),
-            cnf: grant.dpop_jkt.map(|jkt| Confirmation { jkt }),
+            cnf: match (grant.dpop_jkt, grant.dbsc_jkt) {
+                (None, None) => None,
+                (jkt, dbsc) => Some(Confirmation { jkt, dbsc }),
+            },
             app: grant.app,
         };
         let access_token = codec
@@ -379,12 +389,17 @@ impl Sessions {
             .map_err(|e| Error::Internal(format!("signing an access token failed: {e}")))?;
         let pair = TokenPair {
             access_token,
-            token_type: if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
+            token_type: if claims.cnf.as_ref().is_some_and(|cnf| cnf.jkt.is_some()) {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
             expires_in: exp - now,
             refresh_token: refresh.encode(),
             refresh_expires_in: grant.session_expires_at - now,
             session_id: claims.sid.clone(),
             persistent: grant.persistent,
+            device_bound: claims.cnf.as_ref().is_some_and(|cnf| cnf.dbsc.is_some()),
         };
         Ok(Issued {
             pair,

@@ -7,6 +7,7 @@
 //! - [`refresh`]: rotating a refresh token;
 //! - [`verify`]: checking an access token, from memory;
 //! - [`dpop`]: DPoP proofs (RFC 9449), their replay cache and nonces;
+//! - [`dbsc`]: browser sessions bound to a device key (DBSC);
 //! - [`revoke`]: logout, logout everywhere, the other sessions, claims;
 //! - [`devices`]: a user's list of sessions ([`SessionInfo`]) and revoking one;
 //! - [`data`]: typed app data on the session;
@@ -15,6 +16,7 @@
 //! - [`feed`]: following the revocation feed of other processes.
 
 mod data;
+mod dbsc;
 mod devices;
 mod dpop;
 mod feed;
@@ -39,7 +41,9 @@ use crate::store::{self, Database, SessionStore};
 use crate::token::{RefreshKeys, TokenCodec};
 
 pub use data::MAX_SESSION_DATA_BYTES;
+pub(crate) use dbsc::DeviceRefusal;
 pub use devices::{SessionInfo, MAX_SESSION_LABEL_CHARS};
+pub(crate) use login::Issued;
 pub use login::{LoginMark, LoginOptions, TokenPair};
 pub use prune::PruneReport;
 pub use throttle::CredentialCheck;
@@ -68,6 +72,8 @@ struct Inner {
     revocations: Revocations,
     /// DPoP's replay cache and nonces.
     dpop: dpop::Dpop,
+    /// DBSC's challenges and replay cache.
+    dbsc: dbsc::Dbsc,
     clock: Clock,
     settings: Settings,
     /// Held for the length of a prune pass, so passes never overlap.
@@ -100,6 +106,7 @@ impl Sessions {
                 throttle_key: derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions throttle key"),
                 store,
                 revocations: Revocations::new(settings.tokens.access_ttl, settings.tokens.leeway),
+                dbsc: dbsc::Dbsc::new(&settings.keys[0].secret),
                 dpop: dpop::Dpop::new(
                     &settings.dpop,
                     &derive_key(&settings.keys[0].secret, b"rocket_sqlite_sessions dpop nonce key"),

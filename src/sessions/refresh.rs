@@ -61,8 +61,8 @@ impl Sessions {
             log::debug!("rocket_sqlite_sessions: refresh refused: {reason}");
             Err(Error::InvalidToken)
         };
-        let dpop_jkt = bound_key(client)?;
-        if dpop_jkt.is_none() && !from_cookies && self.dpop_settings().mode == DpopMode::Required {
+        let proven_key = bound_key(client)?;
+        if proven_key.is_none() && !from_cookies && self.dpop_settings().mode == DpopMode::Required {
             log::debug!("rocket_sqlite_sessions: refresh refused: no DPoP proof, and dpop = \"required\"");
             return Err(Error::InvalidDpopProof);
         }
@@ -82,7 +82,7 @@ impl Sessions {
             generation: token.generation() as i64,
             hash: token.hash(),
             successor_hashes: successors.iter().map(RefreshToken::hash).collect(),
-            dpop_jkt,
+            proven_key,
         };
         let lifetimes = &self.inner.settings.lifetimes;
         let policy = RotationPolicy {
@@ -179,6 +179,7 @@ impl Sessions {
             session_expires_at,
             persistent: state.persistent,
             dpop_jkt: state.dpop_jkt,
+            dbsc_jkt: state.dbsc_jkt,
         };
         self.issue(grant, now, successor)
     }

@@ -5,7 +5,7 @@ use super::Sessions;
 use crate::dpop::proof::ProofTarget;
 use crate::dpop::{DpopMode, ProofError};
 use crate::error::Error;
-use crate::token::{authorization_token, AccessClaims, Rejection, Scheme};
+use crate::token::{authorization_token, AccessClaims, Confirmation, Rejection, Scheme};
 use crate::user::{AuthUser, Binding};
 
 impl Sessions {
@@ -80,7 +80,7 @@ impl Sessions {
             return Err(Rejection::Missing);
         }
         let claims = self.checked_claims(token)?;
-        let Some(bound) = claims.cnf.as_ref().map(|cnf| cnf.jkt.as_str()) else {
+        let Some(bound) = claims.cnf.as_ref().and_then(|cnf| cnf.jkt.as_deref()) else {
             return Err(Rejection::Binding);
         };
         let proof = proof.ok_or(Rejection::DpopProof)?;
@@ -106,8 +106,7 @@ impl Sessions {
     }
 
     /// Checks an access token completely, from memory only, as sent without
-    /// a proof (a bearer token, a cookie): a token bound to a DPoP key is
-    /// refused.
+    /// a proof (a bearer token): a token bound to any key is refused.
     pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
         let claims = self.checked_claims(token)?;
         if claims.cnf.is_some() {
@@ -116,13 +115,34 @@ impl Sessions {
         Ok(user_of(claims))
     }
 
+    /// An access token from the access cookie: as
+    /// [`authenticate`](Self::authenticate), but the token of a session
+    /// bound to the browser's device key (DBSC) is what the cookie is for
+    /// (renewed only with that key's signature).
+    pub(crate) fn authenticate_cookie(&self, token: &str) -> Result<AuthUser, Rejection> {
+        let claims = self.checked_claims(token)?;
+        let device = match &claims.cnf {
+            None => None,
+            Some(Confirmation {
+                jkt: None,
+                dbsc: Some(device),
+            }) => Some(device.clone()),
+            Some(_) => return Err(Rejection::Binding),
+        };
+        let mut user = user_of(claims);
+        if let Some(thumbprint) = device {
+            user.binding = Binding::Device { thumbprint };
+        }
+        Ok(user)
+    }
+
     /// Checks an access token's form, header, signature, times, issuer and
     /// audience, then the blocklist and revoked sessions, from memory.
     ///
     /// A token the codec kept notes the revocation generation in which it was
     /// last found unrevoked: while nothing has been revoked since, the lookups
     /// are skipped (see [`Revocations::generation`](crate::revocation::Revocations::generation)).
-    fn checked_claims(&self, token: &str) -> Result<AccessClaims, Rejection> {
+    pub(crate) fn checked_claims(&self, token: &str) -> Result<AccessClaims, Rejection> {
         let (claims, kept) = self.inner.codec.verify(token, self.now())?;
         let revocations = &self.inner.revocations;
         // Read before the lookups: a revocation put in during them makes a

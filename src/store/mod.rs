@@ -354,6 +354,15 @@ pub(crate) trait SessionStore: Send + Sync + 'static {
     /// counter in the same read; `None` when there is no such session.
     fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<(String, i64)>>;
 
+    /// Binds session `session_id` to a browser's device key (DBSC): its
+    /// thumbprint and its JWK, unless it is bound to a key already, revoked,
+    /// or expired at `now`; whether it was bound now.
+    fn bind_device(&self, session_id: String, thumbprint: String, key: String, now: i64) -> StoreFuture<'_, bool>;
+
+    /// The JWK of the device key session `session_id` is bound to, when it
+    /// is.
+    fn device_key(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+
     /// Makes a revocation and writes its feed entries, in one transaction;
     /// gives the sessions that were live until now.
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>>;

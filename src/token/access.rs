@@ -64,11 +64,15 @@ pub(crate) struct AccessClaims {
     pub app: Map<String, Value>,
 }
 
-/// A token's confirmation claim (RFC 7800): the thumbprint of the DPoP key
-/// its session is bound to.
+/// A token's confirmation claim (RFC 7800): the key its session is bound
+/// to, by its thumbprint: a DPoP client's (`jkt`, RFC 9449 §6.1) or a
+/// browser's device key (`dbsc`, this crate's member).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Confirmation {
-    pub jkt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbsc: Option<String>,
 }
 
 // By hand rather than derived: `#[serde(flatten)]` buffers every claim before

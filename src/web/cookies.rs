@@ -28,6 +28,7 @@ use rocket::request::Request;
 
 use crate::config::SameSitePolicy;
 use crate::crypto::random_bytes;
+use crate::dbsc::DbscSettings;
 use crate::error::Error;
 use crate::sessions::{Sessions, TokenPair};
 use crate::web::request::{record, CookieChange};
@@ -75,38 +76,75 @@ impl Sessions {
         }
     }
 
-    /// Expires both session cookies (same name, path and attributes, `Max-Age=0`),
-    /// for logout in the browser.
+    /// Expires the session cookies (same name, path and attributes,
+    /// `Max-Age=0`), for logout in the browser: both, and a device-bound
+    /// session's refresh cookie (DBSC).
     pub fn clear_cookies(&self, jar: &CookieJar<'_>) {
         for cookie in self.cookies_for(&CookieChange::Clear) {
             jar.add(cookie);
         }
+        if let Some(dbsc) = self.dbsc_settings() {
+            jar.add(self.bound_refresh_cookie(dbsc, String::new(), Some(0)));
+        }
     }
 
-    /// The two session cookies for `change`.
-    fn cookies_for(&self, change: &CookieChange) -> [Cookie<'static>; 2] {
+    /// The session cookies for `change`: the access and refresh cookies, and
+    /// for a device-bound pair the bound refresh cookie instead of the
+    /// other (which is expired).
+    fn cookies_for(&self, change: &CookieChange) -> Vec<Cookie<'static>> {
         let settings = &self.settings().browser;
         let (access, refresh) = (&settings.access_cookie, &settings.refresh_cookie);
         match change {
             // A session-only login's cookies get no Max-Age: the browser
             // forgets them when it closes.
-            CookieChange::Set(pair) => [
-                self.session_cookie(
+            CookieChange::Set(pair) => {
+                let access = self.session_cookie(
                     access,
                     pair.access_token.clone(),
                     pair.persistent.then_some(pair.expires_in),
-                ),
-                self.session_cookie(
-                    refresh,
-                    pair.refresh_token.clone(),
-                    pair.persistent.then_some(pair.refresh_expires_in),
-                ),
-            ],
-            CookieChange::Clear => [
+                );
+                let refresh_max_age = pair.persistent.then_some(pair.refresh_expires_in);
+                match self.dbsc_settings().filter(|_| pair.device_bound) {
+                    Some(dbsc) => vec![
+                        access,
+                        self.bound_refresh_cookie(dbsc, pair.refresh_token.clone(), refresh_max_age),
+                        self.session_cookie(refresh, String::new(), Some(0)),
+                    ],
+                    None => vec![
+                        access,
+                        self.session_cookie(refresh, pair.refresh_token.clone(), refresh_max_age),
+                    ],
+                }
+            }
+            CookieChange::Clear => vec![
                 self.session_cookie(access, String::new(), Some(0)),
                 self.session_cookie(refresh, String::new(), Some(0)),
             ],
         }
+    }
+
+    /// The refresh cookie of a device-bound session: sent to the DBSC
+    /// refresh route only.
+    fn bound_refresh_cookie(&self, dbsc: &DbscSettings, value: String, max_age: Option<i64>) -> Cookie<'static> {
+        let mut cookie = self.session_cookie(&dbsc.refresh_cookie, value, max_age);
+        cookie.set_path(dbsc.refresh_path.clone());
+        cookie
+    }
+
+    /// The attributes of the access cookie as DBSC's session instructions
+    /// name them (the bound cookie's).
+    pub(crate) fn access_cookie_attributes(&self) -> String {
+        let browser = &self.settings().browser;
+        let same_site = match browser.same_site {
+            SameSitePolicy::Lax => "Lax",
+            SameSitePolicy::Strict => "Strict",
+            SameSitePolicy::None => "None",
+        };
+        let mut attributes = format!("Path=/; Secure; HttpOnly; SameSite={same_site}");
+        if let Some(domain) = &browser.cookie_domain {
+            attributes.push_str(&format!("; Domain={domain}"));
+        }
+        attributes
     }
 
     /// Writes the guard's cookie change for `request` into `response`, and
@@ -114,7 +152,10 @@ impl Sessions {
     /// session (see the module docs).
     pub(crate) fn finish_cookies<'r>(&self, request: &'r Request<'_>, response: &mut rocket::Response<'r>) {
         let settings = &self.settings().browser;
-        let is_ours = |name: &str| name == settings.access_cookie || name == settings.refresh_cookie;
+        let bound_refresh = self.dbsc_settings().map(|dbsc| dbsc.refresh_cookie.as_str());
+        let is_ours = |name: &str| {
+            name == settings.access_cookie || name == settings.refresh_cookie || Some(name) == bound_refresh
+        };
         let sets_ours = response.headers().get("Set-Cookie").any(|header| {
             Cookie::parse(header).is_ok_and(|cookie| is_ours(cookie.name()) || cookie.name() == settings.csrf_cookie)
         });

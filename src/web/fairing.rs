@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::hooks::{ClaimsSource, Hooks, SessionEvents};
 use crate::sessions::Sessions;
 use crate::web::csrf_proof::{csrf_field_of, is_unsafe, CSRF_HEADER, CSRF_PEEK_BYTES};
+use crate::web::dbsc::{dbsc_paths, offer_registration};
 use crate::web::dpop::finish_dpop;
 use crate::web::request::record;
 use crate::web::responses::{
@@ -114,6 +115,17 @@ impl Fairing for SessionsFairing {
                  so tokens will not survive a restart. Set a secret before deploying."
             );
         }
+        let mut settings = settings;
+        if let Some(dbsc) = settings.dbsc.as_mut() {
+            let Some((register, refresh)) = dbsc_paths(&rocket) else {
+                log::error!(
+                    "rocket_sqlite_sessions: `sessions.dbsc = true` needs the crate's routes: mount \
+                     rocket_sqlite_sessions::routes() (they include POST /dbsc/register and /dbsc/refresh)"
+                );
+                return Err(rocket);
+            };
+            (dbsc.register_path, dbsc.refresh_path) = (register, refresh);
+        }
         let database = settings.database.clone();
         let auto_prune = settings.pruning.auto;
         let (sessions, cursor) = match Sessions::open(settings, self.clock.clone(), self.hooks.clone()).await {
@@ -168,6 +180,7 @@ impl Fairing for SessionsFairing {
             *response = login;
         }
         sessions.finish_cookies(request, response);
+        offer_registration(sessions, response);
         // The 403 page of a policy (`Authorized`) the app's own catcher
         // rendered for a browser (a request preferring HTML) is kept;
         // anything else gets the crate's JSON. A refused token is always the

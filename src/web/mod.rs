@@ -14,6 +14,7 @@ mod client;
 mod cookies;
 mod csrf;
 mod csrf_proof;
+mod dbsc;
 mod dpop;
 mod fairing;
 mod guard;

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::sessions::{SessionInfo, Sessions, TokenPair};
 use crate::user::AuthUser;
 use crate::web::csrf_proof::{check_origin, presented_csrf_token};
+use crate::web::dbsc::{dbsc_refresh, dbsc_register};
 use crate::web::oauth::{revoke, OAuthError, RefreshBody};
 use crate::web::request::record;
 use crate::web::responses::json_response;
@@ -32,6 +33,7 @@ use crate::web::responses::json_response;
 /// | `GET /sessions` (Bearer) | 200 the user's active sessions (with `device`, `label`), the current one marked |
 /// | `DELETE /sessions/<id>` (Bearer) | 204; 404 unless it is the caller's own active session; another than the caller's own needs a sign-in within `fresh_age`, as above |
 /// | `PUT /sessions/<id>/label` `{"label": "Work laptop"}` (or `null`) | 204; 404 as above; 422 `invalid_label` past 64 characters or with control characters, `invalid_request` for another body; another session than the caller's needs a sign-in within `fresh_age`, as above |
+/// | `POST /dbsc/register`, `POST /dbsc/refresh` (with `dbsc = true`) | Device Bound Session Credentials: a browser registers its device key for the session of its cookies, then renews them with the key's signature over a challenge (403 with `Secure-Session-Challenge` first); see the guide's DBSC page |
 ///
 /// In cookie mode (a browser app, see [`Sessions::set_cookies`]) every one of
 /// them is an unsafe request authenticated by cookie, so it needs the session's
@@ -58,7 +60,9 @@ pub fn routes() -> Vec<Route> {
         list_sessions,
         revoke_session,
         label_session,
-        revoke
+        revoke,
+        dbsc_register,
+        dbsc_refresh
     ]
 }
 

@@ -76,7 +76,7 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
     } else {
         None
     };
-    let by_access = access.as_deref().map(|token| sessions.authenticate(token));
+    let by_access = access.as_deref().map(|token| sessions.authenticate_cookie(token));
     let user = match (by_access, refresh) {
         (Some(Ok(user)), _) => user,
         (by_access, None) => {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod dbsc;
 pub mod dpop;
 pub mod process;
 

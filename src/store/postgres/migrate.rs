@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/postgres/0004_session_labels.sql"),
     include_str!("../../../sql/postgres/0005_pending_attempts.sql"),
     include_str!("../../../sql/postgres/0006_dpop.sql"),
+    include_str!("../../../sql/postgres/0007_device_bound.sql"),
 ];
 
 /// The schema version this build writes.

@@ -25,6 +25,7 @@
 //! Connections over TCP use TLS as `sslmode` asks (see [`tls`]); unix
 //! sockets never do.
 
+mod bound;
 mod failures;
 mod listener;
 mod migrate;
@@ -295,6 +296,17 @@ impl SessionStore for PostgresStore {
             let client = self.client().await?;
             sessions::session_user(&client, &session_id).await
         })
+    }
+
+    fn bind_device(&self, session_id: String, thumbprint: String, key: String, now: i64) -> StoreFuture<'_, bool> {
+        self.scoped(async move {
+            let client = self.client().await?;
+            bound::bind_device(&client, &session_id, &thumbprint, &key, now).await
+        })
+    }
+
+    fn device_key(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+        self.scoped(async move { bound::device_key(&self.client().await?, &session_id).await })
     }
 
     fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {

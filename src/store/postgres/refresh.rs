@@ -34,14 +34,14 @@ async fn refresh_state(
     let select = if lock {
         "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                 refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                refresh_ttl, persistent, dpop_jkt,
+                refresh_ttl, persistent, dpop_jkt, dbsc_jkt,
                 $2::bigint IS NOT NULL AND EXISTS
                     (SELECT 1 FROM user_cutoffs c WHERE c.user_id = sessions.user_id AND c.seq > $2)
          FROM sessions WHERE id = $1 FOR UPDATE"
     } else {
         "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                 refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                refresh_ttl, persistent, dpop_jkt,
+                refresh_ttl, persistent, dpop_jkt, dbsc_jkt,
                 $2::bigint IS NOT NULL AND EXISTS
                     (SELECT 1 FROM user_cutoffs c WHERE c.user_id = sessions.user_id AND c.seq > $2)
          FROM sessions WHERE id = $1"
@@ -63,8 +63,9 @@ async fn refresh_state(
         refresh_ttl: row.get(10),
         persistent: row.get(11),
         dpop_jkt: row.get(12),
+        dbsc_jkt: row.get(13),
     };
-    Ok(Some((state, row.get(13))))
+    Ok(Some((state, row.get(14))))
 }
 
 /// Rotates the session to `request`'s successor, unless its row changed since

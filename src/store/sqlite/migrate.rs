@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../sql/sqlite/0008_session_labels.sql"),
     include_str!("../../../sql/sqlite/0009_pending_attempts.sql"),
     include_str!("../../../sql/sqlite/0010_dpop.sql"),
+    include_str!("../../../sql/sqlite/0011_device_bound.sql"),
 ];
 
 /// The schema version this build writes.

@@ -13,6 +13,7 @@
 //! - [`sessions`], [`failures`], [`prune`], [`migrate`]: the statements, as
 //!   the PostgreSQL backend has them.
 
+mod bound;
 mod failures;
 mod file;
 mod identity;
@@ -223,6 +224,14 @@ impl SessionStore for SqliteStore {
 
     fn session_user(&self, session_id: String) -> StoreFuture<'_, Option<(String, i64)>> {
         Box::pin(self.read(move |reader| reader.session_user(&session_id)))
+    }
+
+    fn bind_device(&self, session_id: String, thumbprint: String, key: String, now: i64) -> StoreFuture<'_, bool> {
+        Box::pin(self.write(move |tx| tx.bind_device(&session_id, &thumbprint, &key, now)))
+    }
+
+    fn device_key(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+        Box::pin(self.read(move |reader| reader.device_key(&session_id)))
     }
 
     fn end_every_session(&self, now: i64) -> StoreFuture<'_, Vec<(String, String)>> {

@@ -126,7 +126,7 @@ impl Tx<'_> {
             .prepare_cached(
                 "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                         refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                        refresh_ttl, persistent, dpop_jkt
+                        refresh_ttl, persistent, dpop_jkt, dbsc_jkt
                  FROM sessions WHERE id = ?1",
             )?
             .query_row([session_id], |row| {
@@ -144,6 +144,7 @@ impl Tx<'_> {
                     refresh_ttl: row.get(10)?,
                     persistent: row.get(11)?,
                     dpop_jkt: row.get(12)?,
+                    dbsc_jkt: row.get(13)?,
                 })
             })
             .optional()?;
