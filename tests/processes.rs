@@ -165,3 +165,56 @@ async fn two_processes_on_one_postgres_database_share_revocations() {
     };
     revocations_made_by_one_process_reach_the_other(&url, TestHarness::new().secret());
 }
+
+/// What operators do beside a running process: read the file with the
+/// `sqlite3` shell (here Python's sqlite3, on the system's SQLite), and
+/// stop a second worker cleanly. Either closes the last connection *of its
+/// process*; neither may take the running process's `-wal` and `-shm` from
+/// under it, which SQLite does when it believes no other process has the
+/// file open (its POSIX locks were once dropped by the crate reading the
+/// file's header through a descriptor it then closed: every request then
+/// answered 503).
+#[rocket::async_test]
+async fn another_process_closing_the_file_leaves_a_running_process_working() {
+    let harness = TestHarness::new();
+    let database = harness.database();
+    let path = database.display().to_string();
+    let running = Server::start(&path, harness.secret());
+    let access = running.login("alice");
+    let companions = |suffix: &str| std::path::PathBuf::from(format!("{path}{suffix}")).exists();
+    // The system's SQLite, as the `sqlite3` shell uses it: Python's module.
+    let read = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute('SELECT count(*) FROM sessions').fetchone()[0]); c.close()",
+            &path,
+        ])
+        .output()
+        .expect("python3 (CI installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(
+        companions("-wal") && companions("-shm"),
+        "the shell's close took the WAL"
+    );
+    let second = Server::start(&path, harness.secret());
+    second.login("bob");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let mut second = second;
+    let _ = second.child.wait();
+    assert!(
+        companions("-wal") && companions("-shm"),
+        "the second worker's shutdown took the WAL"
+    );
+    assert_eq!(running.post_bearer("/auth/logout", &access), 204);
+    running.login("carol");
+}

@@ -74,12 +74,20 @@ impl FileTags {
 }
 
 /// The `application_id` in the header of the database file itself (not
-/// what the WAL may hold): `None` for an empty file or one that is not a
-/// SQLite database.
-pub(super) fn header_tag(database: &Path) -> Option<u32> {
-    use std::io::Read;
+/// what the WAL may hold), read through `file`, a descriptor of it kept open
+/// (never one opened and closed here: that would drop SQLite's locks, see
+/// `Shared`): `None` for an empty file or one that is not a SQLite database.
+pub(super) fn header_tag(file: &std::fs::File) -> Option<u32> {
     let mut header = [0u8; 100];
-    std::fs::File::open(database).ok()?.read_exact(&mut header).ok()?;
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut header, 0).ok()?;
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek};
+        let mut file = file;
+        file.seek(std::io::SeekFrom::Start(0)).ok()?;
+        file.read_exact(&mut header).ok()?;
+    }
     if &header[..16] != b"SQLite format 3\0" {
         return None;
     }
@@ -96,12 +104,12 @@ pub(super) fn header_tag(database: &Path) -> Option<u32> {
 ///
 /// Runs while holding the lock on the directory ([`LaunchLock`]), so a
 /// process starting beside another that is still tagging a new file waits.
-pub(super) fn set_aside_foreign_companions(database: &Path) -> Result<(), StoreError> {
+pub(super) fn set_aside_foreign_companions(database: &Path, file: &std::fs::File) -> Result<(), StoreError> {
     let Some(tags) = FileTags::of(database) else {
         return Ok(());
     };
     let empty = std::fs::metadata(database).is_ok_and(|metadata| metadata.len() == 0);
-    let foreign = match header_tag(database) {
+    let foreign = match header_tag(file) {
         None => empty,
         Some(0) => false,
         Some(tag) => !tags.matches(tag),
@@ -178,19 +186,19 @@ impl LaunchLock {
 /// Writes the file's tag into its header (see [`FileTags`]) when it is not
 /// there yet: in the WAL, then copied into the file by a truncating
 /// checkpoint, and read back from the file.
-pub(super) fn tag_file(writer: &Connection, path: &Path) -> Result<(), StoreError> {
+pub(super) fn tag_file(writer: &Connection, path: &Path, file: &std::fs::File) -> Result<(), StoreError> {
     let Some(tags) = FileTags::of(path) else {
         return Ok(());
     };
     let tag = tags.current();
-    let before = header_tag(path);
+    let before = header_tag(file);
     if before == Some(tag) {
         return Ok(());
     }
     // SQLite keeps it as a signed 32-bit integer.
     writer.pragma_update(None, "application_id", i32::from_be_bytes(tag.to_be_bytes()))?;
     writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    if header_tag(path) == Some(tag) {
+    if header_tag(file) == Some(tag) {
         return Ok(());
     }
     if matches!(before, None | Some(0)) {

@@ -110,6 +110,14 @@ struct Shared {
     /// A connection kept to ask `PRAGMA data_version` (did any other
     /// connection, in this process or another, commit?) and the last answer.
     watch: Mutex<(Connection, i64)>,
+    /// The database file, opened once before any connection to read its
+    /// header, and closed after them (declared last, so dropped last):
+    /// closing any descriptor of the file releases every POSIX lock the
+    /// process holds on it, SQLite's included, after which another process
+    /// closing its connection (the `sqlite3` shell, a second worker
+    /// stopping) believes it is the last one and deletes `-wal` and `-shm`
+    /// from under this one.
+    _header_reader: std::fs::File,
 }
 
 /// A pooled reading connection: the operations a [`SqliteStore::read`] closure can
@@ -140,7 +148,9 @@ impl SqliteStore {
         let _launch = LaunchLock::take(path);
         create_private(path).map_err(cannot)?;
         // Their own messages name the file.
-        set_aside_foreign_companions(path)?;
+        let header_reader =
+            std::fs::File::open(path).map_err(|error| cannot(StoreError::new(ErrorKind::Other, error.to_string())))?;
+        set_aside_foreign_companions(path, &header_reader)?;
         check_companions(path)?;
         let mut writer = open_connection(path, durability).map_err(|e| cannot(e.into()))?;
         writer
@@ -159,7 +169,7 @@ impl SqliteStore {
         // Migrating always writes (the schema version is stored again), so a
         // file that cannot be written fails here, not at the first logout.
         migrate::migrate(&mut writer).map_err(cannot)?;
-        tag_file(&writer, path)?;
+        tag_file(&writer, path, &header_reader)?;
         let wal_frame_limit = count_wal_frames(&writer).map_err(|e| cannot(e.into()))?;
 
         let manager = SqliteConnectionManager::file(path).with_init(move |c| configure(c, durability));
@@ -187,6 +197,7 @@ impl SqliteStore {
             queue: Mutex::default(),
             checkpointing: Mutex::new(()),
             wal_frame_limit,
+            _header_reader: header_reader,
         });
         start_checkpointer(&shared).map_err(cannot)?;
         Ok(SqliteStore { shared })
