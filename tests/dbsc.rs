@@ -225,7 +225,7 @@ macro_rules! dbsc_suite {
 
             #[rocket::async_test]
             $(#[$skip])*
-            async fn logout_everywhere_and_a_ban_end_the_bound_session() {
+            async fn logging_out_everywhere_or_revoking_the_session_ends_the_bound_session() {
                 let (_harness, client) = start().await;
                 let sessions = client.rocket().state::<Sessions>().unwrap().clone();
                 let mut browser = Browser::new(DeviceKey::es256());
@@ -237,6 +237,12 @@ macro_rules! dbsc_suite {
                 let body: Value = ended.into_json().await.unwrap();
                 assert_eq!(body, json!({ "session_identifier": session_id, "continue": false }));
                 assert!(browser.jar.get(BOUND_REFRESH).is_none(), "the cookies are cleared");
+                // A session revoked from the user's device list (or by an admin).
+                let mut other = Browser::new(DeviceKey::es256());
+                let (other_id, _) = other.sign_in_and_register(&client, "carol").await;
+                sessions.revoke_session("carol", &other_id).await.unwrap();
+                let ended: Value = other.refresh(&client, &other_id).await.into_json().await.unwrap();
+                assert_eq!(ended["continue"], false);
                 // A registration for an ended session binds nothing.
                 let mut late = Browser::new(DeviceKey::es256());
                 let signed_in = late.post(&client, "/sign-in/bob", vec![]).await;
