@@ -11,7 +11,8 @@
 //! | `POST /floor` | reads `{"refresh_token": "…"}` like `/auth/refresh` and answers a token pair made at launch: the same body and answer sizes, no crypto, no store |
 //! | `GET /health` | `ok`, for the time to the first answer |
 //!
-//! `GET /token` logs user 1 in and gives the access token.
+//! `GET /token` logs user 1 in and gives the access token; `POST /login-pair`
+//! the whole token pair (the crate's part of a login: no password check).
 
 use rocket::serde::json::Json;
 use rocket::{get, post, routes, State};
@@ -58,6 +59,12 @@ async fn login(sessions: &Sessions) -> TokenPair {
     sessions.login("1", &claims, &client).await.expect("login")
 }
 
+/// A login of user 1: the token pair.
+#[post("/login-pair")]
+async fn login_pair(sessions: &State<Sessions>) -> TokenPair {
+    login(sessions).await
+}
+
 #[get("/health")]
 fn health() -> &'static str {
     "ok"
@@ -69,5 +76,5 @@ fn rocket() -> _ {
         .attach(Sessions::fairing())
         .manage(FloorPair::default())
         .mount("/auth", rocket_sqlite_sessions::routes())
-        .mount("/", routes![guarded, open, floor, token, health])
+        .mount("/", routes![guarded, open, floor, token, login_pair, health])
 }
