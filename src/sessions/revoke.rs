@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::login::app_claims;
-use super::verify::user_of;
 use super::Sessions;
 use crate::error::Error;
 use crate::hooks::SessionEvent;
@@ -101,9 +100,9 @@ impl Sessions {
         }
         // A bound access token too: revoking needs no proof (RFC 7009
         // clients send none), and it can only end the session.
-        match self.checked_claims(token).map(user_of) {
-            Ok(user) => {
-                self.logout_from(&user, ip).await?;
+        match self.admitted(token) {
+            Ok(admitted) => {
+                self.logout_from(&admitted.user, ip).await?;
                 Ok(true)
             }
             Err(_) => Ok(false),

@@ -5,7 +5,9 @@ use super::Sessions;
 use crate::dpop::proof::ProofTarget;
 use crate::dpop::{DpopMode, ProofError};
 use crate::error::Error;
-use crate::token::{authorization_token, AccessClaims, Confirmation, Rejection, Scheme};
+use std::sync::Arc;
+
+use crate::token::{authorization_token, AccessClaims, Admitted, Confirmation, Rejection, Scheme};
 use crate::user::{AuthUser, Binding};
 
 impl Sessions {
@@ -28,10 +30,12 @@ impl Sessions {
     /// [`Error::InvalidToken`] for every failure, whatever the cause (the cause
     /// is logged at debug level).
     pub fn verify_authorization(&self, authorization: &str) -> Result<AuthUser, Error> {
-        self.authenticate_header(authorization).map_err(|rejection| {
-            log::debug!("rocket_sqlite_sessions: access token refused: {rejection}");
-            Error::InvalidToken
-        })
+        self.authenticate_header(authorization)
+            .map(Arc::unwrap_or_clone)
+            .map_err(|rejection| {
+                log::debug!("rocket_sqlite_sessions: access token refused: {rejection}");
+                Error::InvalidToken
+            })
     }
 
     /// Whether access tokens of session `session_id`, or the one token `jti`,
@@ -45,7 +49,7 @@ impl Sessions {
     /// [`verify_authorization`](Self::verify_authorization), with the reason for
     /// a refusal. Without the request, no DPoP proof: a DPoP-bound token is
     /// refused.
-    pub(crate) fn authenticate_header(&self, authorization: &str) -> Result<AuthUser, Rejection> {
+    pub(crate) fn authenticate_header(&self, authorization: &str) -> Result<Arc<AuthUser>, Rejection> {
         match authorization_token(authorization)? {
             (Scheme::Bearer, token) => self.authenticate_bearer(token),
             (Scheme::Dpop, _) => Err(Rejection::DpopProof),
@@ -53,9 +57,9 @@ impl Sessions {
     }
 
     /// An access token sent as `Authorization: Bearer`: refused when its
-    /// session is bound to a DPoP key (no downgrade, RFC 9449 §7.2) or
+    /// session is bound to a key (no downgrade, RFC 9449 §7.2) or
     /// `dpop = "required"`.
-    pub(crate) fn authenticate_bearer(&self, token: &str) -> Result<AuthUser, Rejection> {
+    pub(crate) fn authenticate_bearer(&self, token: &str) -> Result<Arc<AuthUser>, Rejection> {
         let user = self.authenticate(token)?;
         if self.dpop_settings().mode == DpopMode::Required {
             return Err(Rejection::DpopRequired);
@@ -75,12 +79,12 @@ impl Sessions {
         proof: Option<&str>,
         method: &str,
         url: &str,
-    ) -> Result<AuthUser, Rejection> {
+    ) -> Result<Arc<AuthUser>, Rejection> {
         if self.dpop_settings().mode == DpopMode::Off {
             return Err(Rejection::Missing);
         }
-        let claims = self.checked_claims(token)?;
-        let Some(bound) = claims.cnf.as_ref().and_then(|cnf| cnf.jkt.as_deref()) else {
+        let admitted = self.admitted(token)?;
+        let Some(bound) = admitted.cnf.as_ref().and_then(|cnf| cnf.jkt.as_deref()) else {
             return Err(Rejection::Binding);
         };
         let proof = proof.ok_or(Rejection::DpopProof)?;
@@ -90,13 +94,12 @@ impl Sessions {
             access_token: Some(token),
         };
         match self.check_proof(proof, &target, Some(bound)) {
-            Ok(checked) => {
-                let mut user = user_of(claims);
-                user.binding = Binding::Dpop {
+            Ok(checked) => Ok(bound_user(
+                &admitted.user,
+                Binding::Dpop {
                     thumbprint: checked.thumbprint,
-                };
-                Ok(user)
-            }
+                },
+            )),
             Err(ProofError::NonceNeeded) => Err(Rejection::DpopNonce),
             Err(refused) => {
                 log::debug!("rocket_sqlite_sessions: {refused}");
@@ -107,33 +110,33 @@ impl Sessions {
 
     /// Checks an access token completely, from memory only, as sent without
     /// a proof (a bearer token): a token bound to any key is refused.
-    pub(crate) fn authenticate(&self, token: &str) -> Result<AuthUser, Rejection> {
-        let claims = self.checked_claims(token)?;
-        if claims.cnf.is_some() {
+    pub(crate) fn authenticate(&self, token: &str) -> Result<Arc<AuthUser>, Rejection> {
+        let admitted = self.admitted(token)?;
+        if admitted.cnf.is_some() {
             return Err(Rejection::Binding);
         }
-        Ok(user_of(claims))
+        Ok(admitted.user)
     }
 
     /// An access token from the access cookie: as
     /// [`authenticate`](Self::authenticate), but the token of a session
     /// bound to the browser's device key (DBSC) is what the cookie is for
     /// (renewed only with that key's signature).
-    pub(crate) fn authenticate_cookie(&self, token: &str) -> Result<AuthUser, Rejection> {
-        let claims = self.checked_claims(token)?;
-        let device = match &claims.cnf {
-            None => None,
+    pub(crate) fn authenticate_cookie(&self, token: &str) -> Result<Arc<AuthUser>, Rejection> {
+        let admitted = self.admitted(token)?;
+        match &admitted.cnf {
+            None => Ok(admitted.user),
             Some(Confirmation {
                 jkt: None,
                 dbsc: Some(device),
-            }) => Some(device.clone()),
-            Some(_) => return Err(Rejection::Binding),
-        };
-        let mut user = user_of(claims);
-        if let Some(thumbprint) = device {
-            user.binding = Binding::Device { thumbprint };
+            }) => Ok(bound_user(
+                &admitted.user,
+                Binding::Device {
+                    thumbprint: device.clone(),
+                },
+            )),
+            Some(_) => Err(Rejection::Binding),
         }
-        Ok(user)
     }
 
     /// Checks an access token's form, header, signature, times, issuer and
@@ -142,21 +145,21 @@ impl Sessions {
     /// A token the codec kept notes the revocation generation in which it was
     /// last found unrevoked: while nothing has been revoked since, the lookups
     /// are skipped (see [`Revocations::generation`](crate::revocation::Revocations::generation)).
-    pub(crate) fn checked_claims(&self, token: &str) -> Result<AccessClaims, Rejection> {
-        let (claims, kept) = self.inner.codec.verify(token, self.now())?;
+    pub(crate) fn admitted(&self, token: &str) -> Result<Admitted, Rejection> {
+        let (admitted, kept) = self.inner.codec.verify(token, self.now())?;
         let revocations = &self.inner.revocations;
         // Read before the lookups: a revocation put in during them makes a
         // later generation, so the note below never hides it.
         let generation = revocations.generation();
         if kept.as_ref().is_none_or(|kept| kept.note() != generation) {
-            if revocations.is_revoked(&claims.jti, &claims.sid) {
+            if revocations.is_revoked(&admitted.user.jti, &admitted.user.session_id) {
                 return Err(Rejection::Revoked);
             }
             if let Some(kept) = kept {
                 kept.set_note(generation);
             }
         }
-        Ok(claims)
+        Ok(admitted)
     }
 
     /// `Ok` when `user` signed in no more than `fresh_age` seconds ago: for a
@@ -193,14 +196,12 @@ impl Sessions {
 
 /// The user an access token's claims name.
 pub(crate) fn user_of(claims: AccessClaims) -> AuthUser {
-    AuthUser {
-        id: claims.sub,
-        session_id: claims.sid,
-        jti: claims.jti,
-        issued_at: claims.iat,
-        expires_at: claims.exp,
-        authenticated_at: claims.auth_time,
-        claims: claims.app,
-        binding: Binding::Unbound,
-    }
+    claims.into_user()
+}
+
+/// `user`, proved to hold the key its session is bound to.
+fn bound_user(user: &AuthUser, binding: Binding) -> Arc<AuthUser> {
+    let mut user = user.clone();
+    user.binding = binding;
+    Arc::new(user)
 }

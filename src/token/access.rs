@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::keys::{Signer, SigningKey, Verifier};
 use super::verified::{Kept, VerifiedTokens};
+use crate::user::{AuthUser, Binding};
 
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
 /// any other JWT signed with the same key.
@@ -301,14 +303,29 @@ impl TokenCodec {
     /// as below. Any other is checked in full, and kept there if it passes.
     /// The kept token comes with the claims (`None` for one too long to
     /// keep).
-    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<(AccessClaims, Option<Kept>), Rejection> {
+    pub(crate) fn verify(&self, token: &str, now: i64) -> Result<(Admitted, Option<Kept>), Rejection> {
         if let Some(kept) = self.verified.find(token) {
-            self.check_times(kept.claims(), now)?;
-            return Ok((kept.claims().clone(), Some(kept)));
+            let user = kept.user();
+            self.check_times(
+                Times {
+                    iat: user.issued_at,
+                    exp: user.expires_at,
+                    nbf: kept.nbf(),
+                    auth_time: user.authenticated_at,
+                },
+                now,
+            )?;
+            let admitted = Admitted {
+                user: Arc::clone(user),
+                cnf: kept.cnf().clone(),
+            };
+            return Ok((admitted, Some(kept)));
         }
         let claims = self.verify_in_full(token, now)?;
-        let kept = self.verified.keep(token, &claims);
-        Ok((claims, kept))
+        let (nbf, cnf) = (claims.nbf, claims.cnf.clone());
+        let user = Arc::new(claims.into_user());
+        let kept = self.verified.keep(token, Arc::clone(&user), nbf, cnf.clone());
+        Ok((Admitted { user, cnf }, kept))
     }
 
     /// The whole check of a token not seen before.
@@ -363,7 +380,7 @@ impl TokenCodec {
         {
             return Err(Rejection::Claims);
         }
-        self.check_times(&claims, now)?;
+        self.check_times(Times::of(&claims), now)?;
         if claims.exp <= claims.iat
             || claims
                 .exp
@@ -387,18 +404,60 @@ impl TokenCodec {
     /// (`exp`, with the leeway), not yet valid (`iat`, `nbf`, with the
     /// leeway; a login after the token was issued). The claims' times are
     /// within 1970..=9999 (checked before): nothing here overflows.
-    fn check_times(&self, claims: &AccessClaims, now: i64) -> Result<(), Rejection> {
-        if now >= claims.exp.saturating_add(self.rules.leeway) {
+    fn check_times(&self, times: Times, now: i64) -> Result<(), Rejection> {
+        if now >= times.exp.saturating_add(self.rules.leeway) {
             return Err(Rejection::Expired);
         }
         let latest_start = now.saturating_add(self.rules.leeway);
-        if claims.iat > latest_start
-            || claims.nbf.is_some_and(|nbf| nbf > latest_start)
-            || claims.auth_time > claims.iat
-        {
+        if times.iat > latest_start || times.nbf.is_some_and(|nbf| nbf > latest_start) || times.auth_time > times.iat {
             return Err(Rejection::NotYetValid);
         }
         Ok(())
+    }
+}
+
+/// The times of a token's claims.
+#[derive(Clone, Copy)]
+struct Times {
+    iat: i64,
+    exp: i64,
+    nbf: Option<i64>,
+    auth_time: i64,
+}
+
+impl Times {
+    fn of(claims: &AccessClaims) -> Times {
+        Times {
+            iat: claims.iat,
+            exp: claims.exp,
+            nbf: claims.nbf,
+            auth_time: claims.auth_time,
+        }
+    }
+}
+
+/// A token that passed the check: the user it names, shared by every request
+/// that presents the same token while the guard keeps it (not copied), and
+/// its confirmation claim. Revocation is the caller's business.
+pub(crate) struct Admitted {
+    pub user: Arc<AuthUser>,
+    pub cnf: Option<Confirmation>,
+}
+
+impl AccessClaims {
+    /// The user these claims name, unbound (a caller that checked a proof
+    /// of the key says otherwise).
+    pub(crate) fn into_user(self) -> AuthUser {
+        AuthUser {
+            id: self.sub,
+            session_id: self.sid,
+            jti: self.jti,
+            issued_at: self.iat,
+            expires_at: self.exp,
+            authenticated_at: self.auth_time,
+            claims: self.app,
+            binding: Binding::Unbound,
+        }
     }
 }
 

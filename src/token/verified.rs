@@ -25,8 +25,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::AccessClaims;
+use super::Confirmation;
 use crate::crypto::random_bytes;
+use crate::user::AuthUser;
 
 /// How many verified tokens are kept at most: 2 to the power of
 /// [`SLOT_BITS`].
@@ -35,10 +36,14 @@ const SLOT_BITS: u32 = 10;
 /// Longer tokens are not kept: the bound on the memory of an entry.
 pub(crate) const MAX_CACHED_LEN: usize = 1024;
 
-/// A token that passed the whole check, and its claims.
+/// A token that passed the whole check, and what its claims say: the user,
+/// shared with every request that presents it (not copied), `nbf`, and its
+/// confirmation claim.
 struct Verified {
     token: Box<[u8]>,
-    claims: AccessClaims,
+    user: Arc<AuthUser>,
+    nbf: Option<i64>,
+    cnf: Option<Confirmation>,
     /// The caller's note on the token (see [`Kept::note`]).
     note: AtomicU64,
 }
@@ -53,8 +58,19 @@ impl Kept {
     /// What [`note`](Self::note) reads before anything was noted.
     pub(crate) const NO_NOTE: u64 = u64::MAX;
 
-    pub(crate) fn claims(&self) -> &AccessClaims {
-        &self.0.claims
+    /// The user the token names.
+    pub(crate) fn user(&self) -> &Arc<AuthUser> {
+        &self.0.user
+    }
+
+    /// Its `nbf` claim.
+    pub(crate) fn nbf(&self) -> Option<i64> {
+        self.0.nbf
+    }
+
+    /// Its confirmation claim.
+    pub(crate) fn cnf(&self) -> &Option<Confirmation> {
+        &self.0.cnf
     }
 
     /// The last number noted ([`NO_NOTE`](Self::NO_NOTE) at first).
@@ -109,15 +125,23 @@ impl VerifiedTokens {
         same_bytes(&entry.token, token.as_bytes()).then_some(Kept(entry))
     }
 
-    /// Keeps the claims of `token`, which just passed the whole check;
-    /// `None` for a token too long to keep.
-    pub(crate) fn keep(&self, token: &str, claims: &AccessClaims) -> Option<Kept> {
+    /// Keeps what the claims of `token`, which just passed the whole check,
+    /// say; `None` for a token too long to keep.
+    pub(crate) fn keep(
+        &self,
+        token: &str,
+        user: Arc<AuthUser>,
+        nbf: Option<i64>,
+        cnf: Option<Confirmation>,
+    ) -> Option<Kept> {
         if token.len() > MAX_CACHED_LEN {
             return None;
         }
         let entry = Arc::new(Verified {
             token: token.as_bytes().into(),
-            claims: claims.clone(),
+            user,
+            nbf,
+            cnf,
             note: AtomicU64::new(Kept::NO_NOTE),
         });
         let replaced = self
@@ -160,15 +184,20 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn claims(sub: &str) -> AccessClaims {
-        serde_json::from_value(serde_json::json!({
+    fn user(sub: &str) -> Arc<AuthUser> {
+        let claims: super::super::AccessClaims = serde_json::from_value(serde_json::json!({
             "sub": sub, "sid": "s", "jti": "j", "iat": 1, "exp": 2, "auth_time": 1, "roles": ["a"],
         }))
-        .unwrap()
+        .unwrap();
+        Arc::new(claims.into_user())
+    }
+
+    fn keep(tokens: &VerifiedTokens, token: &str, sub: &str) -> Option<Kept> {
+        tokens.keep(token, user(sub), None, None)
     }
 
     fn sub_of(tokens: &VerifiedTokens, token: &str) -> Option<String> {
-        tokens.find(token).map(|kept| kept.claims().sub.clone())
+        tokens.find(token).map(|kept| kept.user().id.clone())
     }
 
     #[test]
@@ -176,7 +205,7 @@ mod tests {
         let tokens = VerifiedTokens::new();
         let token = format!("{}.{}.{}", "h".repeat(40), "p".repeat(200), "s".repeat(43));
         assert_eq!(sub_of(&tokens, &token), None, "nothing kept yet");
-        tokens.keep(&token, &claims("u1"));
+        keep(&tokens, &token, "u1");
         assert_eq!(sub_of(&tokens, &token).as_deref(), Some("u1"));
         // The same signature (the same slot) with another byte before it, a
         // prefix, and the token with a byte more: none is the token.
@@ -205,7 +234,7 @@ mod tests {
     fn a_token_replaces_the_one_in_its_slot_and_the_table_stays_bounded() {
         let tokens = VerifiedTokens::new();
         for n in 0..10 * SLOTS {
-            tokens.keep(&format!("header.payload.signature{n:08}"), &claims(&n.to_string()));
+            keep(&tokens, &format!("header.payload.signature{n:08}"), &n.to_string());
         }
         let kept = tokens.len();
         assert!(kept <= SLOTS && kept > SLOTS / 2, "{kept} kept");
@@ -220,12 +249,12 @@ mod tests {
     #[test]
     fn a_note_stays_with_its_token_until_it_is_replaced() {
         let tokens = VerifiedTokens::new();
-        let kept = tokens.keep("header.payload.signature", &claims("u")).unwrap();
+        let kept = keep(&tokens, "header.payload.signature", "u").unwrap();
         assert_eq!(kept.note(), Kept::NO_NOTE);
         kept.set_note(7);
         assert_eq!(tokens.find("header.payload.signature").unwrap().note(), 7);
         // Kept again (a second first check at once): a new entry, no note.
-        tokens.keep("header.payload.signature", &claims("u"));
+        keep(&tokens, "header.payload.signature", "u");
         assert_eq!(tokens.find("header.payload.signature").unwrap().note(), Kept::NO_NOTE);
     }
 
@@ -233,10 +262,10 @@ mod tests {
     fn a_token_longer_than_the_cap_is_not_kept() {
         let tokens = VerifiedTokens::new();
         let long = "t".repeat(MAX_CACHED_LEN + 1);
-        assert!(tokens.keep(&long, &claims("u")).is_none());
+        assert!(keep(&tokens, &long, "u").is_none());
         assert_eq!((tokens.len(), sub_of(&tokens, &long)), (0, None));
         let longest = "t".repeat(MAX_CACHED_LEN);
-        tokens.keep(&longest, &claims("u"));
+        keep(&tokens, &longest, "u");
         assert_eq!(sub_of(&tokens, &longest).as_deref(), Some("u"));
     }
 }

@@ -20,7 +20,10 @@ pub(crate) fn finish_dpop(
     response: &mut Response<'_>,
 ) {
     let settings = sessions.dpop_settings();
-    if settings.mode == DpopMode::Off {
+    // Nothing to add but a refused token's challenge, unless nonces are on:
+    // most answers look at no header here.
+    let refused = response.status() == Status::Unauthorized && record.token_refused();
+    if settings.mode == DpopMode::Off || !(refused || settings.nonces) {
         return;
     }
     let headers = request.headers();
@@ -35,7 +38,7 @@ pub(crate) fn finish_dpop(
         rejection,
         Some(Rejection::Binding | Rejection::DpopRequired | Rejection::DpopProof | Rejection::DpopNonce)
     );
-    if response.status() == Status::Unauthorized && record.token_refused() && (dpop_scheme || bound_refusal) {
+    if refused && (dpop_scheme || bound_refusal) {
         let error = match rejection {
             Some(Rejection::DpopNonce) => "use_dpop_nonce",
             Some(Rejection::DpopProof) => "invalid_dpop_proof",

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::user::AuthUser;
-use crate::web::request::{fairing_missing, managed, record, Verdict};
-use crate::web::verdict::verdict;
+use crate::web::request::{fairing_missing, fairing_not_attached, record, Verdict};
+use crate::web::verdict::verdict_in;
 
 impl<C> rocket::Sentinel for AuthUser<C> {
     fn abort(rocket: &rocket::Rocket<rocket::Ignite>) -> bool {
@@ -28,13 +28,13 @@ impl<'r, C: DeserializeOwned + Send + Sync + 'static> FromRequest<'r> for AuthUs
     type Error = Error;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let sessions = match managed(request) {
-            Ok(sessions) => sessions,
-            Err(failure) => return Outcome::Error(failure),
+        let record = record(request);
+        let Some(sessions) = record.sessions() else {
+            return Outcome::Error(fairing_not_attached());
         };
         let (method, path) = (request.method(), request.uri().path());
-        let (status, error) = match verdict(request, sessions).await {
-            Verdict::User(user) => match user.clone().typed::<C>() {
+        let (status, error) = match verdict_in(record, request, sessions).await {
+            Verdict::User(user) => match AuthUser::clone(user).typed::<C>() {
                 Ok(user) => return Outcome::Success(user),
                 Err(error) => {
                     log::debug!(
@@ -57,7 +57,7 @@ impl<'r, C: DeserializeOwned + Send + Sync + 'static> FromRequest<'r> for AuthUs
                 Error::Internal("the session store failed during a silent refresh".into()),
             ),
         };
-        record(request).mark_refused(status);
+        record.mark_refused(status);
         Outcome::Error((status, error))
     }
 }

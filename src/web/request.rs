@@ -4,7 +4,7 @@
 //! a policy refusal, the CSRF field of a form), which the fairing's response
 //! hook reads. Each entry is written once: the first decision stands.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rocket::http::Status;
 use rocket::request::Request;
@@ -19,8 +19,9 @@ use crate::user::AuthUser;
 
 /// What the guards decided for a request.
 pub(crate) enum Verdict {
-    /// A valid session.
-    User(AuthUser),
+    /// A valid session: the user, shared with the guard's shortcut for a
+    /// token it keeps (each guard copies it once).
+    User(Arc<AuthUser>),
     /// A token failure: 401.
     Rejected(Rejection),
     /// A cookie-authenticated unsafe request without valid CSRF proof: 403.
@@ -171,13 +172,17 @@ impl RequestRecord {
 /// The managed [`Sessions`], or the 500 a guard answers (with a log line saying
 /// how to fix it) when the fairing is not attached.
 pub(crate) fn managed<'r>(request: &'r Request<'_>) -> Result<&'r Sessions, (Status, Error)> {
-    record(request).sessions().ok_or_else(|| {
-        log::error!("rocket_sqlite_sessions: a session guard is used but Sessions::fairing() is not attached");
-        (
-            Status::InternalServerError,
-            Error::Internal("Sessions::fairing() is not attached".into()),
-        )
-    })
+    record(request).sessions().ok_or_else(fairing_not_attached)
+}
+
+/// The 500 a guard answers when the fairing is not attached, with a log line
+/// saying how to fix it.
+pub(crate) fn fairing_not_attached() -> (Status, Error) {
+    log::error!("rocket_sqlite_sessions: a session guard is used but Sessions::fairing() is not attached");
+    (
+        Status::InternalServerError,
+        Error::Internal("Sessions::fairing() is not attached".into()),
+    )
 }
 
 /// The validated configuration, when the fairing is attached.

@@ -2,6 +2,8 @@
 //! token or its cookies (refreshing them silently), with CSRF proof for
 //! unsafe cookie requests.
 
+use std::sync::Arc;
+
 use rocket::request::Request;
 
 use crate::client::ClientInfo;
@@ -11,39 +13,65 @@ use crate::sessions::Sessions;
 use crate::token::{authorization_token, Rejection, Scheme};
 use crate::web::client::{one_dpop_header, request_url};
 use crate::web::csrf_proof::{check_origin, is_unsafe, presented_csrf_token};
-use crate::web::request::{record, CookieChange, Verdict};
+use crate::web::request::{record, CookieChange, RequestRecord, Verdict};
 
 /// The request's verdict, decided once and kept in its record.
 pub(crate) async fn verdict<'r>(request: &'r Request<'_>, sessions: &Sessions) -> &'r Verdict {
-    let record = record(request);
+    verdict_in(record(request), request, sessions).await
+}
+
+/// [`verdict`], with the request's record already looked up.
+pub(crate) async fn verdict_in<'r>(
+    record: &'r RequestRecord,
+    request: &'r Request<'_>,
+    sessions: &Sessions,
+) -> &'r Verdict {
     if let Some(decided) = record.verdict() {
         return decided;
     }
-    let decided = match request.headers().get_one("Authorization") {
+    let decided = match authorization_headers(request) {
         // A bearer token is judged from memory, without awaiting anything.
-        Some(_) => decide_bearer(request, sessions),
+        (Some(value), false) => decide_bearer(request, sessions, value),
+        // Two Authorization headers are one too many.
+        (Some(_), true) => Verdict::Rejected(Rejection::Missing),
         // Boxed: the cookie path's future (a silent refresh) is large, and would
         // otherwise make every guard's future as large.
-        None => Box::pin(decide_cookies(request, sessions)).await,
+        (None, _) => Box::pin(decide_cookies(request, sessions)).await,
     };
     record.decide(decided)
 }
 
-/// The verdict on a request with an `Authorization` header. It is judged alone:
-/// an invalid one never falls back to cookies.
-fn decide_bearer(request: &Request<'_>, sessions: &Sessions) -> Verdict {
-    let mut authorization = request.headers().get("Authorization");
-    // Two Authorization headers are one too many.
-    let judged = match (authorization.next(), authorization.next()) {
-        (Some(value), None) => match authorization_token(value) {
-            Ok((Scheme::Bearer, token)) => sessions.authenticate_bearer(token),
-            Ok((Scheme::Dpop, token)) => match (one_dpop_header(request), request_url(request)) {
-                (proof, Some(url)) => sessions.authenticate_dpop(token, proof, request.method().as_str(), &url),
-                (_, None) => Err(Rejection::DpopProof),
-            },
-            Err(rejection) => Err(rejection),
+/// The request's first `Authorization` header, and whether there is
+/// another. The headers are walked rather than looked up: a request has a
+/// handful, and comparing their names costs less than hashing one (this is
+/// on every guarded request's path, `scripts/instructions.sh`).
+fn authorization_headers<'r>(request: &'r Request<'_>) -> (Option<&'r str>, bool) {
+    let (mut first, mut count) = (None, 0);
+    for header in request.headers().iter() {
+        if header.name().as_str().eq_ignore_ascii_case("Authorization") {
+            count += 1;
+            if let (None, std::borrow::Cow::Borrowed(value)) = (first, header.value) {
+                first = Some(value);
+            }
+        }
+    }
+    // Rocket lends its headers; should a value ever be owned, look it up.
+    if count > 0 && first.is_none() {
+        first = request.headers().get_one("Authorization");
+    }
+    (first, count > 1)
+}
+
+/// The verdict on a request with one `Authorization` header, `value`. It is
+/// judged alone: an invalid one never falls back to cookies.
+fn decide_bearer(request: &Request<'_>, sessions: &Sessions, value: &str) -> Verdict {
+    let judged = match authorization_token(value) {
+        Ok((Scheme::Bearer, token)) => sessions.authenticate_bearer(token),
+        Ok((Scheme::Dpop, token)) => match (one_dpop_header(request), request_url(request)) {
+            (proof, Some(url)) => sessions.authenticate_dpop(token, proof, request.method().as_str(), &url),
+            (_, None) => Err(Rejection::DpopProof),
         },
-        _ => Err(Rejection::Missing),
+        Err(rejection) => Err(rejection),
     };
     match judged {
         Ok(user) => Verdict::User(user),
@@ -104,7 +132,7 @@ async fn decide_cookies(request: &Request<'_>, sessions: &Sessions) -> Verdict {
                 }
                 Ok(issued) => {
                     change(CookieChange::Set(issued.pair));
-                    issued.user
+                    Arc::new(issued.user)
                 }
                 Err(Error::InvalidToken) => {
                     change(CookieChange::Clear);
