@@ -5,10 +5,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use p256::ecdsa::signature::Signer as _;
 use rocket::http::Cookie;
 use rocket::local::asynchronous::{LocalRequest, LocalResponse};
 use serde_json::{json, Value};
+
+use super::dpop::DpopKey;
 
 /// An RSA test key, public in this repository (`openssl genpkey -algorithm RSA`).
 const RSA_PEM: &str = r#"-----BEGIN PRIVATE KEY-----
@@ -41,20 +42,16 @@ ON/zfvsTNoyVHR5WW1uwdxDEEg==
 -----END PRIVATE KEY-----
 "#;
 
-/// A device key.
+/// A device key: P-256, signing as a DPoP client's does, or RSA.
 pub enum DeviceKey {
-    Es256(p256::ecdsa::SigningKey),
+    Es256(DpopKey),
     Rs256(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>, Value),
 }
 
 impl DeviceKey {
     /// A new P-256 key.
     pub fn es256() -> DeviceKey {
-        loop {
-            if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
-                return DeviceKey::Es256(key);
-            }
-        }
+        DeviceKey::Es256(DpopKey::es256())
     }
 
     /// The repository's RSA test key.
@@ -74,14 +71,7 @@ impl DeviceKey {
     /// The public JWK.
     pub fn jwk(&self) -> Value {
         match self {
-            DeviceKey::Es256(key) => {
-                let point = key.verifying_key().to_sec1_point(false);
-                json!({
-                    "kty": "EC", "crv": "P-256",
-                    "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-                    "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-                })
-            }
+            DeviceKey::Es256(key) => key.jwk(),
             DeviceKey::Rs256(_, jwk) => jwk.clone(),
         }
     }
@@ -95,22 +85,20 @@ impl DeviceKey {
 
     /// A compact JWS of `header` and `payload` signed by this key.
     pub fn sign(&self, header: &Value, payload: &Value) -> String {
+        let key = match self {
+            DeviceKey::Es256(key) => return key.sign(header, payload),
+            DeviceKey::Rs256(key, _) => key,
+        };
         let message = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(payload.to_string())
         );
-        let signature = match self {
-            DeviceKey::Es256(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(message.as_bytes());
-                signature.to_bytes().to_vec()
-            }
-            DeviceKey::Rs256(key, _) => {
-                use rsa::signature::{SignatureEncoding as _, Signer as _};
-                key.sign(message.as_bytes()).to_vec()
-            }
-        };
-        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+        use rsa::signature::{SignatureEncoding as _, Signer as _};
+        format!(
+            "{message}.{}",
+            URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()).to_vec())
+        )
     }
 
     /// The registration answer to `challenge`: the public key in the header.
