@@ -4,6 +4,7 @@
 //! tagged, whose hashes the store keeps ([`refresh`]).
 
 mod access;
+mod claims;
 mod keys;
 mod refresh;
 mod verified;
