@@ -827,8 +827,11 @@ async fn registrations_from_one_network_are_throttled() {
 }
 
 /// Registrations hash one at a time, so a sign-in during a burst of them
-/// gets a core at once: it is answered before half of them (sharing the
-/// cores in turn, it came after all those sent before it).
+/// gets a core at once: it is answered well before the burst ends (sharing
+/// the cores in turn, it would come after all those sent before it). The
+/// margin is wide, 32 registrations and the sign-in within the first 20,
+/// because this binary's other tests load the same two cores: once, in CI,
+/// the sign-in came 13th of 16.
 #[rocket::async_test]
 async fn a_burst_of_registrations_leaves_a_core_for_sign_ins() {
     use std::sync::Mutex;
@@ -836,11 +839,11 @@ async fn a_burst_of_registrations_leaves_a_core_for_sign_ins() {
     let client = start(&harness).await;
     assert_eq!(register_from(&client, "10.0.0.1:1", "alice").await, Status::Created);
     let finished: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let registrations = (0..16).map(|n| {
+    let registrations = (0..32).map(|n| {
         let finished = &finished;
         let client = &client;
         async move {
-            let address = format!("10.0.{}.1:1", n % 4 + 1);
+            let address = format!("10.0.{}.1:1", n % 8 + 1);
             let status = register_from(client, &address, &format!("user{n}")).await;
             assert_eq!(status, Status::Created);
             finished.lock().unwrap().push(format!("user{n}"));
@@ -855,8 +858,8 @@ async fn a_burst_of_registrations_leaves_a_core_for_sign_ins() {
     let finished = finished.into_inner().unwrap();
     let place = finished.iter().position(|name| name == "sign-in").unwrap();
     assert!(
-        place <= 8,
-        "the sign-in finished after {place} of 16 registrations: {finished:?}"
+        place <= 20,
+        "the sign-in finished after {place} of 32 registrations: {finished:?}"
     );
     assert_eq!(demo::users::peak_concurrent_registration_hashes(client.rocket()), 1);
 }
