@@ -203,7 +203,14 @@ impl App {
         let harness = harness.into();
         logs::capture_logs();
         let rocket = rocket::custom(configure(harness.figment())).attach(hook(harness.fairing()));
-        let client = Client::tracked(with_routes(rocket)).await.expect("the app launches");
+        let client = match Client::tracked(with_routes(rocket)).await {
+            Ok(client) => client,
+            Err(error) => {
+                let lines = logs::lines();
+                let last: Vec<&String> = lines.iter().rev().take(12).collect();
+                panic!("the app launches: {error}; the last log lines, newest first: {last:#?}")
+            }
+        };
         App { harness, client }
     }
 

@@ -250,7 +250,11 @@ impl PostgresStore {
 /// disk (`synchronous_commit = off`): the crate answers a logout only once it
 /// is durable, and never weakens the setting itself.
 async fn refuse_asynchronous_commit(client: &tokio_postgres::Client, shown: &str) -> Result<(), StoreError> {
-    let row = client.query_one("SHOW synchronous_commit", &[]).await?;
+    // An unnamed statement, parsed and run in one exchange: a named one (what
+    // `query_one` with a string prepares) breaks behind a pooler in
+    // transaction mode, whose next message may reach another server
+    // connection (`prepared statement "s38" does not exist`, seen in CI).
+    let row = client.query_typed_one("SHOW synchronous_commit", &[]).await?;
     let setting: String = row.get(0);
     if setting == "off" {
         return Err(StoreError::other(format!(
