@@ -87,12 +87,8 @@ impl Sessions {
         }
     }
 
-    /// What the proof of a login or refresh request (no access token) shows:
-    /// [`ProofOutcome::Absent`] without one.
-    pub(crate) fn token_request_proof(&self, proof: Option<&str>, method: &str, url: &str) -> ProofOutcome {
-        let Some(proof) = proof else {
-            return ProofOutcome::Absent;
-        };
+    /// What the proof of a login or refresh request (no access token) shows.
+    pub(crate) fn token_request_proof(&self, proof: &str, method: &str, url: &str) -> ProofOutcome {
         let target = ProofTarget {
             method,
             url,

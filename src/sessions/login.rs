@@ -6,7 +6,6 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::verify::user_of;
 use super::Sessions;
 use crate::client::{ClientInfo, ProofOutcome};
 use crate::crypto::random_id;
@@ -403,7 +402,7 @@ impl Sessions {
         };
         Ok(Issued {
             pair,
-            user: user_of(claims),
+            user: claims.into_user(),
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::dpop::{DpopMode, ProofError};
 use crate::error::Error;
 use std::sync::Arc;
 
-use crate::token::{authorization_token, AccessClaims, Admitted, Confirmation, Rejection, Scheme};
+use crate::token::{authorization_token, Admitted, Confirmation, Rejection, Scheme};
 use crate::user::{AuthUser, Binding};
 
 impl Sessions {
@@ -192,11 +192,6 @@ impl Sessions {
             Err(fresh_age)
         }
     }
-}
-
-/// The user an access token's claims name.
-pub(crate) fn user_of(claims: AccessClaims) -> AuthUser {
-    claims.into_user()
 }
 
 /// `user`, proved to hold the key its session is bound to.

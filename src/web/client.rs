@@ -58,7 +58,7 @@ fn token_request_proof(request: &Request<'_>) -> ProofOutcome {
                     reason: "not one DPoP header, or no Host to check its htu with",
                 };
             };
-            sessions.token_request_proof(Some(proof), request.method().as_str(), &url)
+            sessions.token_request_proof(proof, request.method().as_str(), &url)
         })
         .clone()
 }
