@@ -112,10 +112,7 @@ impl SessionsConfig {
                      `__Secure-…` (or leave the default)",
                 ));
             }
-            let token_chars = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if name.is_empty() || !token_chars {
+            if !is_cookie_name(name) {
                 return Err(ConfigError::invalid(
                     key,
                     "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~ only",
@@ -209,10 +206,7 @@ impl SessionsConfig {
         }
         let dbsc = if self.dbsc {
             let name = &self.dbsc_refresh_cookie;
-            let token_chars = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if name.starts_with(HOST_PREFIX) || name.is_empty() || !token_chars || cookie_names.contains(&name) {
+            if name.starts_with(HOST_PREFIX) || !is_cookie_name(name) || cookie_names.contains(&name) {
                 return Err(ConfigError::invalid(
                     "dbsc_refresh_cookie",
                     "must be a cookie name of its own, not `__Host-` (it is sent to one path only); the default is \"__Secure-dbsc_refresh\"",
@@ -387,6 +381,15 @@ fn cookie_domain(domain: &str) -> Result<String, String> {
         ));
     }
     Ok(domain)
+}
+
+/// Whether `name` is a cookie name: a non-empty token of RFC 6265 (letters,
+/// digits and `!#$%&'*+-.^_`|~`).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn decode_secret(encoded: &str) -> Result<Vec<u8>, String> {
