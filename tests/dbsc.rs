@@ -92,6 +92,10 @@ impl Browser {
         assert_eq!(instructions["refresh_url"], "/auth/dbsc/refresh");
         assert_eq!(instructions["credentials"][0]["name"], ACCESS);
         assert_eq!(instructions["credentials"][0]["type"], "cookie");
+        assert_eq!(
+            instructions["credentials"][0]["attributes"],
+            "Path=/; Secure; HttpOnly; SameSite=Lax"
+        );
         (
             instructions["session_identifier"].as_str().unwrap().to_string(),
             "/auth/dbsc/refresh".into(),

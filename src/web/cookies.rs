@@ -134,14 +134,13 @@ impl Sessions {
     /// The attributes of the access cookie as DBSC's session instructions
     /// name them (the bound cookie's).
     pub(crate) fn access_cookie_attributes(&self) -> String {
-        let browser = &self.settings().browser;
-        let same_site = match browser.same_site {
-            SameSitePolicy::Lax => "Lax",
-            SameSitePolicy::Strict => "Strict",
-            SameSitePolicy::None => "None",
-        };
-        let mut attributes = format!("Path=/; Secure; HttpOnly; SameSite={same_site}");
-        if let Some(domain) = &browser.cookie_domain {
+        // Read off the cookie itself, so the two never disagree.
+        let cookie = self.session_cookie(&self.settings().browser.access_cookie, String::new(), None);
+        let mut attributes = format!("Path={}; Secure; HttpOnly", cookie.path().unwrap_or("/"));
+        if let Some(same_site) = cookie.same_site() {
+            attributes.push_str(&format!("; SameSite={same_site}"));
+        }
+        if let Some(domain) = cookie.domain() {
             attributes.push_str(&format!("; Domain={domain}"));
         }
         attributes
