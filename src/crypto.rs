@@ -44,6 +44,21 @@ impl IdKey {
     }
 }
 
+/// The 16-byte key under which a replay cache remembers `id` seen in
+/// `scope` (a proof's `jti` under its key's thumbprint, a challenge under its
+/// session): the first bytes of a SHA-256 of both, under `purpose` (which
+/// ends in a NUL byte), so no two purposes or scopes share a key.
+pub(crate) fn replay_key(purpose: &[u8], scope: &str, id: &str) -> [u8; 16] {
+    let digest = Sha256::new_with_prefix(purpose)
+        .chain_update(scope.as_bytes())
+        .chain_update([0])
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 /// A key for one purpose, derived from a signing secret, so that no other use
 /// ever holds the JWT key itself.
 pub(crate) fn derive_key(signing_secret: &[u8], purpose: &[u8]) -> [u8; 32] {

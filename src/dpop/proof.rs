@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{DpopSettings, ProofError};
+use crate::crypto::replay_key;
 use crate::jwk::{ClientAlgorithm, ClientKey, CompactJws, Jwk, ReadKey};
 
 /// The `typ` of a DPoP proof.
@@ -107,13 +108,7 @@ pub(crate) fn check(
     if settings.nonces && !claims.nonce.as_deref().is_some_and(&nonce_ok) {
         return Err(ProofError::NonceNeeded);
     }
-    let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions dpop jti\0")
-        .chain_update(thumbprint.as_bytes())
-        .chain_update([0])
-        .chain_update(claims.jti.as_bytes())
-        .finalize();
-    let mut replay_key = [0u8; 16];
-    replay_key.copy_from_slice(&digest[..16]);
+    let replay_key = replay_key(b"rocket_sqlite_sessions dpop jti\0", &thumbprint, &claims.jti);
     Ok(CheckedProof {
         thumbprint,
         replay_key,

@@ -14,15 +14,13 @@
 use super::login::Issued;
 use super::Sessions;
 use crate::client::{ClientInfo, ProofOutcome};
-use crate::crypto::derive_key;
+use crate::crypto::{derive_key, replay_key};
 use crate::dbsc::answer::{self, AnswerError};
 use crate::dbsc::challenge::{Challenges, Purpose, CHALLENGE_LIFETIME};
 use crate::dbsc::DbscSettings;
 use crate::dpop::replay::{NotRemembered, ReplayCache};
 use crate::error::Error;
 use crate::jwk::ClientKey;
-
-use sha2::{Digest, Sha256};
 
 /// The most answers remembered at once, per process (~64 bytes each).
 const REPLAY_CAPACITY: usize = 100_000;
@@ -82,13 +80,7 @@ impl Sessions {
             .challenges
             .made_at(challenge, purpose, session_id, now, leeway)
             .ok_or(DeviceRefusal::Challenge)?;
-        let digest = Sha256::new_with_prefix(b"rocket_sqlite_sessions dbsc challenge\0")
-            .chain_update(session_id.as_bytes())
-            .chain_update([0])
-            .chain_update(challenge.as_bytes())
-            .finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
+        let key = replay_key(b"rocket_sqlite_sessions dbsc challenge\0", session_id, challenge);
         match dbsc.replay.remember(key, made + CHALLENGE_LIFETIME + 1, now) {
             Ok(()) => Ok(()),
             Err(NotRemembered::Seen) => Err(DeviceRefusal::Refused("a DBSC challenge answered twice")),
