@@ -56,14 +56,9 @@ impl AnswerError {
 /// A registration answer: the new key, checked to have signed it, and the
 /// challenge it answers.
 pub(crate) fn registration(answer: &str) -> Result<(ReadKey, String), AnswerError> {
-    let jws = CompactJws::split(answer, MAX_ANSWER_LEN).ok_or(AnswerError::Malformed)?;
-    let header: AnswerHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| AnswerError::Header)?;
-    let (Some(ANSWER_TYPE), Some(alg), None) = (header.typ, header.alg, header.crit) else {
-        return Err(AnswerError::Header);
-    };
-    let algorithm = ClientAlgorithm::named(alg, &ALGORITHMS).ok_or(AnswerError::Header)?;
+    let (jws, algorithm, jwk) = opened(answer)?;
     let claims: AnswerClaims = serde_json::from_slice(&jws.payload).map_err(|_| AnswerError::Claims)?;
-    let jwk = header.jwk.or(claims.key).ok_or(AnswerError::Key)?;
+    let jwk = jwk.or(claims.key).ok_or(AnswerError::Key)?;
     let read = ClientKey::read(&jwk, algorithm).ok_or(AnswerError::Key)?;
     if !read.key.verify(jws.signed.as_bytes(), &jws.signature) {
         return Err(AnswerError::Signature);
@@ -74,12 +69,8 @@ pub(crate) fn registration(answer: &str) -> Result<(ReadKey, String), AnswerErro
 /// A refresh answer, signed by `key` (the session's): the challenge it
 /// answers.
 pub(crate) fn refresh(answer: &str, key: &ClientKey) -> Result<String, AnswerError> {
-    let jws = CompactJws::split(answer, MAX_ANSWER_LEN).ok_or(AnswerError::Malformed)?;
-    let header: AnswerHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| AnswerError::Header)?;
-    let (Some(ANSWER_TYPE), Some(alg), None) = (header.typ, header.alg, header.crit) else {
-        return Err(AnswerError::Header);
-    };
-    if alg != key.algorithm().name() {
+    let (jws, algorithm, _) = opened(answer)?;
+    if algorithm != key.algorithm() {
         return Err(AnswerError::Header);
     }
     if !key.verify(jws.signed.as_bytes(), &jws.signature) {
@@ -87,4 +78,18 @@ pub(crate) fn refresh(answer: &str, key: &ClientKey) -> Result<String, AnswerErr
     }
     let claims: AnswerClaims = serde_json::from_slice(&jws.payload).map_err(|_| AnswerError::Claims)?;
     Ok(claims.jti)
+}
+
+/// `answer` split and its header checked (`typ: dbsc+jwt`, no `crit`, an
+/// `alg` browsers sign with): the algorithm, and the `jwk` the header may
+/// carry.
+fn opened(answer: &str) -> Result<(CompactJws<'_>, ClientAlgorithm, Option<Jwk>), AnswerError> {
+    let jws = CompactJws::split(answer, MAX_ANSWER_LEN).ok_or(AnswerError::Malformed)?;
+    let header: AnswerHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| AnswerError::Header)?;
+    let (Some(ANSWER_TYPE), Some(alg), None) = (header.typ, header.alg, header.crit) else {
+        return Err(AnswerError::Header);
+    };
+    let algorithm = ClientAlgorithm::named(alg, &ALGORITHMS).ok_or(AnswerError::Header)?;
+    let jwk = header.jwk;
+    Ok((jws, algorithm, jwk))
 }
