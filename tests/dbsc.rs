@@ -119,6 +119,14 @@ impl Browser {
     }
 }
 
+/// A second registration challenge for the session of `jar`'s cookies: the
+/// registration route without an answer gives one (403).
+async fn challenge_of_registration(client: &Client, jar: &Jar, path: &str) -> String {
+    let asked = jar.attach(client.post(path.to_string()), path).dispatch().await;
+    assert_eq!(asked.status(), Status::Forbidden);
+    challenge_of(&asked).expect("a registration challenge").0
+}
+
 macro_rules! dbsc_suite {
     ($backend:ident $(#[$skip:meta])*) => {
         mod $backend {
@@ -225,6 +233,48 @@ macro_rules! dbsc_suite {
                 assert_eq!(refused.status(), Status::Forbidden);
                 // The browser still renews with a fresh challenge.
                 assert_eq!(browser.refresh(&client, &session_id).await.status(), Status::Ok);
+            }
+
+            #[rocket::async_test]
+            $(#[$skip])*
+            async fn one_answer_sent_eight_times_at_once_renews_once_and_registrations_bind_once() {
+                let (_harness, client) = start().await;
+                let mut browser = Browser::new(DeviceKey::es256());
+                let (session_id, path) = browser.sign_in_and_register(&client, "alice").await;
+                let id = Header::new("Sec-Secure-Session-Id", format!("\"{session_id}\""));
+                let asked = browser.post(&client, &path, vec![id.clone()]).await;
+                let (challenge, _) = challenge_of(&asked).unwrap();
+                drop(asked);
+                let answer = browser.key.refresh(&challenge, "http://app.test/auth/dbsc/refresh");
+                let sent = (0..8).map(|_| {
+                    browser
+                        .jar
+                        .attach(client.post(path.clone()), &path)
+                        .header(id.clone())
+                        .header(Header::new("Secure-Session-Response", answer.clone()))
+                        .dispatch()
+                });
+                let answers = rocket::futures::future::join_all(sent).await;
+                let renewed = answers.iter().filter(|answer| answer.status() == Status::Ok).count();
+                assert_eq!(renewed, 1, "one answer, one renewal");
+                // Two registrations of one session at once: one binds.
+                let mut other = Browser::new(DeviceKey::es256());
+                let signed_in = other.post(&client, "/sign-in/bob", vec![]).await;
+                let (register, first) = registration_offer(&signed_in).unwrap();
+                drop(signed_in);
+                let second = challenge_of_registration(&client, &other.jar, &register).await;
+                let keys = [DeviceKey::es256(), DeviceKey::es256()];
+                let tries = keys.iter().zip([first, second]).map(|(key, challenge)| {
+                    let answer = key.registration(&challenge, "http://app.test/auth/dbsc/register");
+                    other
+                        .jar
+                        .attach(client.post(register.clone()), &register)
+                        .header(Header::new("Secure-Session-Response", answer))
+                        .dispatch()
+                });
+                let answers = rocket::futures::future::join_all(tries).await;
+                let bound = answers.iter().filter(|answer| answer.status() == Status::Ok).count();
+                assert_eq!(bound, 1, "a session binds once");
             }
 
             #[rocket::async_test]
