@@ -396,3 +396,63 @@ async fn strangers_cannot_lock_a_user_out_of_a_network_they_signed_in_from() {
         "a new network meets the cap for all networks together"
     );
 }
+
+// ---- refresh tokens issued before the second format --------------------------
+
+/// A refresh token as the crate issued them before the second format (0.1's
+/// instruction-count work): generation `generation` of session `session`,
+/// tagged with HMAC-SHA-256 under the key derived from `secret`, and the
+/// SHA-256 the store kept of it.
+fn first_format_token(secret: &[u8], session: &[u8], generation: u64) -> (String, Vec<u8>) {
+    use hmac::{KeyInit, Mac};
+    use sha2::Digest;
+    let mut derive = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    derive.update(b"rocket_sqlite_sessions refresh key");
+    let key = derive.finalize().into_bytes();
+    let mut bytes = Vec::from(session);
+    bytes.extend_from_slice(&generation.to_be_bytes());
+    bytes.extend_from_slice(&[7u8; 32]);
+    let mut tag = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    tag.update(b"tag\0");
+    tag.update(&bytes);
+    bytes.extend_from_slice(&tag.finalize().into_bytes()[..16]);
+    let hash = sha2::Sha256::digest(&bytes).to_vec();
+    (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes), hash)
+}
+
+fn generation_field(refresh: &str) -> [u8; 8] {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(refresh).unwrap();
+    bytes[16..24].try_into().unwrap()
+}
+
+#[rocket::async_test]
+async fn a_refresh_token_issued_before_the_second_format_still_rotates_once() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    assert_eq!(generation_field(&tokens.refresh)[0], 0x80, "new tokens have the second format");
+    // The session as a database of the previous version holds it: its
+    // current token of the first format, stored as its SHA-256.
+    let session = &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&tokens.refresh).unwrap()[..16];
+    let (old, hash) = first_format_token(&app.secret(), session, 0);
+    let connection = rusqlite::Connection::open(app.harness.database()).unwrap();
+    let changed = connection
+        .execute(
+            "UPDATE sessions SET refresh_hash = ?1 WHERE refresh_generation = 0",
+            [&hash],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+
+    assert_invalid_token(app.refresh(&tokens.refresh).await).await;
+    let next = app.rotate(&old).await;
+    assert_eq!(generation_field(&next.refresh), [0x80, 0, 0, 0, 0, 0, 0, 1], "its successor has the second format");
+    assert_eq!(app.whoami_status(&next.access).await, Status::Ok);
+    // Within the grace window the old token gets the same successor again.
+    assert_eq!(app.rotate(&old).await.refresh, next.refresh);
+    let after = app.rotate(&next.refresh).await;
+    assert_eq!(generation_field(&after.refresh)[7], 2);
+    // Past its successor's rotation the old token is reuse: the session ends.
+    assert_invalid_token(app.refresh(&old).await).await;
+    assert_invalid_token(app.refresh(&after.refresh).await).await;
+    assert_eq!(app.whoami_status(&after.access).await, Status::Unauthorized);
+}

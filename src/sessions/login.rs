@@ -279,7 +279,7 @@ impl Sessions {
                 absolute_expires_at,
                 client: client_record(client),
                 claims_json,
-                refresh_hash: refresh.hash(),
+                refresh_hash: refresh.hash,
                 refresh_ttl: options.refresh_ttl,
                 persistent: options.persistent,
                 checked_at_mark: options.mark.map(|mark| mark.seq),
@@ -331,7 +331,7 @@ impl Sessions {
                 dbsc_jkt: None,
             },
             now,
-            refresh,
+            refresh.token,
         )?;
         Ok(issued.pair)
     }

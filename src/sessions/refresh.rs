@@ -70,9 +70,9 @@ impl Sessions {
             return refused(&Rejection::Malformed);
         };
         let keys = &self.inner.refresh_keys;
-        if !keys.issued(&token) {
+        let Some(hash) = keys.check(&token) else {
             return refused(&"not a refresh token of this server");
-        }
+        };
         let Some(successors) = keys.successors(&token) else {
             return refused(&"the last generation");
         };
@@ -80,8 +80,8 @@ impl Sessions {
         let presented = Presented {
             // Below i64::MAX: its successor's generation is (successors()).
             generation: token.generation() as i64,
-            hash: token.hash(),
-            successor_hashes: successors.iter().map(RefreshToken::hash).collect(),
+            hash,
+            successor_hashes: successors.iter().map(|successor| successor.hash).collect(),
             proven_key,
         };
         let lifetimes = &self.inner.settings.lifetimes;
@@ -170,7 +170,7 @@ impl Sessions {
             ip: client.ip,
             at: now,
         });
-        let successor = successors.into_iter().nth(key).expect("one successor per key");
+        let successor = successors.into_iter().nth(key).expect("one successor per key").token;
         let grant = Grant {
             user_id: state.user_id,
             session_id,
@@ -188,7 +188,7 @@ impl Sessions {
     /// token alone (its tag checked); `None` for anything else.
     pub(crate) fn refresh_token_session(&self, presented: &str) -> Option<String> {
         RefreshToken::parse(presented)
-            .filter(|token| self.inner.refresh_keys.issued(token))
+            .filter(|token| self.inner.refresh_keys.check(token).is_some())
             .map(|token| token.session_id())
     }
 
