@@ -1,20 +1,20 @@
 //! The SQLite file itself: created private, its WAL kept bounded, watched
 //! for deletion or replacement.
 //!
-//! Checkpoints are automatic in SQLite only when a commit
-//! finds the WAL long, and then that commit pays for them. Here a background
-//! thread checkpoints every 200 ms without blocking writes (`PASSIVE`); but
-//! under steady writes a passive checkpoint never catches up, and SQLite
-//! restarts the WAL from its start only when a write begins with every frame
-//! copied back. So once the WAL's frames pass [`WAL_LIMIT_BYTES`], the writing
-//! thread itself finishes the checkpoint between two batches, when no write of
-//! this process can add frames; the next batch then restarts the WAL and SQLite
-//! cuts the file back to the limit (`journal_size_limit`). The file stays
-//! within the limit plus one batch, unless a reader holds an old snapshot.
+//! Checkpoints are automatic in SQLite only when a commit finds the WAL long,
+//! and then that commit pays for them. Here a background thread checkpoints
+//! every 200 ms without blocking writes (`PASSIVE`); but under steady writes it
+//! never catches up, and SQLite restarts the WAL from its start only when a
+//! write begins with every frame copied back. So once the WAL holds [`WAL_RESTART_FRAMES`] frames (SQLite's
+//! own `wal_autocheckpoint` default), the writing thread itself finishes the
+//! checkpoint between two batches, when no write of this process can add
+//! frames; the next batch then restarts the WAL and SQLite cuts the file back
+//! to [`WAL_LIMIT_BYTES`] (`journal_size_limit`). The file stays within about
+//! 4 MiB plus one batch, unless a reader holds an old snapshot. (Commits walk
+//! `-shm`'s chains of page versions: 4,000 frames cost a refresh 10,000 instructions.)
 //! The frames are counted by SQLite at each commit (its WAL hook, which
 //! counts every connection's frames, another process's too): no `stat` of
 //! the file for each batch.
-//!
 //!
 //! Before each batch (and every 200 ms) the path is
 //! checked to still name the file opened at launch; once it is deleted or
@@ -55,9 +55,10 @@ use crate::store::{Durability, ErrorKind, StoreError};
 /// How often the background checkpointer copies the WAL into the database and
 /// checks that the file is still there.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-/// Past this size the `-wal` file is checkpointed to its end by the writing
-/// thread, and cut back to it at the next restart (`journal_size_limit`).
+/// The `-wal` file is cut back to this size when it restarts.
 pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// Past this many frames the writer checkpoints the WAL (see the module docs).
+pub(crate) const WAL_RESTART_FRAMES: u64 = 1000;
 
 /// Repeated failures of the background checkpointer.
 static CHECKPOINT_FAILURES: LogLimit = LogLimit::new();
@@ -75,18 +76,18 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 }
 
 /// Has SQLite count the WAL's frames at each commit of `connection`, for
-/// [`Shared::bound_wal`]; gives how many frames make [`WAL_LIMIT_BYTES`].
-/// After [`configure`], which would remove the hook (`wal_autocheckpoint`).
+/// [`Shared::bound_wal`]; gives the frames the WAL may hold ([`WAL_RESTART_FRAMES`],
+/// fewer for huge pages). After [`configure`], which would remove the hook.
 pub(super) fn count_wal_frames(connection: &Connection) -> rusqlite::Result<u64> {
     let page_bytes: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
     connection.wal_hook(Some(note_wal_frames));
     // Each frame is a page and its 24-byte header.
-    Ok(WAL_LIMIT_BYTES / (page_bytes.unsigned_abs() + 24))
+    Ok((WAL_LIMIT_BYTES / (page_bytes.unsigned_abs() + 24)).min(WAL_RESTART_FRAMES))
 }
 
 impl Shared {
-    /// Finishes the checkpoint when the WAL has passed its limit (see the
-    /// module docs). Runs on the thread that ran the batch.
+    /// Finishes the checkpoint when the WAL has passed
+    /// [`WAL_RESTART_FRAMES`] (see the module docs). Runs on the thread that ran the batch.
     pub(super) fn bound_wal(&self, connection: &Connection) {
         let frames = WAL_FRAMES.replace(0);
         if u64::try_from(frames).unwrap_or(0) <= self.wal_frame_limit {

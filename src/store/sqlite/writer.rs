@@ -15,7 +15,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::{lock, Shared, SqliteStore};
 use crate::log_limit::LogLimit;
@@ -170,7 +170,7 @@ impl Shared {
         let mut writes = writes.into_iter();
         let mut answers = Vec::with_capacity(writes.len());
         loop {
-            let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+            let transaction = match Immediate::begin(connection) {
                 Ok(transaction) => transaction,
                 Err(error) => {
                     let error = StoreError::from(error);
@@ -181,7 +181,7 @@ impl Shared {
             let Some(first) = writes.next() else {
                 return Ok(());
             };
-            let (answer, succeeded) = first.run(&transaction, true);
+            let (answer, succeeded) = first.run(transaction.0, true);
             if !succeeded {
                 // Its changes are all the transaction holds (a rollback SQLite
                 // already did is not done again); its answer is its own error.
@@ -201,7 +201,7 @@ impl Shared {
                 if transaction.is_autocommit() {
                     break;
                 }
-                answers.push(write.run(&transaction, false).0);
+                answers.push(write.run(transaction.0, false).0);
             }
             // Some failures (a full disk, an I/O error) make SQLite roll back
             // the whole transaction: what ran so far is gone, and what follows
@@ -229,6 +229,51 @@ impl Shared {
             return committed;
         }
     }
+}
+
+/// A batch's `BEGIN IMMEDIATE` transaction on the writing connection, rolled
+/// back unless committed. rusqlite's `Transaction` parses `BEGIN IMMEDIATE`
+/// and `COMMIT` anew for each batch (~4,000 instructions of a refresh's
+/// ~100,000, `scripts/instructions.sh`); these statements are cached.
+struct Immediate<'c>(&'c Connection);
+
+impl<'c> Immediate<'c> {
+    fn begin(connection: &'c Connection) -> rusqlite::Result<Self> {
+        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Immediate(connection))
+    }
+
+    fn is_autocommit(&self) -> bool {
+        self.0.is_autocommit()
+    }
+
+    /// Commits; on failure the transaction is rolled back (when SQLite has
+    /// not done so already).
+    fn commit(self) -> rusqlite::Result<()> {
+        self.0.prepare_cached("COMMIT")?.execute([]).map(drop)
+    }
+
+    /// Rolls back whatever the transaction holds (nothing when SQLite
+    /// already rolled it back).
+    fn finish(self) -> rusqlite::Result<()> {
+        let connection = self.0;
+        std::mem::forget(self);
+        rollback(connection)
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        let _ = rollback(self.0);
+    }
+}
+
+/// Rolls back the open transaction of `connection`, if there is one.
+fn rollback(connection: &Connection) -> rusqlite::Result<()> {
+    if connection.is_autocommit() {
+        return Ok(());
+    }
+    connection.prepare_cached("ROLLBACK")?.execute([]).map(drop)
 }
 
 /// Runs `work`, a panic of it made an error.
