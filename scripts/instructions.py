@@ -3,7 +3,9 @@
 valgrind's callgrind (user space, every thread of the server): each phase
 is a run of requests of one kind, over one keep-alive connection, with the
 server's instrumentation switched on for it alone (callgrind_control), run
-twice and the lower figure kept. Driven by scripts/instructions.sh.
+three times and the lowest figure kept (malloc's and Tokio's state move a
+phase by a few hundred instructions from one run to the next). Driven by
+scripts/instructions.sh.
 
   instructions.py SERVER_PID BASE_URL COUNT OUT_DIR
 """
@@ -36,9 +38,9 @@ def control(*args):
 
 def counted(name, prepare, send):
     """The instructions of `send(conn, item)` for each item `prepare()`
-    gives (made before instrumentation), per request; the lower of two runs."""
+    gives (made before instrumentation), per request; the lowest of three runs."""
     figures = []
-    for run in (1, 2):
+    for run in (1, 2, 3):
         items = prepare()
         conn = connection()
         request(conn, "GET", "/health")  # the connection is open before counting

@@ -2,7 +2,7 @@
 # Instructions per request, counted by valgrind's callgrind in the server
 # (testsuite/examples/limits_server.rs), not timed: the same binary, requests
 # and environment give the same counts whatever else the machine does. Each
-# phase is run twice in one process and the lower figure kept
+# phase is run three times in one process and the lowest figure kept
 # (scripts/instructions.py):
 #
 #   open              GET /open, the guarded route's body without the guard
@@ -69,7 +69,7 @@ python3 - "$figures" "$commit" "$PROFILE" "$COUNT" <<'PY'
 import json, sys
 f = json.loads(sys.argv[1])
 commit, profile, count = sys.argv[2], sys.argv[3], sys.argv[4]
-print(f"Instructions per request (callgrind, {profile} build, commit {commit}, {count} requests a phase, the lower of two runs):\n")
+print(f"Instructions per request (callgrind, {profile} build, commit {commit}, {count} requests a phase, the lowest of three runs):\n")
 print("| request | instructions | own (over its baseline) | / baseline |")
 print("|---|---|---|---|")
 rows = [

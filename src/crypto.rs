@@ -59,6 +59,12 @@ pub(crate) fn replay_key(purpose: &[u8], scope: &str, id: &str) -> [u8; 16] {
     key
 }
 
+/// Whether `a` and `b` are equal, in time independent of where they differ
+/// (only of their lengths).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
 /// A key for one purpose, derived from a signing secret, so that no other use
 /// ever holds the JWT key itself.
 pub(crate) fn derive_key(signing_secret: &[u8], purpose: &[u8]) -> [u8; 32] {

@@ -421,7 +421,9 @@ fn first_format_token(secret: &[u8], session: &[u8], generation: u64) -> (String
 }
 
 fn generation_field(refresh: &str) -> [u8; 8] {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(refresh).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(refresh)
+        .unwrap();
     bytes[16..24].try_into().unwrap()
 }
 
@@ -429,10 +431,16 @@ fn generation_field(refresh: &str) -> [u8; 8] {
 async fn a_refresh_token_issued_before_the_second_format_still_rotates_once() {
     let app = App::start().await;
     let tokens = app.login("alice").await;
-    assert_eq!(generation_field(&tokens.refresh)[0], 0x80, "new tokens have the second format");
+    assert_eq!(
+        generation_field(&tokens.refresh)[0],
+        0x80,
+        "new tokens have the second format"
+    );
     // The session as a database of the previous version holds it: its
     // current token of the first format, stored as its SHA-256.
-    let session = &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&tokens.refresh).unwrap()[..16];
+    let session = &base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&tokens.refresh)
+        .unwrap()[..16];
     let (old, hash) = first_format_token(&app.secret(), session, 0);
     let connection = rusqlite::Connection::open(app.harness.database()).unwrap();
     let changed = connection
@@ -445,7 +453,11 @@ async fn a_refresh_token_issued_before_the_second_format_still_rotates_once() {
 
     assert_invalid_token(app.refresh(&tokens.refresh).await).await;
     let next = app.rotate(&old).await;
-    assert_eq!(generation_field(&next.refresh), [0x80, 0, 0, 0, 0, 0, 0, 1], "its successor has the second format");
+    assert_eq!(
+        generation_field(&next.refresh),
+        [0x80, 0, 0, 0, 0, 0, 0, 1],
+        "its successor has the second format"
+    );
     assert_eq!(app.whoami_status(&next.access).await, Status::Ok);
     // Within the grace window the old token gets the same successor again.
     assert_eq!(app.rotate(&old).await.refresh, next.refresh);

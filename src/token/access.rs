@@ -108,7 +108,7 @@ pub(crate) struct TokenCodec {
     signer: Signer,
     /// Each key's id and verifier: a `kid` verifies with its own algorithm
     /// only.
-    verifying: Vec<(String, Verifier)>,
+    verifying: Vec<VerifyingKey>,
     rules: AccessRules,
     /// Tokens that passed the whole check, with their claims.
     verified: VerifiedTokens,
@@ -118,12 +118,21 @@ impl TokenCodec {
     /// A codec signing with `keys[0]` and verifying with every key.
     pub(crate) fn new(keys: &[SigningKey], rules: AccessRules) -> Self {
         let signing = &keys[0];
-        let alg = signing.algorithm().name();
-        let header = serde_json::json!({ "alg": alg, "typ": ACCESS_TOKEN_TYPE, "kid": signing.kid });
+        let signing_prefix = format!("{}.", header_segment(signing));
         TokenCodec {
-            signing_prefix: format!("{}.", URL_SAFE_NO_PAD.encode(header.to_string())),
-            signer: signing.signer(),
-            verifying: keys.iter().map(|key| (key.kid.clone(), key.verifier())).collect(),
+            signer: signing.signer(signing_prefix.as_bytes()),
+            signing_prefix,
+            verifying: keys
+                .iter()
+                .map(|key| {
+                    let header = header_segment(key);
+                    VerifyingKey {
+                        kid: key.kid.clone(),
+                        verifier: key.verifier(format!("{header}.").as_bytes()),
+                        header,
+                    }
+                })
+                .collect(),
             rules,
             verified: VerifiedTokens::new(),
         }
@@ -192,37 +201,40 @@ impl TokenCodec {
         if token.len() > MAX_ACCESS_TOKEN_LEN {
             return Err(Rejection::TooLong);
         }
-        let mut segments = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (segments.next(), segments.next(), segments.next(), segments.next())
-        else {
-            return Err(Rejection::Malformed);
+        // `header.payload.signature`, each segment base64url without padding
+        // (no '=', '+' or '/'): the header is one of the keys' own, byte for
+        // byte, or is decoded, as the signature and the claims are, by a
+        // decoder that refuses anything else (a '.' too, and bits past the
+        // last byte).
+        let (message, signature) = token.rsplit_once('.').ok_or(Rejection::Malformed)?;
+        let (key, payload) = match self.verifying.iter().find_map(|key| {
+            let payload = message.strip_prefix(key.header.as_str())?.strip_prefix('.')?;
+            Some((&key.verifier, payload))
+        }) {
+            Some(known) => known,
+            None => {
+                let (header, payload) = message.split_once('.').ok_or(Rejection::Malformed)?;
+                (self.key_named_in(header)?, payload)
+            }
         };
-        // base64url without padding only: no '=', no '+' or '/'.
-        if !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(Rejection::Malformed);
-        }
-        let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| Rejection::Malformed)?;
-        let header: AccessHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| Rejection::Header)?;
-        let key = header
-            .kid
-            .and_then(|kid| self.verifying.iter().find(|(known, _)| known == kid))
-            .map(|(_, key)| key)
-            .ok_or(Rejection::UnknownKey)?;
-        if header.alg != key.algorithm().name() || header.typ != Some(ACCESS_TOKEN_TYPE) {
-            return Err(Rejection::Header);
-        }
-        // What the signature covers: `header.payload`.
-        let message = &token[..token.len() - signature.len() - 1];
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| Rejection::Signature)?;
-        if !key.verify(message.as_bytes(), &signature) {
+        if !key.verify(message.as_bytes(), signature) {
             return Err(Rejection::Signature);
         }
-        let payload_json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
-        let claims: AccessClaims = serde_json::from_slice(&payload_json).map_err(|_| Rejection::Claims)?;
+        // Decoded on the stack unless long (an allocation and its free are a
+        // tenth of what a first-seen token costs besides its signature).
+        let mut on_stack = [0u8; 768];
+        let on_heap;
+        let payload_json = match URL_SAFE_NO_PAD.decode_slice(payload, &mut on_stack) {
+            Ok(len) => &on_stack[..len],
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                on_heap = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
+                &on_heap[..]
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return Err(Rejection::Malformed),
+        };
+        // One UTF-8 check of the whole, rather than one per string.
+        let payload_json = std::str::from_utf8(payload_json).map_err(|_| Rejection::Claims)?;
+        let claims: AccessClaims = serde_json::from_str(payload_json).map_err(|_| Rejection::Claims)?;
 
         // Every time within 1970..=9999: what follows cannot overflow.
         let times = [Some(claims.iat), Some(claims.exp), Some(claims.auth_time), claims.nbf];
@@ -253,6 +265,25 @@ impl TokenCodec {
         Ok(claims)
     }
 
+    /// The key a header this codec did not write names, after the header's
+    /// checks: decoded and parsed, its `kid` a configured key's, its `alg`
+    /// that key's algorithm, its `typ` an access token's, nothing else in it.
+    /// (A header of this codec's own is one of [`VerifyingKey::header`],
+    /// compared byte for byte instead.)
+    fn key_named_in(&self, header: &str) -> Result<&Verifier, Rejection> {
+        let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| Rejection::Malformed)?;
+        let header: AccessHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| Rejection::Header)?;
+        let key = header
+            .kid
+            .and_then(|kid| self.verifying.iter().find(|key| key.kid == kid))
+            .map(|key| &key.verifier)
+            .ok_or(Rejection::UnknownKey)?;
+        if header.alg != key.algorithm().name() || header.typ != Some(ACCESS_TOKEN_TYPE) {
+            return Err(Rejection::Header);
+        }
+        Ok(key)
+    }
+
     /// The checks of a token's claims that depend on the time: not expired
     /// (`exp`, with the leeway), not yet valid (`iat`, `nbf`, with the
     /// leeway; a login after the token was issued). The claims' times are
@@ -267,6 +298,22 @@ impl TokenCodec {
         }
         Ok(())
     }
+}
+
+/// A key tokens are verified with.
+struct VerifyingKey {
+    kid: String,
+    /// The header segment (base64url) of the tokens this codec signs with
+    /// the key: a token carrying it needs no header decoded or parsed.
+    header: String,
+    verifier: Verifier,
+}
+
+/// The header segment of the access tokens `key` signs: its `alg`, the
+/// access token `typ`, its `kid`, in base64url.
+fn header_segment(key: &SigningKey) -> String {
+    let header = serde_json::json!({ "alg": key.algorithm().name(), "typ": ACCESS_TOKEN_TYPE, "kid": key.kid });
+    URL_SAFE_NO_PAD.encode(header.to_string())
 }
 
 /// The times of a token's claims.
@@ -322,4 +369,89 @@ pub(crate) fn authorization_token(value: &str) -> Result<(Scheme, &str), Rejecti
         return Err(Rejection::Missing);
     }
     Ok((scheme, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(keys: &[SigningKey]) -> TokenCodec {
+        let rules = AccessRules {
+            issuer: None,
+            audience: None,
+            access_ttl: 900,
+            leeway: 0,
+        };
+        TokenCodec::new(keys, rules)
+    }
+
+    fn claims(app: serde_json::Map<String, serde_json::Value>) -> AccessClaims {
+        AccessClaims {
+            sub: "u".into(),
+            sid: "s".into(),
+            jti: crate::crypto::random_id(),
+            iat: 1_000,
+            exp: 1_900,
+            auth_time: 1_000,
+            nbf: None,
+            iss: None,
+            aud: None,
+            cnf: None,
+            app,
+        }
+    }
+
+    #[test]
+    fn short_and_long_claims_verify_and_a_changed_byte_does_not() {
+        let codec = codec(&[SigningKey::derived(vec![1; 32])]);
+        for size in [0, 700, 2000] {
+            let mut app = serde_json::Map::new();
+            app.insert("note".into(), "n".repeat(size).into());
+            let token = codec.sign(&claims(app)).unwrap();
+            let (admitted, _) = codec.verify(&token, 1_100).expect("a token it signed");
+            assert_eq!(admitted.user.claims["note"].as_str().map(str::len), Some(size));
+            for at in [5, token.len() / 2, token.len() - 2] {
+                let mut changed = token.clone().into_bytes();
+                changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(codec.verify_in_full(&changed, 1_100).is_err(), "byte {at} of {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn another_spelling_of_the_header_is_checked_in_full() {
+        let key = SigningKey::derived(vec![1; 32]);
+        let codec = codec(std::slice::from_ref(&key));
+        let token = codec.sign(&claims(serde_json::Map::new())).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        let (payload, _) = rest.split_once('.').unwrap();
+        let resign = |header: &serde_json::Value| {
+            let message = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+            let signature = key.signer(b"").sign(message.as_bytes());
+            format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
+        // The same members in another order: not the codec's own bytes, but valid.
+        let reordered = format!(
+            "{}.{payload}",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"typ":"at+jwt","kid":"{}","alg":"HS256"}}"#, key.kid))
+        );
+        let signature = key.signer(b"").sign(reordered.as_bytes());
+        let reordered = format!("{reordered}.{}", URL_SAFE_NO_PAD.encode(signature));
+        assert!(codec.verify(&reordered, 1_100).is_ok());
+        let with_jku = resign(&serde_json::json!({ "alg": "HS256", "typ": "at+jwt", "kid": key.kid, "jku": "x" }));
+        assert_eq!(codec.verify(&with_jku, 1_100).err(), Some(Rejection::Header));
+        let none = resign(&serde_json::json!({ "alg": "none", "typ": "at+jwt", "kid": key.kid }));
+        assert_eq!(codec.verify(&none, 1_100).err(), Some(Rejection::Header));
+        // Padding, or the other alphabet, in any segment.
+        for bad in [
+            format!("{token}="),
+            token.replacen('.', "=.", 1),
+            token.replace('-', "+"),
+        ] {
+            if bad != token {
+                assert!(codec.verify(&bad, 1_100).is_err(), "{bad}");
+            }
+        }
+    }
 }

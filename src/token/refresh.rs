@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{derive_key, random_bytes};
+use crate::crypto::{constant_time_eq, derive_key, random_bytes};
 
 /// The bytes of a refresh token: session id, generation, secret, tag.
 const SESSION_ID_BYTES: usize = 16;
@@ -221,15 +221,7 @@ fn tag_and_hash(key: &[u8; 32], tagged: &[u8]) -> ([u8; TAG_BYTES], StoredHash) 
         .finalize_xof()
         .fill(&mut output);
     let (tag, hash) = output.split_at(TAG_BYTES);
-    (
-        tag.try_into().expect("16 bytes"),
-        hash.try_into().expect("32 bytes"),
-    )
-}
-
-/// Whether `a` and `b` are equal, in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+    (tag.try_into().expect("16 bytes"), hash.try_into().expect("32 bytes"))
 }
 
 /// An HMAC under `key` for one purpose (domain separation): the first format.
@@ -294,13 +286,19 @@ mod tests {
         let next = keys.successors(&first).unwrap();
         assert_eq!(next.len(), 2, "one per key");
         assert_eq!(next[0].token.generation(), 1);
-        assert_eq!(next[0].token.encode(), keys.successors(&first).unwrap()[0].token.encode());
+        assert_eq!(
+            next[0].token.encode(),
+            keys.successors(&first).unwrap()[0].token.encode()
+        );
         assert_eq!(next[0].hash, keys.successors(&first).unwrap()[0].hash);
         assert_ne!(next[0].token.encode(), next[1].token.encode());
         assert_eq!(keys.check(&next[0].token), Some(next[0].hash));
         assert_eq!(keys.check(&next[1].token), Some(next[1].hash));
         let other = keys.first(&first.session_id()).unwrap().token;
-        assert_ne!(keys.successors(&other).unwrap()[0].token.encode(), next[0].token.encode());
+        assert_ne!(
+            keys.successors(&other).unwrap()[0].token.encode(),
+            next[0].token.encode()
+        );
     }
 
     #[test]
@@ -343,7 +341,10 @@ mod tests {
             let mut flipped = token.clone().into_bytes();
             flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
             let flipped = RefreshToken::parse(std::str::from_utf8(&flipped).unwrap()).unwrap();
-            assert!(keys(&[&[1; 32]]).check(&flipped).is_none(), "any change breaks the tag ({at})");
+            assert!(
+                keys(&[&[1; 32]]).check(&flipped).is_none(),
+                "any change breaks the tag ({at})"
+            );
         }
     }
 }
