@@ -71,7 +71,7 @@ impl Source {
     fn read(&self) -> (i64, i64) {
         match self {
             Source::System { origin } => (
-                chrono::Utc::now().timestamp_millis(),
+                system_wall_ms(),
                 i64::try_from(origin.elapsed().as_millis()).unwrap_or(i64::MAX),
             ),
             Source::Manual(manual) => (
@@ -186,9 +186,31 @@ impl From<ManualClock> for Clock {
     }
 }
 
+/// The system's wall clock in milliseconds since the epoch, floored (as
+/// `chrono`'s `timestamp_millis`, without its calendar arithmetic: read on
+/// every request).
+fn system_wall_ms() -> i64 {
+    let millis = |duration: std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => millis(since),
+        Err(before) => {
+            let before = before.duration();
+            -millis(before) - i64::from(before.subsec_nanos() % 1_000_000 != 0)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_wall_clock_reads_as_chrono_does() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let ours = system_wall_ms();
+        let after = chrono::Utc::now().timestamp_millis();
+        assert!((before..=after).contains(&ours), "{before} <= {ours} <= {after}");
+    }
 
     #[test]
     fn now_follows_forward_steps_and_ignores_backward_ones() {
