@@ -99,8 +99,9 @@
 //! [`jwks_routes()`]), that live `access_ttl` seconds and never outlive their
 //! session.
 //! Refresh tokens are 96 characters: the session id, a generation number, a
-//! secret and a tag (an HMAC under a key derived from the signing key), so a
-//! forged one is refused before any store lookup; only their SHA-256 is stored.
+//! secret and a tag (keyed BLAKE3 under a key derived from the signing key), so
+//! a forged one is refused before any store lookup; only a keyed hash of them
+//! is stored.
 //! Every refresh rotates the token, and a session has one live branch: the
 //! token just replaced, presented again within `reuse_grace` seconds, gets the
 //! same successor (two tabs refreshing at once); any earlier token presented
@@ -145,8 +146,8 @@
 //! killed process nor a power cut undoes it (`durability = "process_crash"`
 //! gives up the power cut for faster writes); a revocation reaches memory only after its
 //! commit, so memory and disk never disagree, and a write that fails (a full or
-//! read-only disk) changed nothing and answers 503. The WAL stays under 16 MiB
-//! plus one batch of writes. A file that cannot be written fails launch; a file,
+//! read-only disk) changed nothing and answers 503. The WAL stays under about 4 MiB
+//! (1,000 frames) plus one batch of writes. A file that cannot be written fails launch; a file,
 //! `-wal` or `-shm` deleted or replaced while running is noticed before the
 //! next write is answered (a deleted `-wal`'s frames are copied into the file
 //! first); a `-wal` left beside a file restored from a copy is moved aside at
