@@ -21,13 +21,13 @@ use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::client::{address, canonical, forwarded_pair, ClientInfo, ProofOutcome};
 use crate::config::{BrowserSettings, DpopMode, ForwardedHeader};
-use crate::web::request::{managed_settings, record};
+use crate::web::request::{first_header, managed_settings, record};
 
 impl ClientInfo {
     /// The client of `request`, with the trusted proxies of the managed
     /// [`Sessions`](crate::Sessions) (none when the fairing is not attached).
     pub fn of(request: &Request<'_>) -> Self {
-        let user_agent = request.headers().get_one("User-Agent").map(ClientInfo::cut_user_agent);
+        let user_agent = first_header(request, "User-Agent").map(ClientInfo::cut_user_agent);
         ClientInfo {
             ip: client_ip(request, managed_settings(request).map(|settings| &settings.browser)),
             user_agent,
@@ -40,7 +40,7 @@ impl ClientInfo {
 /// (a second check would find it replayed). A request with an
 /// `Authorization` header is not one: its proof is the guard's.
 fn token_request_proof(request: &Request<'_>) -> ProofOutcome {
-    if request.headers().get_one("DPoP").is_none() || request.headers().get_one("Authorization").is_some() {
+    if first_header(request, "DPoP").is_none() || first_header(request, "Authorization").is_some() {
         return ProofOutcome::Absent;
     }
     let record = record(request);

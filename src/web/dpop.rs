@@ -10,7 +10,7 @@ use rocket::response::Response;
 use crate::dpop::DpopMode;
 use crate::sessions::Sessions;
 use crate::token::{authorization_token, Rejection, Scheme};
-use crate::web::request::{RequestRecord, Verdict};
+use crate::web::request::{first_header, RequestRecord, Verdict};
 
 /// Adds DPoP's headers to `response`.
 pub(crate) fn finish_dpop(
@@ -26,9 +26,7 @@ pub(crate) fn finish_dpop(
     if settings.mode == DpopMode::Off || !(refused || settings.nonces) {
         return;
     }
-    let headers = request.headers();
-    let dpop_scheme = headers
-        .get_one("Authorization")
+    let dpop_scheme = first_header(request, "Authorization")
         .is_some_and(|value| matches!(authorization_token(value), Ok((Scheme::Dpop, _))));
     let rejection = match record.verdict() {
         Some(Verdict::Rejected(rejection)) => Some(*rejection),
@@ -49,7 +47,7 @@ pub(crate) fn finish_dpop(
             format!(r#"DPoP error="{error}", algs="{}""#, settings.algs()),
         ));
     }
-    if dpop_scheme || headers.get_one("DPoP").is_some() {
+    if dpop_scheme || first_header(request, "DPoP").is_some() {
         if let Some(nonce) = sessions.dpop_nonce() {
             response.set_header(Header::new("DPoP-Nonce", nonce));
         }

@@ -16,7 +16,7 @@ use crate::sessions::Sessions;
 use crate::web::csrf_proof::{csrf_field_of, is_unsafe, CSRF_HEADER, CSRF_PEEK_BYTES};
 use crate::web::dbsc::{dbsc_paths, offer_registration};
 use crate::web::dpop::finish_dpop;
-use crate::web::request::record;
+use crate::web::request::{first_header, record};
 use crate::web::responses::{
     csrf_refused_response, forbidden_response, invalid_token_response, login_too_old_response,
 };
@@ -253,7 +253,7 @@ fn app_path(request: &Request<'_>) -> String {
 fn login_redirect<'r>(sessions: &Sessions, request: &Request<'_>, response: &Response<'r>) -> Option<Response<'r>> {
     let login_url = sessions.settings().browser.login_url.as_deref()?;
     let page_request = matches!(request.method(), rocket::http::Method::Get | rocket::http::Method::Head)
-        && request.headers().get_one("Authorization").is_none()
+        && first_header(request, "Authorization").is_none()
         && request
             .headers()
             .get("Accept")

@@ -171,6 +171,22 @@ impl RequestRecord {
 
 /// The managed [`Sessions`], or the 500 a guard answers (with a log line saying
 /// how to fix it) when the fairing is not attached.
+/// The first value of the request header `name` (ASCII case ignored),
+/// found by walking the request's few headers: Rocket's header map hashes a
+/// looked-up name with SipHash, ~350 instructions a lookup, and the login,
+/// refresh and logout routes look up several (`scripts/instructions.sh`).
+pub(crate) fn first_header<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
+    let headers = request.headers();
+    let found = headers
+        .iter()
+        .find(|header| header.name().as_str().eq_ignore_ascii_case(name))?;
+    match found.value {
+        std::borrow::Cow::Borrowed(value) => Some(value),
+        // Rocket lends its headers; should a value ever be owned, look it up.
+        std::borrow::Cow::Owned(_) => headers.get_one(name),
+    }
+}
+
 pub(crate) fn managed<'r>(request: &'r Request<'_>) -> Result<&'r Sessions, (Status, Error)> {
     record(request).sessions().ok_or_else(fairing_not_attached)
 }

@@ -16,7 +16,7 @@ use crate::user::AuthUser;
 use crate::web::csrf_proof::{check_origin, presented_csrf_token};
 use crate::web::dbsc::{dbsc_refresh, dbsc_register};
 use crate::web::oauth::{revoke, OAuthError, RefreshBody};
-use crate::web::request::record;
+use crate::web::request::{first_header, record};
 use crate::web::responses::json_response;
 
 /// The crate's endpoints, to mount under a base of the app's choosing:
@@ -112,7 +112,7 @@ impl<'r> FromRequest<'r> for CookieRefresh {
             .content_type()
             .is_some_and(|content_type| content_type.is_json());
         let cookie = request.cookies().get(&sessions.settings().browser.refresh_cookie);
-        let (Some(cookie), false, None) = (cookie, json, request.headers().get_one("Authorization")) else {
+        let (Some(cookie), false, None) = (cookie, json, first_header(request, "Authorization")) else {
             return Outcome::Success(CookieRefresh::No);
         };
         let token = cookie.value().to_string();
@@ -190,7 +190,7 @@ impl<'r> FromRequest<'r> for CookieMode {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(CookieMode(request.headers().get_one("Authorization").is_none()))
+        Outcome::Success(CookieMode(first_header(request, "Authorization").is_none()))
     }
 }
 
