@@ -121,16 +121,18 @@ impl Tx<'_> {
             claims_mark,
         } = request;
         let (session_id, now) = (session_id.as_str(), *now);
-        let state = self
+        // The row's rowid comes with it: the rotation below rewrites the row
+        // by it, in this transaction, without looking the id up again.
+        let found = self
             .0
             .prepare_cached(
                 "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
                         refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                        refresh_ttl, persistent, dpop_jkt, dbsc_jkt
+                        refresh_ttl, persistent, dpop_jkt, dbsc_jkt, rowid
                  FROM sessions WHERE id = ?1",
             )?
             .query_row([session_id], |row| {
-                Ok(RefreshState {
+                let state = RefreshState {
                     user_id: row.get(0)?,
                     created_at: row.get(1)?,
                     expires_at: row.get(2)?,
@@ -145,10 +147,11 @@ impl Tx<'_> {
                     persistent: row.get(11)?,
                     dpop_jkt: row.get(12)?,
                     dbsc_jkt: row.get(13)?,
-                })
+                };
+                Ok((state, row.get::<_, i64>(14)?))
             })
             .optional()?;
-        let Some(state) = state else {
+        let Some((state, rowid)) = found else {
             return Ok(None);
         };
         if let (Some(_), Some(mark)) = (claims_json, claims_mark) {
@@ -175,10 +178,10 @@ impl Tx<'_> {
                              refresh_rotated_at = ?5, last_seen_at = ?5, expires_at = ?6,
                              ip = coalesce(?7, ip), user_agent = coalesce(?8, user_agent),
                              claims = coalesce(?10, claims)
-                         WHERE id = ?1 AND refresh_generation = ?9",
+                         WHERE rowid = ?1 AND refresh_generation = ?9",
                     )?
                     .execute(params![
-                        session_id,
+                        rowid,
                         state.generation + 1,
                         presented.successor_hashes[0],
                         presented.hash,
