@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub(crate) use super::claims::{AccessClaims, Confirmation, RESERVED_CLAIMS};
 use super::keys::{Signer, SigningKey, Verifier};
 use super::verified::{Kept, VerifiedTokens};
+use crate::crypto::decode_base64url;
 use crate::user::AuthUser;
 
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
@@ -222,16 +223,16 @@ impl TokenCodec {
         }
         // Decoded on the stack unless long (an allocation and its free are a
         // tenth of what a first-seen token costs besides its signature).
-        let mut on_stack = [0u8; 768];
-        let on_heap;
-        let payload_json = match URL_SAFE_NO_PAD.decode_slice(payload, &mut on_stack) {
-            Ok(len) => &on_stack[..len],
-            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-                on_heap = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
-                &on_heap[..]
-            }
-            Err(base64::DecodeSliceError::DecodeError(_)) => return Err(Rejection::Malformed),
+        let (mut on_stack, mut on_heap) = ([0u8; 768], Vec::new());
+        let room = payload.len() / 4 * 3 + 2;
+        let buffer = if room <= on_stack.len() {
+            &mut on_stack[..]
+        } else {
+            on_heap.resize(room, 0);
+            &mut on_heap[..]
         };
+        let length = decode_base64url(payload.as_bytes(), buffer).ok_or(Rejection::Malformed)?;
+        let payload_json = &buffer[..length];
         // One UTF-8 check of the whole, rather than one per string.
         let payload_json = std::str::from_utf8(payload_json).map_err(|_| Rejection::Claims)?;
         let claims: AccessClaims = serde_json::from_str(payload_json).map_err(|_| Rejection::Claims)?;

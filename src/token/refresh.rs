@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{constant_time_eq, derive_key, random_bytes};
+use crate::crypto::{constant_time_eq, decode_base64url, derive_key, random_bytes};
 
 /// The bytes of a refresh token: session id, generation, secret, tag.
 const SESSION_ID_BYTES: usize = 16;
@@ -59,12 +59,8 @@ impl RefreshToken {
             return None;
         }
         // 96 characters carry exactly 72 bytes: no stray bits, one spelling.
-        URL_SAFE_NO_PAD
-            .decode(presented)
-            .ok()?
-            .try_into()
-            .ok()
-            .map(RefreshToken)
+        let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+        (decode_base64url(presented.as_bytes(), &mut bytes)? == REFRESH_TOKEN_BYTES).then_some(RefreshToken(bytes))
     }
 
     /// The session this token belongs to.
