@@ -399,8 +399,8 @@ async fn strangers_cannot_lock_a_user_out_of_a_network_they_signed_in_from() {
 
 // ---- refresh tokens issued before the second format --------------------------
 
-/// A refresh token as the crate issued them before the second format (0.1's
-/// instruction-count work): generation `generation` of session `session`,
+/// A refresh token as the crate issued them before the second format (until
+/// December 2026): generation `generation` of session `session`,
 /// tagged with HMAC-SHA-256 under the key derived from `secret`, and the
 /// SHA-256 the store kept of it.
 fn first_format_token(secret: &[u8], session: &[u8], generation: u64) -> (String, Vec<u8>) {

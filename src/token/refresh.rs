@@ -40,8 +40,8 @@ pub(crate) type StoredHash = [u8; 32];
 /// store lookup, and an earlier token of a session is recognised as such
 /// (reuse) from its generation alone.
 ///
-/// Two formats, told apart by the generation's top bit. The first (before
-/// 0.1's instruction-count work) tags with HMAC-SHA-256, derives successors
+/// Two formats, told apart by the generation's top bit. The first (issued
+/// until December 2026) tags with HMAC-SHA-256, derives successors
 /// with it and stores the token's SHA-256: five SHA-256 computations of a
 /// rotation's six. The second, which every token issued now has, uses keyed
 /// BLAKE3 (a PRF, like HMAC): the tag and the stored hash come out of one
