@@ -181,6 +181,18 @@ impl ClientKey {
     }
 }
 
+/// The protected header of a JWS a client signs with its own key (a DPoP
+/// proof, a DBSC answer): what the checks read of it. A `crit` (extensions
+/// this server would have to understand) is read so that it can be refused
+/// (RFC 7515 §4.1.11).
+#[derive(Deserialize)]
+pub(crate) struct ClientJwsHeader<'a> {
+    pub typ: Option<&'a str>,
+    pub alg: Option<&'a str>,
+    pub jwk: Option<Jwk>,
+    pub crit: Option<IgnoredAny>,
+}
+
 /// A compact JWS split and its header and payload decoded, or `None` when it
 /// is not three segments of canonical, unpadded base64url, or longer than
 /// `max_len`.

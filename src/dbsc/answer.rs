@@ -3,10 +3,9 @@
 //! the challenge. At registration it carries the new public key (as the
 //! header's `jwk`, or as the `key` claim of earlier drafts).
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::jwk::{ClientAlgorithm, ClientKey, CompactJws, Jwk, ReadKey};
+use crate::jwk::{ClientAlgorithm, ClientJwsHeader, ClientKey, CompactJws, Jwk, ReadKey};
 
 /// The `typ` of an answer.
 const ANSWER_TYPE: &str = "dbsc+jwt";
@@ -16,14 +15,6 @@ const MAX_ANSWER_LEN: usize = 4096;
 /// The algorithms browsers sign with (the spec's: ES256, and RS256 where a
 /// TPM has no elliptic curves).
 pub(crate) const ALGORITHMS: [ClientAlgorithm; 2] = [ClientAlgorithm::Es256, ClientAlgorithm::Rs256];
-
-#[derive(Deserialize)]
-struct AnswerHeader<'a> {
-    typ: Option<&'a str>,
-    alg: Option<&'a str>,
-    jwk: Option<Jwk>,
-    crit: Option<IgnoredAny>,
-}
 
 #[derive(Deserialize)]
 struct AnswerClaims {
@@ -85,7 +76,7 @@ pub(crate) fn refresh(answer: &str, key: &ClientKey) -> Result<String, AnswerErr
 /// carry.
 fn opened(answer: &str) -> Result<(CompactJws<'_>, ClientAlgorithm, Option<Jwk>), AnswerError> {
     let jws = CompactJws::split(answer, MAX_ANSWER_LEN).ok_or(AnswerError::Malformed)?;
-    let header: AnswerHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| AnswerError::Header)?;
+    let header: ClientJwsHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| AnswerError::Header)?;
     let (Some(ANSWER_TYPE), Some(alg), None) = (header.typ, header.alg, header.crit) else {
         return Err(AnswerError::Header);
     };

@@ -5,13 +5,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{DpopSettings, ProofError};
 use crate::crypto::replay_key;
-use crate::jwk::{ClientAlgorithm, ClientKey, CompactJws, Jwk, ReadKey};
+use crate::jwk::{ClientAlgorithm, ClientJwsHeader, ClientKey, CompactJws, ReadKey};
 
 /// The `typ` of a DPoP proof.
 const PROOF_TYPE: &str = "dpop+jwt";
@@ -45,16 +44,6 @@ pub(crate) struct CheckedProof {
 }
 
 #[derive(Deserialize)]
-struct ProofHeader<'a> {
-    typ: Option<&'a str>,
-    alg: Option<&'a str>,
-    jwk: Option<Jwk>,
-    /// Extensions this server would have to understand: refused (RFC 7515
-    /// §4.1.11).
-    crit: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
 struct ProofClaims {
     jti: String,
     htm: String,
@@ -75,7 +64,7 @@ pub(crate) fn check(
     nonce_ok: impl Fn(&str) -> bool,
 ) -> Result<CheckedProof, ProofError> {
     let jws = CompactJws::split(proof, MAX_PROOF_LEN).ok_or(ProofError::Malformed)?;
-    let header: ProofHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| ProofError::Header)?;
+    let header: ClientJwsHeader<'_> = serde_json::from_slice(&jws.header).map_err(|_| ProofError::Header)?;
     let (Some(PROOF_TYPE), Some(alg), Some(jwk), None) = (header.typ, header.alg, header.jwk, header.crit) else {
         return Err(ProofError::Header);
     };
