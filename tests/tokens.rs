@@ -317,3 +317,41 @@ async fn tokens_outside_a_guard_are_checked_as_the_guard_does() {
         Err(rocket_sqlite_sessions::Error::InvalidToken)
     ));
 }
+
+/// A refresh copies the session's claims as the store holds them into the
+/// new access token (not parsed and written again): claims stored in another
+/// spelling of the same object still reach the guard, and a row whose claims
+/// are not a JSON object gets no token signed over them.
+#[rocket::async_test]
+async fn a_refresh_signs_the_stored_claims_and_never_a_corrupt_row() {
+    let app = App::start().await;
+    let tokens = app.login("alice").await;
+    let set_claims = |claims: &str| {
+        let connection = rusqlite::Connection::open(app.harness.database()).unwrap();
+        let changed = connection
+            .execute("UPDATE sessions SET claims = ?1 WHERE user_id = 'alice'", [claims])
+            .unwrap();
+        assert_eq!(changed, 1);
+    };
+    set_claims(r#" { "role" : "admin", "team": {"id": 7, "name": "caf\u00e9"} } "#);
+    let next = app.rotate(&tokens.refresh).await;
+    let claims = claims_of(&next.access);
+    assert_eq!(claims["role"], "admin");
+    assert_eq!(claims["team"], json!({"id": 7, "name": "café"}));
+    assert_eq!(claims["sub"], "alice");
+    let body: Value = app.whoami(&next.access).await.into_json().await.unwrap();
+    assert_eq!(body["role"], "admin", "the guard reads the claims copied in");
+    // No claims at all: the registered claims alone.
+    set_claims("{}");
+    let bare = app.rotate(&next.refresh).await;
+    assert!(claims_of(&bare.access).get("role").is_none());
+    assert_eq!(app.whoami_status(&bare.access).await, Status::Ok);
+    // Not an object, or not JSON: nothing is signed over it.
+    for corrupt in ["[1, 2]", r#"{"role": "admin""#, r#"{"role":"admin"} {"#, "", "null"] {
+        set_claims(corrupt);
+        let response = app.refresh(&bare.refresh).await;
+        assert_eq!(response.status(), Status::InternalServerError, "{corrupt:?}");
+        let body = response.into_string().await.unwrap_or_default();
+        assert!(!body.contains("eyJ"), "no token in the answer: {body}");
+    }
+}

@@ -163,7 +163,7 @@ impl fmt::Debug for TokenPair {
 pub(crate) struct Grant {
     pub user_id: String,
     pub session_id: String,
-    pub app: Map<String, Value>,
+    pub app: AppClaims,
     pub logged_in_at: i64,
     pub session_expires_at: i64,
     pub persistent: bool,
@@ -171,6 +171,17 @@ pub(crate) struct Grant {
     pub dpop_jkt: Option<String>,
     /// The thumbprint of the browser key the session is bound to (DBSC).
     pub dbsc_jkt: Option<String>,
+}
+
+/// The app claims an access token carries.
+pub(crate) enum AppClaims {
+    /// Claims in hand: given at login or by a claims source, or read from
+    /// the store for a caller that wants the user the token names.
+    Given(Map<String, Value>),
+    /// The session's claims as the store holds them (a JSON object the
+    /// crate wrote), checked to be one and copied into the token as they
+    /// are, not parsed into a map and written again.
+    Stored(String),
 }
 
 /// A pair just issued, and the user its access token names.
@@ -323,7 +334,7 @@ impl Sessions {
             Grant {
                 user_id: user_id.to_string(),
                 session_id,
-                app: app_claims,
+                app: AppClaims::Given(app_claims),
                 logged_in_at: now,
                 session_expires_at: expires_at,
                 persistent: options.persistent,
@@ -333,7 +344,7 @@ impl Sessions {
             now,
             refresh.token,
         )?;
-        Ok(issued.pair)
+        Ok(issued.0)
     }
 
     /// A mark to take before reading a user's credentials (password hash,
@@ -351,9 +362,18 @@ impl Sessions {
     }
 
     /// Signs an access token for `grant` and pairs it with `refresh`; the
-    /// user the token names comes with it, so that a caller holding the pair
-    /// need not verify its own token again.
-    pub(crate) fn issue(&self, grant: Grant, now: i64, refresh: RefreshToken) -> Result<Issued, Error> {
+    /// user the token names comes with it when its claims were given as a
+    /// map ([`AppClaims::Given`]), so that a caller holding the pair need not
+    /// verify its own token again.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for stored claims that are not a JSON object.
+    pub(crate) fn issue(
+        &self,
+        grant: Grant,
+        now: i64,
+        refresh: RefreshToken,
+    ) -> Result<(TokenPair, Option<AuthUser>), Error> {
         let codec = &self.inner.codec;
         let rules = codec.rules();
         let fresh_age = self.inner.settings.lifetimes.fresh_age;
@@ -367,7 +387,7 @@ impl Sessions {
         } else {
             now.saturating_sub(fresh_age.saturating_add(1))
         };
-        let claims = AccessClaims {
+        let mut claims = AccessClaims {
             sub: grant.user_id,
             sid: grant.session_id,
             jti: random_id(),
@@ -381,10 +401,20 @@ impl Sessions {
                 (None, None) => None,
                 (jkt, dbsc) => Some(Confirmation { jkt, dbsc }),
             },
-            app: grant.app,
+            app: Map::new(),
+        };
+        let stored = match grant.app {
+            AppClaims::Given(map) => {
+                claims.app = map;
+                None
+            }
+            AppClaims::Stored(json) if is_json_object(&json) => Some(json),
+            AppClaims::Stored(_) => {
+                return Err(Error::Internal(format!("session {} has corrupt claims", claims.sid)));
+            }
         };
         let access_token = codec
-            .sign(&claims)
+            .sign(&claims, stored.as_deref())
             .map_err(|e| Error::Internal(format!("signing an access token failed: {e}")))?;
         let pair = TokenPair {
             access_token,
@@ -400,11 +430,14 @@ impl Sessions {
             persistent: grant.persistent,
             device_bound: claims.cnf.as_ref().is_some_and(|cnf| cnf.dbsc.is_some()),
         };
-        Ok(Issued {
-            pair,
-            user: claims.into_user(),
-        })
+        Ok((pair, stored.is_none().then(|| claims.into_user())))
     }
+}
+
+/// Whether `json` is one JSON object (what the crate stores as a session's
+/// claims), checked without building it.
+fn is_json_object(json: &str) -> bool {
+    json.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok()
 }
 
 pub(crate) fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, Error> {
@@ -429,7 +462,7 @@ pub(crate) fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, E
 /// What the store records of a client.
 pub(crate) fn client_record(client: &ClientInfo) -> ClientRecord {
     ClientRecord {
-        ip: client.ip.map(|ip| ip.to_string()),
+        ip: client.ip.map(crate::client::ip_text),
         user_agent: client.user_agent.clone(),
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::login::{app_claims, bound_key, client_record, Grant, Issued, TokenPair};
+use super::login::{app_claims, bound_key, client_record, AppClaims, Grant, Issued, TokenPair};
 use super::Sessions;
 use crate::client::ClientInfo;
 use crate::dpop::DpopMode;
@@ -16,6 +16,7 @@ use crate::hooks::SessionEvent;
 use crate::rotation::{Decision, Presented, Refusal, RotationPolicy};
 use crate::store::RefreshRequest;
 use crate::token::{RefreshToken, Rejection};
+use crate::user::AuthUser;
 
 /// How many times a refresh asks the claims source when a cut-off of the
 /// user keeps committing between its answer and the rotation.
@@ -44,7 +45,7 @@ impl Sessions {
     /// proof that failed a check, or none where `dpop = "required"`;
     /// [`Error::Store`] when the store fails.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, Error> {
-        Ok(self.refresh_issuing(presented, client, false).await?.pair)
+        self.refresh_pair(presented, client, false).await
     }
 
     /// [`refresh`](Self::refresh), with the user the new access token names:
@@ -57,6 +58,32 @@ impl Sessions {
         client: &ClientInfo,
         from_cookies: bool,
     ) -> Result<Issued, Error> {
+        match self.refresh_with(presented, client, from_cookies, true).await? {
+            (pair, Some(user)) => Ok(Issued { pair, user }),
+            (_, None) => Err(Error::Internal("a refresh asked for its user issued none".into())),
+        }
+    }
+
+    /// [`refresh`](Self::refresh), `from_cookies` as for
+    /// [`refresh_issuing`](Self::refresh_issuing): the pair alone, its
+    /// access token made with the session's stored claims as they are.
+    pub(crate) async fn refresh_pair(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        from_cookies: bool,
+    ) -> Result<TokenPair, Error> {
+        Ok(self.refresh_with(presented, client, from_cookies, false).await?.0)
+    }
+
+    /// A refresh; the user the new access token names when `with_user`.
+    async fn refresh_with(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        from_cookies: bool,
+        with_user: bool,
+    ) -> Result<(TokenPair, Option<AuthUser>), Error> {
         let refused = |reason: &dyn fmt::Display| {
             log::debug!("rocket_sqlite_sessions: refresh refused: {reason}");
             Err(Error::InvalidToken)
@@ -158,11 +185,12 @@ impl Sessions {
             Decision::Replay { key } => (key, state.expires_at),
         };
         let app = match replaced {
-            Some(map) => map,
-            None => match serde_json::from_str::<Value>(&state.claims_json) {
-                Ok(Value::Object(map)) => map,
+            Some(map) => AppClaims::Given(map),
+            None if with_user => match serde_json::from_str::<Value>(&state.claims_json) {
+                Ok(Value::Object(map)) => AppClaims::Given(map),
                 _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
             },
+            None => AppClaims::Stored(state.claims_json),
         };
         self.emit(|| SessionEvent::Refreshed {
             user_id: state.user_id.clone(),

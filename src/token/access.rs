@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub(crate) use super::claims::{AccessClaims, Confirmation, RESERVED_CLAIMS};
 use super::keys::{Signer, SigningKey, Verifier};
 use super::verified::{Kept, VerifiedTokens};
-use crate::crypto::decode_base64url;
+use crate::crypto::{decode_base64url, encode_base64url};
 use crate::user::AuthUser;
 
 /// The `typ` header of an access token (RFC 9068 §2.1), which tells it apart from
@@ -147,15 +147,17 @@ impl TokenCodec {
     /// Signs `claims` (RFC 7515 §7.1): the constant header, the claims, the
     /// signature of both with the first key. (`jsonwebtoken::encode` serialises the header and keys
     /// the HMAC anew for every token: a refresh's cost showed it.)
-    pub(crate) fn sign(&self, claims: &AccessClaims) -> Result<String, serde_json::Error> {
-        let payload = serde_json::to_vec(claims)?;
-        let mut token = String::with_capacity(self.signing_prefix.len() + payload.len() * 4 / 3 + 48);
-        token.push_str(&self.signing_prefix);
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = self.signer.sign(token.as_bytes());
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-        Ok(token)
+    /// `stored_app`: app claims as one JSON object's text, copied in after
+    /// those of `claims` (see [`AccessClaims::to_json`]).
+    pub(crate) fn sign(&self, claims: &AccessClaims, stored_app: Option<&str>) -> Result<String, serde_json::Error> {
+        let payload = claims.to_json(stored_app)?;
+        let mut token = Vec::with_capacity(self.signing_prefix.len() + payload.len() * 4 / 3 + 90);
+        token.extend_from_slice(self.signing_prefix.as_bytes());
+        encode_base64url(&payload, &mut token);
+        let signature = self.signer.sign(&token);
+        token.push(b'.');
+        encode_base64url(&signature, &mut token);
+        Ok(String::from_utf8(token).expect("a header segment and base64url are ASCII"))
     }
 
     /// Checks the token's form, header, signature and times. Revocation is the
@@ -408,7 +410,7 @@ mod tests {
         for size in [0, 700, 2000] {
             let mut app = serde_json::Map::new();
             app.insert("note".into(), "n".repeat(size).into());
-            let token = codec.sign(&claims(app)).unwrap();
+            let token = codec.sign(&claims(app), None).unwrap();
             let (admitted, _) = codec.verify(&token, 1_100).expect("a token it signed");
             assert_eq!(admitted.user.claims["note"].as_str().map(str::len), Some(size));
             for at in [5, token.len() / 2, token.len() - 2] {
@@ -424,7 +426,7 @@ mod tests {
     fn another_spelling_of_the_header_is_checked_in_full() {
         let key = SigningKey::derived(vec![1; 32]);
         let codec = codec(std::slice::from_ref(&key));
-        let token = codec.sign(&claims(serde_json::Map::new())).unwrap();
+        let token = codec.sign(&claims(serde_json::Map::new()), None).unwrap();
         let (_, rest) = token.split_once('.').unwrap();
         let (payload, _) = rest.split_once('.').unwrap();
         let resign = |header: &serde_json::Value| {

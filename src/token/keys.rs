@@ -10,7 +10,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use serde_json::{json, Value};
 use signature::{Signer as _, Verifier as _};
 
-use crate::crypto::{constant_time_eq, derived_key_id};
+use crate::crypto::{constant_time_eq, derived_key_id, encode_base64url_into};
 
 /// The algorithm a key signs and verifies with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,11 +288,9 @@ impl Verifier {
         let mut bytes = [0u8; 64];
         match self {
             Verifier::Hmac(key) => {
-                let mut encoded = [0u8; 44];
-                let len = URL_SAFE_NO_PAD
-                    .encode_slice(key.mac(message), &mut encoded)
-                    .expect("32 bytes are 43 characters");
-                constant_time_eq(&encoded[..len], signature.as_bytes())
+                let mut encoded = [0u8; 43];
+                encode_base64url_into(key.mac(message).as_ref(), &mut encoded);
+                constant_time_eq(&encoded, signature.as_bytes())
             }
             Verifier::Ed25519(key) => URL_SAFE_NO_PAD
                 .decode_slice(signature, &mut bytes)

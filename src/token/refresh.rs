@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{constant_time_eq, decode_base64url, derive_key, random_bytes};
+use crate::crypto::{base64url, constant_time_eq, decode_base64url, derive_key, random_bytes};
 
 /// The bytes of a refresh token: session id, generation, secret, tag.
 const SESSION_ID_BYTES: usize = 16;
@@ -65,7 +65,7 @@ impl RefreshToken {
 
     /// The session this token belongs to.
     pub(crate) fn session_id(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.0[..SESSION_ID_BYTES])
+        base64url(&self.0[..SESSION_ID_BYTES])
     }
 
     /// The generation field as written: the generation, and the format bit.
@@ -86,7 +86,7 @@ impl RefreshToken {
 
     /// The token as the client receives it.
     pub(crate) fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        base64url(&self.0)
     }
 }
 

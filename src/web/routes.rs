@@ -152,8 +152,7 @@ async fn refresh(
         (CookieRefresh::No, RefreshBody::Form(Ok(token))) => (token, RefreshVia::Form),
     };
     let from_cookies = matches!(via, RefreshVia::Cookie);
-    let refreshed = sessions.refresh_issuing(&token, &client, from_cookies).await;
-    match (via, refreshed.map(|issued| issued.pair)) {
+    match (via, sessions.refresh_pair(&token, &client, from_cookies).await) {
         (RefreshVia::Cookie, Ok(pair)) => {
             sessions.set_cookies(jar, &pair);
             RefreshResponse::Rotated(Status::NoContent)
