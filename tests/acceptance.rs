@@ -975,6 +975,31 @@ macro_rules! acceptance_suite {
                 }
             }
 
+            /// Rotations alternating between the instances, new claims and
+            /// a logout written by one: the other's next refresh is decided
+            /// from the session as the store holds it, not as it last wrote it.
+            #[rocket::async_test]
+            $(#[$skip])*
+            async fn each_instance_refreshes_from_the_session_as_the_other_left_it() {
+                let (a, b) = two().await;
+                let mut current = a.login("alice").await;
+                for round in 0..6 {
+                    let (this, other) = if round % 3 == 2 { (&b, &a) } else { (&a, &b) };
+                    let next = this.rotate(&current.refresh).await;
+                    assert_eq!(other.whoami_status(&next.access).await, Status::Ok, "round {round}");
+                    current = next;
+                }
+                // A rotated last each time below: what it wrote is as B left it
+                // only until B writes.
+                let current = a.rotate(&current.refresh).await;
+                assert_eq!(b.manager().update_claims("alice", json!({ "role": "admin" })).await.unwrap(), 1);
+                let after = a.rotate(&current.refresh).await;
+                let body: Value = a.whoami(&after.access).await.into_json().await.unwrap();
+                assert_eq!(body["role"], "admin", "the claims B wrote");
+                assert_eq!(b.manager().logout_all("alice").await.unwrap(), 1);
+                assert_invalid_token(a.refresh(&after.refresh).await).await;
+            }
+
             #[rocket::async_test]
             $(#[$skip])*
             async fn reuse_detected_on_one_instance_is_refused_by_the_other() {

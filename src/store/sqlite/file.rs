@@ -5,13 +5,14 @@
 //! and then that commit pays for them. Here a background thread checkpoints
 //! every 200 ms without blocking writes (`PASSIVE`); but under steady writes it
 //! never catches up, and SQLite restarts the WAL from its start only when a
-//! write begins with every frame copied back. So once the WAL holds [`WAL_RESTART_FRAMES`] frames (SQLite's
-//! own `wal_autocheckpoint` default), the writing thread itself finishes the
-//! checkpoint between two batches, when no write of this process can add
-//! frames; the next batch then restarts the WAL and SQLite cuts the file back
-//! to [`WAL_LIMIT_BYTES`] (`journal_size_limit`). The file stays within about
-//! 4 MiB plus one batch, unless a reader holds an old snapshot. (Commits walk
-//! `-shm`'s chains of page versions: 4,000 frames cost a refresh 10,000 instructions.)
+//! write begins with every frame copied back. So once the WAL holds [`WAL_RESTART_FRAMES`]
+//! frames, the writing thread itself finishes the checkpoint between two
+//! batches, when no write of this process can add frames; the next batch then
+//! restarts the WAL and SQLite cuts the file back to [`WAL_LIMIT_BYTES`]
+//! (`journal_size_limit`). The file stays within about 0.5 MiB plus one
+//! batch, unless a reader holds an old snapshot. (Commits and reads walk
+//! `-shm`'s chains of page versions: at 1,000 frames, SQLite's default, a
+//! refresh spent 4,800 instructions there, 900 at 128.)
 //! The frames are counted by SQLite at each commit (its WAL hook, which
 //! counts every connection's frames, another process's too): no `stat` of
 //! the file for each batch.
@@ -58,7 +59,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The `-wal` file is cut back to this size when it restarts.
 pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 /// Past this many frames the writer checkpoints the WAL (see the module docs).
-pub(crate) const WAL_RESTART_FRAMES: u64 = 1000;
+pub(crate) const WAL_RESTART_FRAMES: u64 = 128;
 
 /// Repeated failures of the background checkpointer.
 static CHECKPOINT_FAILURES: LogLimit = LogLimit::new();
@@ -236,13 +237,11 @@ impl Drop for Shared {
             self.path.display()
         );
         std::mem::forget(self.pool.get_mut().unwrap_or_else(PoisonError::into_inner).take());
-        for connection in [
-            self.writer.get_mut().unwrap_or_else(|e| e.into_inner()),
-            &mut self.watch.get_mut().unwrap_or_else(|e| e.into_inner()).0,
-        ] {
-            if let Ok(memory) = Connection::open_in_memory() {
-                std::mem::forget(std::mem::replace(connection, memory));
-            }
+        if let Ok(memory) = Connection::open_in_memory() {
+            std::mem::forget(std::mem::replace(
+                self.writer.get_mut().unwrap_or_else(|e| e.into_inner()),
+                memory,
+            ));
         }
     }
 }
@@ -257,19 +256,20 @@ pub(super) struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// (One `stat`, without the `statx` probing of `std::fs::metadata`:
+    /// each write batch asks six times.)
     pub(super) fn of(path: &Path) -> Option<FileIdentity> {
-        let metadata = std::fs::metadata(path).ok()?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::MetadataExt;
+            let stat = rustix::fs::stat(path).ok()?;
             Some(FileIdentity {
-                device: metadata.dev(),
-                inode: metadata.ino(),
+                device: stat.st_dev,
+                inode: stat.st_ino,
             })
         }
         #[cfg(not(unix))]
         {
-            let _ = metadata;
+            std::fs::metadata(path).ok()?;
             Some(FileIdentity {})
         }
     }
@@ -491,10 +491,8 @@ impl Shared {
         // Idle connections close now; one in use by a read closes when the
         // read gives it back.
         drop(self.pool.write().unwrap_or_else(PoisonError::into_inner).take());
-        for connection in [&mut *writer, &mut lock(&self.watch).0] {
-            if let Ok(memory) = Connection::open_in_memory() {
-                drop(std::mem::replace(connection, memory));
-            }
+        if let Ok(memory) = Connection::open_in_memory() {
+            drop(std::mem::replace(&mut *writer, memory));
         }
     }
 }

@@ -10,8 +10,10 @@
 //!   shutdown.
 //! - [`identity`]: at launch, a `-wal` written for another file (the
 //!   database was restored from a copy) is moved aside, never replayed.
-//! - [`sessions`], [`failures`], [`prune`], [`migrate`]: the statements, as
-//!   the PostgreSQL backend has them.
+//! - [`sessions`], [`refresh`], [`failures`], [`prune`], [`migrate`]: the
+//!   statements, as the PostgreSQL backend has them; [`refresh`] also
+//!   decides a session's next rotation from the row the writer wrote last,
+//!   compared with the row as it is by the rotation's `UPDATE`.
 
 mod bound;
 mod failures;
@@ -19,6 +21,7 @@ mod file;
 mod identity;
 mod migrate;
 mod prune;
+mod refresh;
 mod sessions;
 mod writer;
 
@@ -107,9 +110,14 @@ struct Shared {
     checkpointing: Mutex<()>,
     /// The WAL frames past which the writer finishes a checkpoint.
     wal_frame_limit: u64,
-    /// A connection kept to ask `PRAGMA data_version` (did any other
-    /// connection, in this process or another, commit?) and the last answer.
-    watch: Mutex<(Connection, i64)>,
+    /// The writing connection's last `PRAGMA data_version`: it changes when
+    /// any other connection (another process's) commits, never for this
+    /// process's own writes, whose revocations are in memory before their
+    /// call returns: the feed is read only when someone else wrote.
+    seen_version: Mutex<i64>,
+    /// The session rows the writer wrote at its last rotations, which the
+    /// next refreshes are decided from and compared with (see [`refresh`]).
+    guesses: refresh::Guesses,
     /// The database file, opened once before any connection to read its
     /// header, and closed after them (declared last, so dropped last):
     /// closing any descriptor of the file releases every POSIX lock the
@@ -182,9 +190,9 @@ impl SqliteStore {
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| cannot(e.into()))?;
-        let watch = open_connection(path, durability).map_err(|e| cannot(e.into()))?;
         let shared = Arc::new(Shared {
-            watch: Mutex::new((watch, 0)),
+            seen_version: Mutex::new(0),
+            guesses: refresh::Guesses::default(),
             path: path.to_path_buf(),
             identity: FileIdentity::of(path),
             companions: Companions::of(path),
@@ -226,7 +234,8 @@ impl SessionStore for SqliteStore {
     }
 
     fn refresh(&self, refresh: RefreshRequest) -> StoreFuture<'_, Option<(RefreshState, Decision)>> {
-        Box::pin(self.write(move |tx| tx.refresh(&refresh)))
+        let shared = Arc::clone(&self.shared);
+        Box::pin(self.write(move |tx| tx.refresh(&refresh, &shared.guesses)))
     }
 
     fn revoke(&self, revocation: Revocation, now: i64) -> StoreFuture<'_, Vec<String>> {
@@ -367,16 +376,19 @@ impl Shared {
         }
     }
 
-    /// Whether a connection other than the watching one committed since the
-    /// last call: SQLite's `data_version`, a read of shared memory.
+    /// Whether a connection other than the writing one (another process's)
+    /// committed since the last call: SQLite's `data_version` on the
+    /// writing connection, a read of shared memory, between two batches.
     fn data_changed(&self) -> Result<bool, StoreError> {
-        let mut watch = lock(&self.watch);
-        self.ensure_file(&watch.0)?;
-        let version: i64 = watch
-            .0
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |row| row.get(0))?;
-        Ok(std::mem::replace(&mut watch.1, version) != version)
+        let version: i64 = {
+            let writer = lock(&self.writer);
+            self.ensure_file(&writer)?;
+            let version = writer
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |row| row.get(0))?;
+            version
+        };
+        Ok(std::mem::replace(&mut *lock(&self.seen_version), version) != version)
     }
 }
 

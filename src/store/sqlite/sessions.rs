@@ -4,10 +4,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{Reader, Tx};
 use crate::crypto::IdKey;
-use crate::rotation::{self, Decision, RefreshState};
 use crate::store::{
-    Created, FeedPage, NewSession, RefreshRequest, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError,
-    EVERYONE,
+    Created, FeedPage, NewSession, Revocation, RevocationSnapshot, Revoked, SessionRecord, StoreError, EVERYONE,
 };
 
 impl Tx<'_> {
@@ -105,101 +103,6 @@ impl Tx<'_> {
             )?
             .execute(params![user_id, seq, now])?;
         Ok(())
-    }
-
-    /// Reads session `session_id`'s refresh state, decides what `presented`
-    /// does to it ([`rotation::decide`]) and applies that, all in this
-    /// transaction. `None` when there is no such session.
-    pub(crate) fn refresh(&self, request: &RefreshRequest) -> Result<Option<(RefreshState, Decision)>, StoreError> {
-        let RefreshRequest {
-            session_id,
-            presented,
-            now,
-            policy,
-            client,
-            claims_json,
-            claims_mark,
-        } = request;
-        let (session_id, now) = (session_id.as_str(), *now);
-        // The row's rowid comes with it: the rotation below rewrites the row
-        // by it, in this transaction, without looking the id up again.
-        let found = self
-            .0
-            .prepare_cached(
-                "SELECT user_id, created_at, expires_at, absolute_expires_at, revoked_at IS NOT NULL,
-                        refresh_generation, refresh_hash, previous_refresh_hash, refresh_rotated_at, claims,
-                        refresh_ttl, persistent, dpop_jkt, dbsc_jkt, rowid
-                 FROM sessions WHERE id = ?1",
-            )?
-            .query_row([session_id], |row| {
-                let state = RefreshState {
-                    user_id: row.get(0)?,
-                    created_at: row.get(1)?,
-                    expires_at: row.get(2)?,
-                    absolute_expires_at: row.get(3)?,
-                    revoked: row.get(4)?,
-                    generation: row.get(5)?,
-                    current_hash: row.get(6)?,
-                    previous_hash: row.get(7)?,
-                    rotated_at: row.get(8)?,
-                    claims_json: row.get(9)?,
-                    refresh_ttl: row.get(10)?,
-                    persistent: row.get(11)?,
-                    dpop_jkt: row.get(12)?,
-                    dbsc_jkt: row.get(13)?,
-                };
-                Ok((state, row.get::<_, i64>(14)?))
-            })
-            .optional()?;
-        let Some((state, rowid)) = found else {
-            return Ok(None);
-        };
-        if let (Some(_), Some(mark)) = (claims_json, claims_mark) {
-            let cut_after: bool = self
-                .0
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM user_cutoffs WHERE user_id = ?1 AND seq > ?2)")?
-                .query_row(params![state.user_id, mark], |row| row.get(0))?;
-            if cut_after {
-                return Ok(Some((state, Decision::Refuse(rotation::Refusal::StaleClaims))));
-            }
-        }
-        let mut decision = rotation::decide(presented, &state, now, policy);
-        match decision {
-            Decision::Refuse(_) | Decision::Replay { .. } => {}
-            Decision::Revoke => {
-                self.revoke_session(session_id, now, "refresh token reuse", None)?;
-            }
-            Decision::Rotate { expires_at } => {
-                let rotated = self
-                    .0
-                    .prepare_cached(
-                        "UPDATE sessions
-                         SET refresh_generation = ?2, refresh_hash = ?3, previous_refresh_hash = ?4,
-                             refresh_rotated_at = ?5, last_seen_at = ?5, expires_at = ?6,
-                             ip = coalesce(?7, ip), user_agent = coalesce(?8, user_agent),
-                             claims = coalesce(?10, claims)
-                         WHERE rowid = ?1 AND refresh_generation = ?9",
-                    )?
-                    .execute(params![
-                        rowid,
-                        state.generation + 1,
-                        presented.successor_hashes[0],
-                        presented.hash,
-                        now,
-                        expires_at,
-                        client.ip,
-                        client.user_agent,
-                        state.generation,
-                        claims_json,
-                    ])?;
-                // The row moved on since it was read (another writer): the
-                // successor would name a lineage the store does not hold.
-                if rotated == 0 {
-                    decision = Decision::Refuse(rotation::Refusal::NotInLineage);
-                }
-            }
-        }
-        Ok(Some((state, decision)))
     }
 
     /// Makes `revocation` with its feed entries; gives the sessions that were
