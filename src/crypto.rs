@@ -239,15 +239,19 @@ pub(crate) fn derived_key_id(secret: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn base64url_encodes_as_the_base64_crate_does() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// A deterministic stream of numbers (xorshift) from `state`.
+    fn numbers(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn base64url_encodes_as_the_base64_crate_does() {
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
         for length in (0..200).chain([311, 1000, 4099]) {
             for _ in 0..20 {
                 let bytes: Vec<u8> = (0..length).map(|_| next() as u8).collect();
@@ -284,13 +288,7 @@ mod tests {
         // A deterministic stream of inputs: valid encodings of every length,
         // the same with one byte changed to anything, and with bits past the
         // last byte.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ";
         let mut checked = 0;
         for round in 0..20_000 {
