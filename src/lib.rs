@@ -146,8 +146,8 @@
 //! killed process nor a power cut undoes it (`durability = "process_crash"`
 //! gives up the power cut for faster writes); a revocation reaches memory only after its
 //! commit, so memory and disk never disagree, and a write that fails (a full or
-//! read-only disk) changed nothing and answers 503. The WAL stays under about 0.5 MiB
-//! (128 frames) plus one batch of writes. A file that cannot be written fails launch; a file,
+//! read-only disk) changed nothing and answers 503. The WAL stays under about 4 MiB
+//! (1,000 frames) plus one batch of writes. A file that cannot be written fails launch; a file,
 //! `-wal` or `-shm` deleted or replaced while running is noticed before the
 //! next write is answered (a deleted `-wal`'s frames are copied into the file
 //! first); a `-wal` left beside a file restored from a copy is moved aside at

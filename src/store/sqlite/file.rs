@@ -6,13 +6,18 @@
 //! every 200 ms without blocking writes (`PASSIVE`); but under steady writes it
 //! never catches up, and SQLite restarts the WAL from its start only when a
 //! write begins with every frame copied back. So once the WAL holds [`WAL_RESTART_FRAMES`]
-//! frames, the writing thread itself finishes the checkpoint between two
-//! batches, when no write of this process can add frames; the next batch then
-//! restarts the WAL and SQLite cuts the file back to [`WAL_LIMIT_BYTES`]
-//! (`journal_size_limit`). The file stays within about 0.5 MiB plus one
-//! batch, unless a reader holds an old snapshot. (Commits and reads walk
-//! `-shm`'s chains of page versions: at 1,000 frames, SQLite's default, a
-//! refresh spent 4,800 instructions there, 900 at 128.)
+//! frames (SQLite's own `wal_autocheckpoint` default), or after
+//! [`WAL_RESTART_BATCHES`] of the writer's batches, the writing thread itself
+//! finishes the checkpoint between two batches, when no write of this process
+//! can add frames; the next batch then restarts the WAL and SQLite cuts the
+//! file back to [`WAL_LIMIT_BYTES`] (`journal_size_limit`). The file stays
+//! within about 4 MiB plus one batch, unless a reader holds an old snapshot.
+//! The count of batches bounds what commits and reads walk in `-shm`: a chain
+//! of every version of a page the WAL holds, one a batch at most. A session's
+//! page rewritten by each of 1,000 refreshes cost each 4,800 instructions
+//! there, 900 with 128 batches; under load a batch writes many pages, and the
+//! frames' bound comes first, so checkpoints (and their `fsync`s) come no
+//! more often than before.
 //! The frames are counted by SQLite at each commit (its WAL hook, which
 //! counts every connection's frames, another process's too): no `stat` of
 //! the file for each batch.
@@ -49,6 +54,7 @@ use std::time::Duration;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
+use super::identity::{companion, FileIdentity};
 use super::{lock, Shared, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::log_limit::LogLimit;
 use crate::store::{Durability, ErrorKind, StoreError};
@@ -59,7 +65,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The `-wal` file is cut back to this size when it restarts.
 pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 /// Past this many frames the writer checkpoints the WAL (see the module docs).
-pub(crate) const WAL_RESTART_FRAMES: u64 = 128;
+pub(crate) const WAL_RESTART_FRAMES: u64 = 1000;
+/// After this many of the writer's batches the writer checkpoints the WAL
+/// however few frames it holds (see the module docs).
+pub(crate) const WAL_RESTART_BATCHES: u32 = 128;
 
 /// Repeated failures of the background checkpointer.
 static CHECKPOINT_FAILURES: LogLimit = LogLimit::new();
@@ -88,12 +97,18 @@ pub(super) fn count_wal_frames(connection: &Connection) -> rusqlite::Result<u64>
 
 impl Shared {
     /// Finishes the checkpoint when the WAL has passed
-    /// [`WAL_RESTART_FRAMES`] (see the module docs). Runs on the thread that ran the batch.
+    /// [`WAL_RESTART_FRAMES`], or after [`WAL_RESTART_BATCHES`] batches that
+    /// committed (see the module docs). Runs on the thread that ran the batch.
     pub(super) fn bound_wal(&self, connection: &Connection) {
-        let frames = WAL_FRAMES.replace(0);
-        if u64::try_from(frames).unwrap_or(0) <= self.wal_frame_limit {
+        let frames = u64::try_from(WAL_FRAMES.replace(0)).unwrap_or(0);
+        if frames == 0 {
             return;
         }
+        let batches = self.wal_batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if frames <= self.wal_frame_limit && batches < WAL_RESTART_BATCHES {
+            return;
+        }
+        self.wal_batches.store(0, Ordering::Relaxed);
         let _only_checkpoint = lock(&self.checkpointing);
         // A checkpoint writes the -shm mapping: not once it cannot be written.
         if writable_in_place(&self.companions.shm_path).is_err() {
@@ -244,42 +259,6 @@ impl Drop for Shared {
             ));
         }
     }
-}
-
-/// The device and inode a path names (its existence elsewhere than on Unix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileIdentity {
-    #[cfg(unix)]
-    device: u64,
-    #[cfg(unix)]
-    inode: u64,
-}
-
-impl FileIdentity {
-    /// (One `stat`, without the `statx` probing of `std::fs::metadata`:
-    /// each write batch asks six times.)
-    pub(super) fn of(path: &Path) -> Option<FileIdentity> {
-        #[cfg(unix)]
-        {
-            let stat = rustix::fs::stat(path).ok()?;
-            Some(FileIdentity {
-                device: stat.st_dev,
-                inode: stat.st_ino,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            std::fs::metadata(path).ok()?;
-            Some(FileIdentity {})
-        }
-    }
-}
-
-/// `database`'s `-wal` or `-shm` file.
-pub(super) fn companion(database: &Path, suffix: &str) -> std::path::PathBuf {
-    let mut path = database.as_os_str().to_owned();
-    path.push(suffix);
-    path.into()
 }
 
 /// `Ok` when `path` does not exist or this process may write it: mode,

@@ -1,4 +1,6 @@
-//! Which file a `-wal` was written for. SQLite replays whatever valid WAL
+//! Which file is which: a path's device and inode ([`FileIdentity`], which the
+//! checks of [`super::file`] compare), a database's `-wal` and `-shm` paths,
+//! and which file a `-wal` was written for. SQLite replays whatever valid WAL
 //! lies beside a database file at its first open, also one written for
 //! another file: a database restored from a copy (or replaced, or created
 //! anew after a deletion) beside the `-wal` a killed process left would be
@@ -17,7 +19,6 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::file::companion;
 use crate::store::{ErrorKind, StoreError};
 
 /// The tags a database file's header should carry (`PRAGMA
@@ -222,4 +223,40 @@ pub(super) fn tag_file(writer: &Connection, path: &Path, file: &std::fs::File) -
             path.display()
         ),
     ))
+}
+
+/// The device and inode a path names (its existence elsewhere than on Unix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileIdentity {
+    #[cfg(unix)]
+    device: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileIdentity {
+    /// (One `stat`, without the `statx` probing of `std::fs::metadata`:
+    /// each write batch asks six times.)
+    pub(super) fn of(path: &Path) -> Option<FileIdentity> {
+        #[cfg(unix)]
+        {
+            let stat = rustix::fs::stat(path).ok()?;
+            Some(FileIdentity {
+                device: stat.st_dev,
+                inode: stat.st_ino,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            std::fs::metadata(path).ok()?;
+            Some(FileIdentity {})
+        }
+    }
+}
+
+/// `database`'s `-wal` or `-shm` file.
+pub(super) fn companion(database: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(suffix);
+    path.into()
 }

@@ -8,8 +8,9 @@
 //! - [`file`]: the file itself, created 0600, its WAL bounded, it and its
 //!   `-wal` and `-shm` watched for deletion or replacement, closed at
 //!   shutdown.
-//! - [`identity`]: at launch, a `-wal` written for another file (the
-//!   database was restored from a copy) is moved aside, never replayed.
+//! - [`identity`]: what a path names (device, inode); at launch, a `-wal`
+//!   written for another file (the database was restored from a copy) is
+//!   moved aside, never replayed.
 //! - [`sessions`], [`refresh`], [`failures`], [`prune`], [`migrate`]: the
 //!   statements, as the PostgreSQL backend has them; [`refresh`] also
 //!   decides a session's next rotation from the row the writer wrote last,
@@ -28,7 +29,7 @@ mod writer;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -43,9 +44,8 @@ use crate::store::{
 };
 use file::{
     check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, Companions,
-    FileIdentity,
 };
-use identity::{set_aside_foreign_companions, tag_file, LaunchLock};
+use identity::{set_aside_foreign_companions, tag_file, FileIdentity, LaunchLock};
 use writer::Queue;
 pub(crate) use writer::Tx;
 
@@ -110,6 +110,8 @@ struct Shared {
     checkpointing: Mutex<()>,
     /// The WAL frames past which the writer finishes a checkpoint.
     wal_frame_limit: u64,
+    /// The writer's batches that committed since its last checkpoint.
+    wal_batches: AtomicU32,
     /// The writing connection's last `PRAGMA data_version`: it changes when
     /// any other connection (another process's) commits, never for this
     /// process's own writes, whose revocations are in memory before their
@@ -205,6 +207,7 @@ impl SqliteStore {
             queue: Mutex::default(),
             checkpointing: Mutex::new(()),
             wal_frame_limit,
+            wal_batches: AtomicU32::new(0),
             _header_reader: header_reader,
         });
         start_checkpointer(&shared).map_err(cannot)?;
