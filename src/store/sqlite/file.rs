@@ -46,7 +46,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -54,7 +54,7 @@ use std::time::Duration;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
-use super::identity::{companion, FileIdentity};
+use super::identity::{companion, FileIdentity, WatchedPath};
 use super::{lock, Shared, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::log_limit::LogLimit;
 use crate::store::{Durability, ErrorKind, StoreError};
@@ -220,15 +220,18 @@ impl Shared {
 /// this process opened them (`None`: not there at launch, not checked).
 #[derive(Debug, Clone)]
 pub(super) struct Companions {
-    pub(super) wal_path: PathBuf,
-    pub(super) shm_path: PathBuf,
+    pub(super) wal_path: WatchedPath,
+    pub(super) shm_path: WatchedPath,
     pub(super) wal: Option<FileIdentity>,
     pub(super) shm: Option<FileIdentity>,
 }
 
 impl Companions {
     pub(super) fn of(database: &Path) -> Companions {
-        let (wal_path, shm_path) = (companion(database, "-wal"), companion(database, "-shm"));
+        let (wal_path, shm_path) = (
+            WatchedPath::new(companion(database, "-wal")),
+            WatchedPath::new(companion(database, "-shm")),
+        );
         Companions {
             wal: FileIdentity::of(&wal_path),
             shm: FileIdentity::of(&shm_path),
@@ -264,10 +267,10 @@ impl Drop for Shared {
 /// `Ok` when `path` does not exist or this process may write it: mode,
 /// owner, immutable flag and mount, as `access(2)` answers, without opening
 /// it (a close would release SQLite's POSIX locks on the file).
-pub(super) fn writable_in_place(path: &Path) -> std::io::Result<()> {
+pub(super) fn writable_in_place(path: &WatchedPath) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        match rustix::fs::access(path, rustix::fs::Access::WRITE_OK) {
+        match rustix::fs::access(path.c_path(), rustix::fs::Access::WRITE_OK) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(errno) => Err(errno.into()),
         }
@@ -296,7 +299,7 @@ pub(super) fn check_companions(database: &Path) -> Result<(), StoreError> {
                 ),
             )
         };
-        writable_in_place(&path).map_err(|error| refused(error.to_string()))?;
+        writable_in_place(&WatchedPath::new(path.clone())).map_err(|error| refused(error.to_string()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;

@@ -14,7 +14,7 @@
 //! not written for (a tag matches the file, not the WAL). A file moved with
 //! `mv` on one filesystem keeps its inode, and so its `-wal`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -234,13 +234,46 @@ pub(super) struct FileIdentity {
     inode: u64,
 }
 
+/// A path the store checks before every write batch, with its C string
+/// made once: `stat` and `access` then copy nothing (a batch asks six times).
+#[derive(Debug, Clone)]
+pub(super) struct WatchedPath {
+    path: PathBuf,
+    #[cfg(unix)]
+    c_path: std::ffi::CString,
+}
+
+impl WatchedPath {
+    pub(super) fn new(path: PathBuf) -> WatchedPath {
+        WatchedPath {
+            // A path with a NUL byte names no file: its checks fail.
+            #[cfg(unix)]
+            c_path: std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+                .unwrap_or_default(),
+            path,
+        }
+    }
+
+    #[cfg(unix)]
+    pub(super) fn c_path(&self) -> &std::ffi::CStr {
+        &self.c_path
+    }
+}
+
+impl std::ops::Deref for WatchedPath {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl FileIdentity {
-    /// (One `stat`, without the `statx` probing of `std::fs::metadata`:
-    /// each write batch asks six times.)
-    pub(super) fn of(path: &Path) -> Option<FileIdentity> {
+    /// (One `stat`, without the `statx` probing of `std::fs::metadata`.)
+    pub(super) fn of(path: &WatchedPath) -> Option<FileIdentity> {
         #[cfg(unix)]
         {
-            let stat = rustix::fs::stat(path).ok()?;
+            let stat = rustix::fs::stat(path.c_path()).ok()?;
             Some(FileIdentity {
                 device: stat.st_dev,
                 inode: stat.st_ino,
@@ -248,7 +281,7 @@ impl FileIdentity {
         }
         #[cfg(not(unix))]
         {
-            std::fs::metadata(path).ok()?;
+            std::fs::metadata(&path.path).ok()?;
             Some(FileIdentity {})
         }
     }

@@ -27,7 +27,7 @@ mod sessions;
 mod writer;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -45,7 +45,7 @@ use crate::store::{
 use file::{
     check_companions, configure, count_wal_frames, create_private, open_connection, start_checkpointer, Companions,
 };
-use identity::{set_aside_foreign_companions, tag_file, FileIdentity, LaunchLock};
+use identity::{set_aside_foreign_companions, tag_file, FileIdentity, LaunchLock, WatchedPath};
 use writer::Queue;
 pub(crate) use writer::Tx;
 
@@ -87,7 +87,7 @@ pub(crate) struct SqliteStore {
 }
 
 struct Shared {
-    path: PathBuf,
+    path: WatchedPath,
     /// What the path named at launch.
     identity: Option<FileIdentity>,
     /// The `-wal` and `-shm` files opened with it.
@@ -192,11 +192,12 @@ impl SqliteStore {
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| cannot(e.into()))?;
+        let watched = WatchedPath::new(path.to_path_buf());
         let shared = Arc::new(Shared {
             seen_version: Mutex::new(0),
             guesses: refresh::Guesses::default(),
-            path: path.to_path_buf(),
-            identity: FileIdentity::of(path),
+            identity: FileIdentity::of(&watched),
+            path: watched,
             companions: Companions::of(path),
             lost: AtomicBool::new(false),
             closed: AtomicBool::new(false),
