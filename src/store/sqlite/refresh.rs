@@ -7,7 +7,7 @@
 //! row it wrote (its *guess*, [`Guesses`]), decides the next refresh from it,
 //! and writes that rotation with an `UPDATE` whose `WHERE` compares every
 //! column the decision and the answer read with the guess: a compare-and-swap.
-//! The read of the row is skipped (a third of a refresh's SQLite work,
+//! The read of the row is skipped (a quarter of a refresh's SQLite work,
 //! `scripts/instructions.sh`). Nothing trusts a guess: when anything changed
 //! the row since (a logout, a revocation, new claims, another process's
 //! rotation, a batch whose commit failed), the `UPDATE` matches no row, and the
