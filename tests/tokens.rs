@@ -341,6 +341,13 @@ async fn a_refresh_signs_the_stored_claims_and_never_a_corrupt_row() {
     assert_eq!(claims["sub"], "alice");
     let body: Value = app.whoami(&next.access).await.into_json().await.unwrap();
     assert_eq!(body["role"], "admin", "the guard reads the claims copied in");
+    // A name given twice (a hand-edited row) is read as it always was: the
+    // last one.
+    set_claims(r#"{"role":"member","role":"admin"}"#);
+    let twice = app.rotate(&next.refresh).await;
+    let body: Value = app.whoami(&twice.access).await.into_json().await.unwrap();
+    assert_eq!(body["role"], "admin");
+    let next = twice;
     // No claims at all: the registered claims alone.
     set_claims("{}");
     let bare = app.rotate(&next.refresh).await;

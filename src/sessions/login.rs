@@ -12,7 +12,7 @@ use crate::crypto::random_id;
 use crate::error::Error;
 use crate::hooks::SessionEvent;
 use crate::store::{ClientRecord, Created, NewSession};
-use crate::token::{AccessClaims, Confirmation, RefreshToken, RESERVED_CLAIMS};
+use crate::token::{stored_claims_are_plain, AccessClaims, Confirmation, RefreshToken, RESERVED_CLAIMS};
 use crate::user::AuthUser;
 
 /// A freshly issued access token and refresh token: the token response of
@@ -179,8 +179,10 @@ pub(crate) enum AppClaims {
     /// the store for a caller that wants the user the token names.
     Given(Map<String, Value>),
     /// The session's claims as the store holds them (a JSON object the
-    /// crate wrote), checked to be one and copied into the token as they
-    /// are, not parsed into a map and written again.
+    /// crate wrote): when they are what the crate writes (one object,
+    /// distinct names, none of the crate's own claims), copied into the
+    /// token as they are, not parsed into a map and written again; else
+    /// parsed as before.
     Stored(String),
 }
 
@@ -404,13 +406,19 @@ impl Sessions {
             app: Map::new(),
         };
         let stored = match grant.app {
+            AppClaims::Stored(json) if stored_claims_are_plain(&json) => Some(json),
+            // Any other shape (duplicated names: a hand-edited row) is parsed
+            // into a map, as stored claims always were.
+            AppClaims::Stored(json) => {
+                claims.app = match serde_json::from_str::<Value>(&json) {
+                    Ok(Value::Object(map)) => map,
+                    _ => return Err(Error::Internal(format!("session {} has corrupt claims", claims.sid))),
+                };
+                None
+            }
             AppClaims::Given(map) => {
                 claims.app = map;
                 None
-            }
-            AppClaims::Stored(json) if is_json_object(&json) => Some(json),
-            AppClaims::Stored(_) => {
-                return Err(Error::Internal(format!("session {} has corrupt claims", claims.sid)));
             }
         };
         let access_token = codec
@@ -432,12 +440,6 @@ impl Sessions {
         };
         Ok((pair, stored.is_none().then(|| claims.into_user())))
     }
-}
-
-/// Whether `json` is one JSON object (what the crate stores as a session's
-/// claims), checked without building it.
-fn is_json_object(json: &str) -> bool {
-    json.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok()
 }
 
 pub(crate) fn app_claims(claims: impl Serialize) -> Result<Map<String, Value>, Error> {

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-pub(crate) use super::claims::{AccessClaims, Confirmation, RESERVED_CLAIMS};
+pub(crate) use super::claims::{stored_claims_are_plain, AccessClaims, Confirmation, RESERVED_CLAIMS};
 use super::keys::{Signer, SigningKey, Verifier};
 use super::verified::{Kept, VerifiedTokens};
 use crate::crypto::{decode_base64url, encode_base64url};

@@ -133,6 +133,35 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
     }
 }
 
+/// Whether `json` is what the crate stores as a session's app claims: one
+/// JSON object whose members have different names, none of them a claim
+/// the crate sets. Checked without building it (names borrowed, values
+/// skipped), so that a refresh can copy it into a token as it is
+/// ([`AccessClaims::to_json`]); anything else is parsed as before.
+pub(crate) fn stored_claims_are_plain(json: &str) -> bool {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of app claims")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut names = Vec::new();
+            while let Some(ClaimName(name)) = map.next_key()? {
+                map.next_value::<de::IgnoredAny>()?;
+                names.push(name);
+            }
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            Ok(names.len() == count && !names.iter().any(|name| RESERVED_CLAIMS.contains(&name.as_ref())))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let plain = deserializer.deserialize_map(Members).unwrap_or(false);
+    plain && deserializer.end().is_ok()
+}
+
 /// A claim's name, borrowed from the token when it has no escapes.
 struct ClaimName<'de>(Cow<'de, str>);
 
@@ -295,6 +324,32 @@ mod tests {
                 registered.to_json(Some(&format!(" {stored} "))).unwrap(),
                 serde_json::to_vec(&claims).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn stored_claims_are_copied_only_when_they_are_what_the_crate_writes() {
+        for plain in [
+            "{}",
+            r#"{"role":"admin"}"#,
+            r#" { "a" : [1, {"a": 2, "a": 3}], "b\u0062": null } "#,
+            r#"{"roles":["a","b"],"tenant":{"id":7}}"#,
+        ] {
+            assert!(stored_claims_are_plain(plain), "{plain}");
+        }
+        for other in [
+            "",
+            "null",
+            "[1]",
+            r#""{}""#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"b":2,"\u0061":3}"#,
+            r#"{"sub":"mallory"}"#,
+            r#"{"role":"x","cnf":{}}"#,
+            r#"{"a":1} {"#,
+            r#"{"a":1"#,
+        ] {
+            assert!(!stored_claims_are_plain(other), "{other}");
         }
     }
 

@@ -10,8 +10,8 @@ mod refresh;
 mod verified;
 
 pub(crate) use access::{
-    authorization_token, AccessClaims, AccessRules, Admitted, Confirmation, Rejection, Scheme, TokenCodec,
-    RESERVED_CLAIMS,
+    authorization_token, stored_claims_are_plain, AccessClaims, AccessRules, Admitted, Confirmation, Rejection, Scheme,
+    TokenCodec, RESERVED_CLAIMS,
 };
 pub(crate) use keys::SigningKey;
 pub(crate) use refresh::{RefreshKeys, RefreshToken};
