@@ -410,10 +410,7 @@ impl Sessions {
             // Any other shape (duplicated names: a hand-edited row) is parsed
             // into a map, as stored claims always were.
             AppClaims::Stored(json) => {
-                claims.app = match serde_json::from_str::<Value>(&json) {
-                    Ok(Value::Object(map)) => map,
-                    _ => return Err(Error::Internal(format!("session {} has corrupt claims", claims.sid))),
-                };
+                claims.app = stored_claims(&json, &claims.sid)?;
                 None
             }
             AppClaims::Given(map) => {
@@ -439,6 +436,17 @@ impl Sessions {
             device_bound: claims.cnf.as_ref().is_some_and(|cnf| cnf.dbsc.is_some()),
         };
         Ok((pair, stored.is_none().then(|| claims.into_user())))
+    }
+}
+
+/// Session `session_id`'s stored claims read into a map.
+///
+/// # Errors
+/// [`Error::Internal`] when they are not a JSON object.
+pub(crate) fn stored_claims(json: &str, session_id: &str) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
     }
 }
 

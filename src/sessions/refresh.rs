@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::login::{app_claims, bound_key, client_record, AppClaims, Grant, Issued, TokenPair};
+use super::login::{app_claims, bound_key, client_record, stored_claims, AppClaims, Grant, Issued, TokenPair};
 use super::Sessions;
 use crate::client::ClientInfo;
 use crate::dpop::DpopMode;
@@ -186,10 +186,7 @@ impl Sessions {
         };
         let app = match replaced {
             Some(map) => AppClaims::Given(map),
-            None if with_user => match serde_json::from_str::<Value>(&state.claims_json) {
-                Ok(Value::Object(map)) => AppClaims::Given(map),
-                _ => return Err(Error::Internal(format!("session {session_id} has corrupt claims"))),
-            },
+            None if with_user => AppClaims::Given(stored_claims(&state.claims_json, &session_id)?),
             None => AppClaims::Stored(state.claims_json),
         };
         self.emit(|| SessionEvent::Refreshed {
