@@ -29,7 +29,7 @@ mod writer;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ struct Shared {
     /// any other connection (another process's) commits, never for this
     /// process's own writes, whose revocations are in memory before their
     /// call returns: the feed is read only when someone else wrote.
-    seen_version: Mutex<i64>,
+    seen_version: AtomicI64,
     /// The session rows the writer wrote at its last rotations, which the
     /// next refreshes are decided from and compared with (see [`refresh`]).
     guesses: refresh::Guesses,
@@ -194,7 +194,7 @@ impl SqliteStore {
             .map_err(|e| cannot(e.into()))?;
         let watched = WatchedPath::new(path.to_path_buf());
         let shared = Arc::new(Shared {
-            seen_version: Mutex::new(0),
+            seen_version: AtomicI64::new(0),
             guesses: refresh::Guesses::default(),
             identity: FileIdentity::of(&watched),
             path: watched,
@@ -392,7 +392,7 @@ impl Shared {
                 .query_row([], |row| row.get(0))?;
             version
         };
-        Ok(std::mem::replace(&mut *lock(&self.seen_version), version) != version)
+        Ok(self.seen_version.swap(version, Ordering::Relaxed) != version)
     }
 }
 
